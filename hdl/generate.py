@@ -1,0 +1,43 @@
+"""Verilog generation: one module per configuration, written atomically with its manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from convgen import __version__
+from convgen.fileio import atomic_directory
+
+from .manifest import describe_ports
+
+__all__ = ["to_verilog", "write_block"]
+
+
+def to_verilog(component, name: str) -> str:
+    # The builtin yosys keeps the output independent of whatever yosys is on PATH.
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict) -> dict:
+    """Write ``<name>.v`` and ``<name>.json`` into ``out_dir``; nothing is left on failure.
+
+    Returns a dict with the paths and the manifest."""
+    text = to_verilog(component, name)
+    manifest = {
+        "generator": f"convgen {__version__}",
+        "block": block,
+        "module": name,
+        "parameters": parameters,
+        **describe_ports(component),
+        **extra,
+    }
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        (tmp / f"{name}.v").write_text(text)
+        (tmp / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return {"verilog": out_dir / f"{name}.v", "manifest_path": out_dir / f"{name}.json",
+            "manifest": manifest}

@@ -1,0 +1,526 @@
+"""Parameterized INT8 systolic array for GEMM tiles, output- or weight-stationary.
+
+The block computes one output tile ``C[rows x cols] = A[rows x K] @ B[K x cols]`` per
+group of input beats, for any ``K >= 1``, and streams the tile out row by row. Operands are
+skewed inside the block. All timing below is in *steps*: clock cycles in which the array
+advances. The array advances in every cycle except when its output FIFO is full (the
+consumer is applying backpressure); then every register of the array holds, so no result is
+lost or duplicated whatever the stall pattern on any port.
+
+See :class:`SystolicConfig` for the parameters, the derived widths, the overflow limit and the
+exact cycle formulas, and :class:`SystolicArray` for the port protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .intrange import IntRange
+from .params import ConfigError, check_bool, check_choice, check_int
+
+__all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
+
+DATAFLOWS = ("os", "ws")
+MAX_DIM = 64
+OUTPUT_FIFO_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class SystolicConfig:
+    """Parameters of a :class:`SystolicArray`, checked on construction.
+
+    Parameters
+    ----------
+    rows, cols : int, 1..64
+        Output tile size (``rows x cols`` processing elements).
+    dataflow : "os" or "ws"
+        Output-stationary (each PE owns one output and accumulates over K) or
+        weight-stationary (each PE holds one weight; K is processed in chunks of ``rows``
+        and partial sums are accumulated in a result bank below the array).
+    a_width, b_width : int, 1..32
+        Operand widths (default 8).
+    a_signed, b_signed : bool
+        Two's complement (int8) or unsigned (uint8) operand, per operand.
+    acc_width : int
+        Accumulator width (default 32), from the product width up to 64. The accumulator
+        wraps modulo ``2**acc_width``; :attr:`max_k` is the largest K that cannot overflow.
+    pipeline_product : bool
+        Register the product before the accumulate adder (default True): one more step of
+        latency, a shorter critical path (multiplier and adder in separate stages).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    dataflow: str = "os"
+    a_width: int = 8
+    b_width: int = 8
+    a_signed: bool = True
+    b_signed: bool = True
+    acc_width: int = 32
+    pipeline_product: bool = True
+
+    def __post_init__(self):
+        check_int("rows", self.rows, 1, MAX_DIM)
+        check_int("cols", self.cols, 1, MAX_DIM)
+        check_choice("dataflow", self.dataflow, DATAFLOWS)
+        check_int("a_width", self.a_width, 1, 32)
+        check_int("b_width", self.b_width, 1, 32)
+        check_bool("a_signed", self.a_signed)
+        check_bool("b_signed", self.b_signed)
+        check_bool("pipeline_product", self.pipeline_product)
+        need = self.product_range.shape.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
+        check_int("acc_width", self.acc_width, need, 64)
+
+    # -- arithmetic, derived once -------------------------------------------------------
+    @property
+    def a_range(self) -> IntRange:
+        return IntRange.of_operand(self.a_width, self.a_signed)
+
+    @property
+    def b_range(self) -> IntRange:
+        return IntRange.of_operand(self.b_width, self.b_signed)
+
+    @property
+    def product_range(self) -> IntRange:
+        return self.a_range * self.b_range
+
+    @property
+    def acc_signed(self) -> bool:
+        """Results are signed when either operand is signed, unsigned otherwise."""
+        return self.a_signed or self.b_signed
+
+    @property
+    def acc_shape(self) -> Shape:
+        return signed(self.acc_width) if self.acc_signed else unsigned(self.acc_width)
+
+    @property
+    def acc_range(self) -> IntRange:
+        return IntRange.of_shape(self.acc_shape)
+
+    @property
+    def max_k(self) -> int:
+        """Largest K for which no tile can overflow the accumulator, whatever the operands."""
+        return self.product_range.max_terms(self.acc_range)
+
+    # -- timing, in steps (cycles without output backpressure) ---------------------------
+    @property
+    def pe_latency(self) -> int:
+        return 1 + int(self.pipeline_product)
+
+    @property
+    def fifo_latency(self) -> int:
+        """Steps from the write of a result row into the output FIFO to its transfer."""
+        return 2
+
+    def chunks(self, k: int) -> int:
+        """Weight-stationary: number of ``rows``-deep K chunks of a tile."""
+        return -(-k // self.rows)
+
+    def a_beats(self, k: int) -> int:
+        """Beats on the ``a`` stream for one tile."""
+        return k if self.dataflow == "os" else self.rows * self.chunks(k)
+
+    def b_beats(self, k: int) -> int:
+        """Beats on the ``b`` stream for one tile (always K: the last one has ``last`` set)."""
+        return k
+
+    def tile_cycles(self, k: int) -> int:
+        """Cycles from the first input transfer of a tile (into an idle array) to the
+        transfer of its last output row, inclusive, with no stalls on any port."""
+        check_int("K", k, 1)
+        r, c, p, f = self.rows, self.cols, self.pe_latency, self.fifo_latency
+        if self.dataflow == "os":
+            # last beat accepted at step K-1; it reaches PE(r, cols-1) after r+cols steps,
+            # is accumulated after the PE pipeline, row r is read one step later.
+            return k + r + c + p + f - 1
+        # rows weight beats are loaded before the first activation beat (zero-filled past K);
+        # the last activation beat of the last chunk leaves the bottom after rows+cols+p
+        # steps, and the result bank adds one.
+        return r + self.a_beats(k) + r + c + p + f
+    def tile_period(self, k: int) -> int:
+        """Steady-state steps per tile when tiles of the same K are streamed back to back
+        with no stalls (the drain of one tile overlaps the fill of the next)."""
+        check_int("K", k, 1)
+        if self.dataflow == "os":
+            return max(k, self.rows, self.cols)
+        return self.a_beats(k) + max(0, self.cols - self.rows)
+
+    def ideal_cycles(self, m: int, k: int, n: int) -> int:
+        """MACs of an M x K x N GEMM divided by the number of PEs, rounded up."""
+        return -(-(m * k * n) // (self.rows * self.cols))
+
+    # -- naming ---------------------------------------------------------------------------
+    @property
+    def module_name(self) -> str:
+        """A Verilog module name unique to this configuration."""
+        sa = "s" if self.a_signed else "u"
+        sb = "s" if self.b_signed else "u"
+        return (
+            f"convgen_systolic_{self.dataflow}_r{self.rows}c{self.cols}"
+            f"_a{sa}{self.a_width}_b{sb}{self.b_width}_acc{self.acc_width}"
+            f"_p{int(self.pipeline_product)}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # -- layouts (defined once; tb/ and sim/ read them through the manifest) --------------
+    @cached_property
+    def a_layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(signed(self.a_width) if self.a_signed else unsigned(self.a_width), self.rows)
+
+    @cached_property
+    def b_layout(self) -> data.StructLayout:
+        b_elem = signed(self.b_width) if self.b_signed else unsigned(self.b_width)
+        return data.StructLayout({"data": data.ArrayLayout(b_elem, self.cols), "last": 1})
+
+    @cached_property
+    def o_layout(self) -> data.StructLayout:
+        return data.StructLayout({"data": data.ArrayLayout(self.acc_shape, self.cols), "last": 1})
+
+
+class SystolicArray(wiring.Component):
+    """Systolic GEMM array: ``C[rows x cols] = A[rows x K] @ B[K x cols]`` per tile.
+
+    Parameters
+    ----------
+    config : SystolicConfig
+        Or pass the same fields as keyword arguments.
+
+    Attributes
+    ----------
+    a : In(stream.Signature(ArrayLayout(a_shape, rows)))
+        Activations. Output-stationary: beat ``k`` of a tile is the column ``A[:, k]``
+        (lane ``r`` is ``A[r, k]``); ``K`` beats per tile, consumed together with ``b``.
+        Weight-stationary: beat ``i`` of chunk ``j`` is the row slice
+        ``A[i, j*rows : (j+1)*rows]`` (lane ``r`` is ``A[i, j*rows + r]``, lanes past K are
+        ignored); ``rows`` beats per chunk, ``ceil(K/rows)`` chunks per tile.
+    b : In(stream.Signature(StructLayout({"data": ArrayLayout(b_shape, cols), "last": 1})))
+        Weights: beat ``k`` is the row ``B[k, :]``; ``last`` marks ``k = K-1`` and so ends
+        the tile. Weight-stationary loads ``rows`` beats per chunk into the PEs' shadow
+        registers while the previous chunk computes, and zero-fills a short last chunk.
+    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(acc_shape, cols), "last": 1})))
+        Results: ``rows`` beats per tile, beat ``r`` is the row ``C[r, :]``; ``last`` marks
+        ``r = rows-1``. Values wrap modulo ``2**acc_width``.
+
+    Protocol: amaranth.lib.stream (a transfer happens in a cycle where valid and ready are
+    both high; valid never waits for ready; payload holds while valid and not ready).
+    ``ready`` of ``a``/``b`` may depend on the ``valid`` of ``a``/``b``; nothing depends
+    combinationally on ``o.ready``. Reset (``rst``, synchronous, active high) aborts any tile
+    in flight; the next beats start a fresh tile.
+
+    Timing (no stalls): see :meth:`SystolicConfig.tile_cycles` and
+    :meth:`SystolicConfig.tile_period`. Output-stationary sustains one MAC per PE per step
+    for K >= max(rows, cols); weight-stationary for K a multiple of rows and rows >= cols.
+    """
+
+    def __init__(self, config: SystolicConfig | None = None, **kwargs):
+        if config is None:
+            config = SystolicConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a SystolicConfig or keyword parameters, not both")
+        self._config = config
+        super().__init__({
+            "a": In(stream.Signature(config.a_layout)),
+            "b": In(stream.Signature(config.b_layout)),
+            "o": Out(stream.Signature(config.o_layout)),
+        })
+
+    @property
+    def config(self) -> SystolicConfig:
+        return self._config
+
+    # -------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        R, C = cfg.rows, cfg.cols
+
+        m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=cfg.o_layout.size, depth=OUTPUT_FIFO_DEPTH)
+        # Global step enable: the array only advances while the FIFO can take a row. It is
+        # driven by the FIFO level register, never combinationally by o.ready.
+        en = Signal()
+        m.d.comb += en.eq(ofifo.w_rdy)
+        m.d.comb += [
+            self.o.valid.eq(ofifo.r_rdy),
+            self.o.payload.eq(ofifo.r_data),
+            ofifo.r_en.eq(self.o.ready),
+        ]
+
+        def delayed(value, steps, name):
+            """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
+            shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+            for i in range(steps):
+                reg = Signal(shape, name=f"{name}_d{i + 1}")
+                with m.If(en):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        if cfg.dataflow == "os":
+            row_done, row_index, bank = self._elaborate_os(m, en, delayed)
+        else:
+            row_done, row_index, bank = self._elaborate_ws(m, en, delayed)
+
+        # Result row read-out: at most one row completes per step, by construction of the
+        # tile throttles. The bank row is selected by index and written into the FIFO.
+        out_row = Signal(cfg.o_layout)
+        m.d.comb += [
+            out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
+            out_row.last.eq(row_index == R - 1),
+            ofifo.w_en.eq(en & row_done),
+            ofifo.w_data.eq(out_row.as_value()),
+        ]
+        return m
+
+    # -------------------------------------------------------------------------------------
+    def _elaborate_os(self, m, en, delayed):
+        cfg = self._config
+        R, C = cfg.rows, cfg.cols
+        a_shape, b_shape = cfg.a_layout.elem_shape, cfg.b_layout["data"].shape.elem_shape
+
+        # Tile throttle: two tiles' last beats are at least max(R, C) steps apart, so their
+        # result rows never collide in the read-out and a shadow register is never
+        # overwritten before its row has been read.
+        gap = max(R, C)
+        wait = Signal(range(gap), name="tile_gap")
+        take = Signal()
+        last_in = self.b.payload.last
+        m.d.comb += take.eq(en & self.a.valid & self.b.valid & (~last_in | (wait == 0)))
+        m.d.comb += [self.a.ready.eq(take), self.b.ready.eq(take)]
+        with m.If(en):
+            with m.If(take & last_in):
+                m.d.sync += wait.eq(gap - 1)
+            with m.Elif(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+
+        # PE input registers. The valid/last tag travels with the activation of each row.
+        a_reg = [[Signal(a_shape, name=f"pe{r}_{c}_a") for c in range(C)] for r in range(R)]
+        b_reg = [[Signal(b_shape, name=f"pe{r}_{c}_b") for c in range(C)] for r in range(R)]
+        v_reg = [[Signal(name=f"pe{r}_{c}_v") for c in range(C)] for r in range(R)]
+        l_reg = [[Signal(name=f"pe{r}_{c}_l") for c in range(C)] for r in range(R)]
+        acc = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_acc") for c in range(C)] for r in range(R)]
+        shadow = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
+        done = [Signal(name=f"row{r}_done") for r in range(R)]
+
+        with m.If(en):
+            for r in range(R):
+                # row r is skewed by r steps
+                m.d.sync += [
+                    a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}")),
+                    v_reg[r][0].eq(delayed(take, r, f"v_skew{r}")),
+                    l_reg[r][0].eq(delayed(last_in, r, f"l_skew{r}")),
+                ]
+            for c in range(C):
+                # column c is skewed by c steps
+                m.d.sync += b_reg[0][c].eq(delayed(self.b.payload.data[c], c, f"b_skew{c}"))
+            for r in range(R):
+                for c in range(C):
+                    if c > 0:
+                        m.d.sync += [a_reg[r][c].eq(a_reg[r][c - 1]),
+                                     v_reg[r][c].eq(v_reg[r][c - 1]),
+                                     l_reg[r][c].eq(l_reg[r][c - 1])]
+                    if r > 0:
+                        m.d.sync += b_reg[r][c].eq(b_reg[r - 1][c])
+
+            for r in range(R):
+                for c in range(C):
+                    product = a_reg[r][c] * b_reg[r][c]
+                    valid, last = v_reg[r][c], l_reg[r][c]
+                    if cfg.pipeline_product:
+                        prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
+                        pv = Signal(name=f"pe{r}_{c}_pv")
+                        pl = Signal(name=f"pe{r}_{c}_pl")
+                        m.d.sync += [prod_reg.eq(product), pv.eq(valid), pl.eq(last)]
+                        product, valid, last = prod_reg, pv, pl
+                    total = acc[r][c] + product
+                    with m.If(valid):
+                        m.d.sync += acc[r][c].eq(Mux(last, 0, total))
+                        with m.If(last):
+                            m.d.sync += shadow[r][c].eq(total)
+                    if c == C - 1:
+                        m.d.sync += done[r].eq(valid & last)
+
+        row_done = Signal()
+        row_index = Signal(range(R))
+        for r in range(R):
+            with m.If(done[r]):
+                m.d.comb += [row_done.eq(1), row_index.eq(r)]
+        bank = [Signal(data.ArrayLayout(cfg.acc_shape, C), name=f"out_row{r}") for r in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.d.comb += bank[r][c].eq(shadow[r][c])
+        return row_done, row_index, bank
+
+    # -------------------------------------------------------------------------------------
+    def _elaborate_ws(self, m, en, delayed):
+        cfg = self._config
+        R, C = cfg.rows, cfg.cols
+        a_shape, b_shape = cfg.a_layout.elem_shape, cfg.b_layout["data"].shape.elem_shape
+
+        # ---- weight loader: rows of B go to the shadow weight registers of PE row idx ----
+        ld_count = Signal(range(R + 1), name="ld_count")  # shadow rows loaded for the pending chunk
+        ld_fill = Signal(name="ld_fill")                   # zero-filling a short last chunk
+        pend_first = Signal(name="pend_first")             # pending chunk starts a tile
+        pend_last = Signal(name="pend_last", init=1)       # pending chunk ends a tile
+        a_index = Signal(range(R), name="a_index")         # beat index within the current chunk
+        cur_first = Signal(name="cur_first")
+        cur_last = Signal(name="cur_last")
+
+        # Throttle between tiles so that the result bank row i of a tile is read before the
+        # next tile's first chunk overwrites it (only needed when cols > rows).
+        gap = max(1, C - R + 1)
+        wait = Signal(range(gap), name="tile_gap")
+
+        take_a = Signal()
+        take_a0 = Signal()
+        m.d.comb += [
+            self.a.ready.eq(en & Mux(a_index == 0,
+                                     (ld_count == R) & ~(pend_first & (wait != 0)),
+                                     1)),
+            take_a.eq(self.a.valid & self.a.ready),
+            take_a0.eq(take_a & (a_index == 0)),
+        ]
+        beat_first = Mux(take_a0, pend_first, cur_first)
+        beat_last = Mux(take_a0, pend_last, cur_last)
+
+        can_load = Signal()
+        load_row = Signal(range(R))
+        write = Signal()
+        take_b = Signal()
+        m.d.comb += [
+            can_load.eq(en & ((ld_count < R) | take_a0)),
+            load_row.eq(Mux(take_a0, 0, ld_count)),
+            self.b.ready.eq(can_load & ~ld_fill),
+            take_b.eq(self.b.valid & self.b.ready),
+            write.eq(can_load & (ld_fill | self.b.valid)),
+        ]
+        w_data = Signal(data.ArrayLayout(b_shape, C))
+        m.d.comb += w_data.eq(Mux(ld_fill, 0, self.b.payload.data.as_value()))
+        ends_tile = take_b & self.b.payload.last
+
+        with m.If(en):
+            with m.If(take_a):
+                m.d.sync += a_index.eq(Mux(a_index == R - 1, 0, a_index + 1))
+            with m.If(take_a0):
+                m.d.sync += [cur_first.eq(pend_first), cur_last.eq(pend_last)]
+            with m.If(write):
+                m.d.sync += ld_count.eq(load_row + 1)
+                with m.If(load_row == 0):
+                    m.d.sync += [pend_first.eq(pend_last), pend_last.eq(ends_tile)]
+                with m.Elif(ends_tile):
+                    m.d.sync += pend_last.eq(1)
+                with m.If(load_row == R - 1):
+                    m.d.sync += ld_fill.eq(0)
+                with m.Elif(ends_tile):
+                    m.d.sync += ld_fill.eq(1)
+            with m.Elif(take_a0):
+                m.d.sync += ld_count.eq(0)
+            with m.If(take_a & (a_index == R - 1) & beat_last):
+                m.d.sync += wait.eq(gap - 1)
+            with m.Elif(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+
+        # ---- the PE grid ----
+        a_reg = [[Signal(a_shape, name=f"pe{r}_{c}_a") for c in range(C)] for r in range(R)]
+        v_reg = [[Signal(name=f"pe{r}_{c}_v") for c in range(C)] for r in range(R)]
+        s_reg = [[Signal(name=f"pe{r}_{c}_swap") for c in range(C)] for r in range(R)]
+        w_shadow = [[Signal(b_shape, name=f"pe{r}_{c}_wsh") for c in range(C)] for r in range(R)]
+        w_active = [[Signal(b_shape, name=f"pe{r}_{c}_w") for c in range(C)] for r in range(R)]
+        psum_range = cfg.product_range.scale(R)
+        psum_shape = psum_range.shape if psum_range.fits(cfg.acc_shape) else cfg.acc_shape
+        psum = [[Signal(psum_shape, name=f"pe{r}_{c}_psum") for c in range(C)] for r in range(R)]
+
+        with m.If(en):
+            for r in range(R):
+                m.d.sync += [
+                    a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}")),
+                    v_reg[r][0].eq(delayed(take_a, r, f"v_skew{r}")),
+                    s_reg[r][0].eq(delayed(take_a0, r, f"s_skew{r}")),
+                ]
+                for c in range(1, C):
+                    m.d.sync += [a_reg[r][c].eq(a_reg[r][c - 1]),
+                                 v_reg[r][c].eq(v_reg[r][c - 1]),
+                                 s_reg[r][c].eq(s_reg[r][c - 1])]
+            # Shadow weights: column c is written c+1 steps after the beat was accepted,
+            # which lands a chunk's row r after the previous chunk's swap in that PE and
+            # before its own swap (see the module documentation).
+            for c in range(C):
+                wv = delayed(write, c + 1, f"wv_skew{c}")
+                wrow = delayed(load_row, c + 1, f"wrow_skew{c}")
+                wval = delayed(w_data[c], c + 1, f"wval_skew{c}")
+                for r in range(R):
+                    with m.If(wv & (wrow == r)):
+                        m.d.sync += w_shadow[r][c].eq(wval)
+
+            for r in range(R):
+                for c in range(C):
+                    swap = s_reg[r][c]
+                    weight = Mux(swap, w_shadow[r][c], w_active[r][c])
+                    with m.If(swap):
+                        m.d.sync += w_active[r][c].eq(w_shadow[r][c])
+                    product = a_reg[r][c] * weight
+                    if cfg.pipeline_product:
+                        prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
+                        m.d.sync += prod_reg.eq(product)
+                        product = prod_reg
+                    above = psum[r - 1][c] if r > 0 else 0
+                    m.d.sync += psum[r][c].eq(above + product)
+
+        # ---- result bank: accumulates chunk partial sums of each output row ----
+        # Tag of a beat at the bottom of column c, aligned with psum[R-1][c].
+        tag_layout = data.StructLayout({"valid": 1, "index": range(R), "first": 1, "last": 1})
+        tag_in = Signal(tag_layout)
+        m.d.comb += [tag_in.valid.eq(take_a), tag_in.index.eq(a_index),
+                     tag_in.first.eq(beat_first), tag_in.last.eq(beat_last)]
+        tag = delayed(tag_in, R + cfg.pe_latency - 1, "tag")
+        bank = [Signal(data.ArrayLayout(cfg.acc_shape, C), name=f"bank{i}") for i in range(R)]
+        done = Signal(tag_layout, name="done")
+        for c in range(C):
+            tag = delayed(tag, 1, f"tag_c{c}")
+            with m.If(en & tag.valid):
+                entry = Array(b[c] for b in bank)[tag.index]
+                m.d.sync += entry.eq(Mux(tag.first, 0, entry) + psum[R - 1][c])
+            if c == C - 1:
+                with m.If(en):
+                    m.d.sync += done.eq(Mux(tag.last, tag.as_value(), 0))
+        return done.valid, done.index, bank
+
+
+def manifest_extra(cfg: SystolicConfig) -> dict:
+    """Timing and arithmetic facts for the JSON manifest next to the Verilog."""
+    examples = sorted({1, cfg.rows, cfg.cols, 2 * max(cfg.rows, cfg.cols), 64})
+    return {
+        "arithmetic": {
+            "product_range": [cfg.product_range.lo, cfg.product_range.hi],
+            "accumulator": {"width": cfg.acc_width, "signed": cfg.acc_signed,
+                            "overflow": "wraps modulo 2**acc_width"},
+            "max_k_without_overflow": cfg.max_k,
+        },
+        "timing": {
+            "unit": "clock cycles with no stalls on any port",
+            "tile_cycles_formula": (
+                "K + rows + cols + pe_latency + fifo_latency - 1" if cfg.dataflow == "os" else
+                "2*rows + a_beats(K) + cols + pe_latency + fifo_latency, a_beats(K) = rows*ceil(K/rows)"),
+            "tile_period_formula": (
+                "max(K, rows, cols)" if cfg.dataflow == "os" else
+                "rows*ceil(K/rows) + max(0, cols - rows)"),
+            "pe_latency": cfg.pe_latency,
+            "fifo_latency": cfg.fifo_latency,
+            "examples": {str(k): {"tile_cycles": cfg.tile_cycles(k), "tile_period": cfg.tile_period(k)}
+                         for k in examples},
+        },
+        "streams_semantics": {
+            "a": ("beat k = column A[:, k] of the tile (K beats)" if cfg.dataflow == "os" else
+                  "chunk j, beat i = A[i, j*rows:(j+1)*rows] (rows beats per chunk, ceil(K/rows) chunks; "
+                  "lanes past K ignored)"),
+            "b": "beat k = row B[k, :]; last marks k = K-1",
+            "o": "beat r = row C[r, :] of the tile; last marks r = rows-1",
+        },
+    }

@@ -1,0 +1,200 @@
+"""Build generated Verilog for a simulator, once per configuration, and run cocotb on it.
+
+Builds are cached under ``$CONVGEN_CACHE`` (default ``$XDG_CACHE_HOME/convgen`` or
+``~/.cache/convgen``) in a directory keyed by a hash of the Verilog text, the simulator, its
+version, the build flags and the waveform switch. A per-directory file lock makes concurrent
+builders (pytest-xdist workers, two CLI runs) wait for each other instead of writing the same
+files; a build is only used once its completion marker exists.
+
+Verilator lint policy: Amaranth relies on Verilog's implicit width extension, which
+Verilator reports as WIDTHEXPAND/WIDTHTRUNC, and it lowers ``Array`` indexing to a ``casez``
+preceded by a default assignment, which Verilator reports as CASEINCOMPLETE although no latch
+can result. Those three warnings are disabled for simulation builds; every other warning
+stays fatal. ``convgen lint`` (and tests/test_lint.py) runs
+``--lint-only -Wall`` separately so nothing is hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convgen.hdl.params import check_choice
+
+from .tools import SIMULATORS, simulator_env, simulator_version
+
+__all__ = ["Build", "SimulationFailed", "build", "run_cocotb", "cache_root", "VERILATOR_SIM_FLAGS"]
+
+VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
+
+
+class SimulationFailed(RuntimeError):
+    """A cocotb run failed; the message names the log and, if recorded, the waveform."""
+
+
+def cache_root() -> Path:
+    root = os.environ.get("CONVGEN_CACHE")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "convgen"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _environ(update: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in update}
+    os.environ.update(update)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compiled simulation model of one generated module."""
+
+    simulator: str
+    module: str
+    directory: Path
+    verilog: Path
+    manifest_path: Path
+    waves: bool
+    manifest: dict = field(compare=False, repr=False)
+
+
+def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = False) -> Build:
+    """Compile ``verilog_text`` (top module ``manifest["module"]``) for ``simulator``."""
+    from cocotb_tools.runner import get_runner
+    import cocotb
+
+    check_choice("simulator", simulator, SIMULATORS)
+    env = simulator_env(simulator)  # raises with installation advice when unavailable
+    module = manifest["module"]
+    flags = VERILATOR_SIM_FLAGS if simulator == "verilator" else []
+    key = hashlib.sha256(json.dumps({
+        "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        "simulator": simulator, "version": simulator_version(simulator),
+        "cocotb": cocotb.__version__, "flags": flags, "waves": waves,
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    directory = cache_root() / "builds" / f"{module}-{simulator}{'-waves' if waves else ''}-{key}"
+    verilog_path = directory / "rtl" / f"{module}.v"
+    manifest_path = directory / "rtl" / f"{module}.json"
+    marker = directory / "complete"
+    with _locked(directory.with_suffix(".lock")):
+        if not marker.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            (directory / "rtl").mkdir(parents=True)
+            verilog_path.write_text(verilog_text)
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+            runner = get_runner(simulator)
+            with _environ(env):
+                runner.build(
+                    sources=[verilog_path],
+                    hdl_toplevel=module,
+                    build_dir=directory / "sim_build",
+                    build_args=flags,
+                    timescale=("1ns", "1ps"),
+                    waves=waves,
+                    log_file=directory / "build.log",
+                    always=True,
+                )
+            marker.write_text("ok\n")
+    return Build(simulator, module, directory, verilog_path, manifest_path, waves, manifest)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    tests: int
+    failures: int
+    results_xml: Path
+    log_file: Path
+    waves_file: Path | None
+
+    @property
+    def passed(self) -> bool:
+        return self.tests > 0 and self.failures == 0
+
+
+def _results(xml_path: Path) -> tuple[int, int]:
+    tree = ET.parse(xml_path)
+    tests = failures = 0
+    for case in tree.iter("testcase"):
+        tests += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failures += 1
+    return tests, failures
+
+
+def run_cocotb(b: Build, test_module: str, *, run_dir: str | os.PathLike | None = None,
+               testcase: str | list[str] | None = None, extra_env: dict[str, str] | None = None,
+               seed: int | None = None) -> RunResult:
+    """Run cocotb tests of ``test_module`` against the build; never raises for a failing test
+    (inspect :class:`RunResult`), raises SimulationFailed when the simulator produced no
+    results at all."""
+    from cocotb_tools.runner import get_runner
+
+    env = simulator_env(b.simulator)
+    run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="convgen-run-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = run_dir / "sim.log"
+    results_xml = run_dir / "results.xml"
+    runner = get_runner(b.simulator)
+    extra = {"CONVGEN_MANIFEST": str(b.manifest_path), **(extra_env or {})}
+    # cocotb's runner calls sys.exit on failures when it detects pytest; we read the results
+    # ourselves instead, so hide pytest from it.
+    hidden = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        with _environ(env):
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=b.module,
+                hdl_toplevel_lang="verilog",
+                build_dir=b.directory / "sim_build",
+                test_dir=run_dir,
+                testcase=testcase,
+                extra_env=extra,
+                waves=b.waves,
+                results_xml=str(results_xml),
+                log_file=log_file,
+                seed=seed,
+                timescale=("1ns", "1ps"),
+            )
+    except SystemExit as e:  # simulator exited abnormally
+        if not results_xml.exists():
+            raise SimulationFailed(f"{b.simulator} exited with {e.code} and no results; see {log_file}") from None
+    finally:
+        if hidden is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = hidden
+    if not results_xml.exists():
+        raise SimulationFailed(f"{b.simulator} produced no results; see {log_file}")
+    tests, failures = _results(results_xml)
+    waves_file = None
+    if b.waves:
+        candidates = sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd")) + \
+            sorted((b.directory / "sim_build").glob("*.fst"))
+        waves_file = candidates[0] if candidates else None
+    return RunResult(tests, failures, results_xml, log_file, waves_file)

