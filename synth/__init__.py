@@ -1,0 +1,14 @@
+"""Logic synthesis reports with yosys (see ``convgen.synth.yosys``)."""
+
+from .yosys import (
+    TARGETS,
+    SynthError,
+    SynthReport,
+    markdown_table,
+    synth_script,
+    synthesize,
+    yosys_command,
+)
+
+__all__ = ["TARGETS", "SynthError", "SynthReport", "markdown_table", "synth_script",
+           "synthesize", "yosys_command"]
