@@ -31,6 +31,12 @@ MAX_DIM = 64
 OUTPUT_FIFO_DEPTH = 4
 
 
+def _index(n: int) -> range:
+    """Range of a counter or index over ``n`` values. At least two values, so that no
+    zero-width signal is generated (Verilator rejects ``[-1:0]`` vectors)."""
+    return range(max(n, 2))
+
+
 @dataclass(frozen=True)
 class SystolicConfig:
     """Parameters of a :class:`SystolicArray`, checked on construction.
@@ -289,7 +295,7 @@ class SystolicArray(wiring.Component):
         # result rows never collide in the read-out and a shadow register is never
         # overwritten before its row has been read.
         gap = max(R, C)
-        wait = Signal(range(gap), name="tile_gap")
+        wait = Signal(_index(gap), name="tile_gap")
         take = Signal()
         last_in = self.b.payload.last
         m.d.comb += take.eq(en & self.a.valid & self.b.valid & (~last_in | (wait == 0)))
@@ -348,7 +354,7 @@ class SystolicArray(wiring.Component):
                         m.d.sync += done[r].eq(valid & last)
 
         row_done = Signal()
-        row_index = Signal(range(R))
+        row_index = Signal(_index(R))
         for r in range(R):
             with m.If(done[r]):
                 m.d.comb += [row_done.eq(1), row_index.eq(r)]
@@ -369,14 +375,14 @@ class SystolicArray(wiring.Component):
         ld_fill = Signal(name="ld_fill")                   # zero-filling a short last chunk
         pend_first = Signal(name="pend_first")             # pending chunk starts a tile
         pend_last = Signal(name="pend_last", init=1)       # pending chunk ends a tile
-        a_index = Signal(range(R), name="a_index")         # beat index within the current chunk
+        a_index = Signal(_index(R), name="a_index")         # beat index within the current chunk
         cur_first = Signal(name="cur_first")
         cur_last = Signal(name="cur_last")
 
         # Throttle between tiles so that the result bank row i of a tile is read before the
         # next tile's first chunk overwrites it (only needed when cols > rows).
         gap = max(1, C - R + 1)
-        wait = Signal(range(gap), name="tile_gap")
+        wait = Signal(_index(gap), name="tile_gap")
 
         take_a = Signal()
         take_a0 = Signal()
@@ -391,7 +397,7 @@ class SystolicArray(wiring.Component):
         beat_last = Mux(take_a0, pend_last, cur_last)
 
         can_load = Signal()
-        load_row = Signal(range(R))
+        load_row = Signal(_index(R))
         write = Signal()
         take_b = Signal()
         m.d.comb += [
@@ -475,7 +481,7 @@ class SystolicArray(wiring.Component):
 
         # ---- result bank: accumulates chunk partial sums of each output row ----
         # Tag of a beat at the bottom of column c, aligned with psum[R-1][c].
-        tag_layout = data.StructLayout({"valid": 1, "index": range(R), "first": 1, "last": 1})
+        tag_layout = data.StructLayout({"valid": 1, "index": _index(R), "first": 1, "last": 1})
         tag_in = Signal(tag_layout)
         m.d.comb += [tag_in.valid.eq(take_a), tag_in.index.eq(a_index),
                      tag_in.first.eq(beat_first), tag_in.last.eq(beat_last)]
