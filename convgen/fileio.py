@@ -40,19 +40,42 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike):
-    """Populate a directory atomically.
+    """Populate a directory all-or-nothing.
 
-    Yields a temporary sibling directory; on success its files are moved into ``path``
-    (created if needed) one by one with ``os.replace``; on any exception the temporary
-    directory is removed and ``path`` is left exactly as it was.
+    Yields a temporary sibling directory. On success its files are moved into ``path``
+    (created if needed): files they replace are first set aside, and if any move fails every
+    moved file is removed and every replaced file restored, so ``path`` is left exactly as it
+    was. On an exception inside the block nothing in ``path`` changes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        for item in sorted(tmp.iterdir()):
-            os.replace(item, path / item.name)
+        moved: list[Path] = []
+        saved: list[tuple[Path, Path]] = []
+        try:
+            for item in sorted(tmp.iterdir()):
+                target = path / item.name
+                if target.is_dir() and not target.is_symlink():
+                    raise IsADirectoryError(f"cannot write {target}: it is a directory")
+                if target.exists():
+                    backup = tmp / f".old.{item.name}"
+                    os.replace(target, backup)
+                    saved.append((backup, target))
+                os.replace(item, target)
+                moved.append(target)
+        except BaseException:
+            for target in moved:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+            for backup, target in saved:
+                os.replace(backup, target)
+            if created:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

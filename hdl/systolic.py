@@ -72,16 +72,15 @@ class SystolicConfig:
     pipeline_product: bool = True
 
     def __post_init__(self):
-        check_int("rows", self.rows, 1, MAX_DIM)
-        check_int("cols", self.cols, 1, MAX_DIM)
+        # store plain ints (numpy integers are accepted but would leak into layouts and JSON)
+        for name, lo, hi in (("rows", 1, MAX_DIM), ("cols", 1, MAX_DIM), ("a_width", 1, 32), ("b_width", 1, 32)):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
         check_choice("dataflow", self.dataflow, DATAFLOWS)
-        check_int("a_width", self.a_width, 1, 32)
-        check_int("b_width", self.b_width, 1, 32)
         check_bool("a_signed", self.a_signed)
         check_bool("b_signed", self.b_signed)
         check_bool("pipeline_product", self.pipeline_product)
         need = self.product_range.shape.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
-        check_int("acc_width", self.acc_width, need, 64)
+        object.__setattr__(self, "acc_width", check_int("acc_width", self.acc_width, need, 64))
 
     # -- arithmetic, derived once -------------------------------------------------------
     @property

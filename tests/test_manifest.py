@@ -191,11 +191,6 @@ def test_failure_after_verilog_written_leaves_no_files(tmp_path, monkeypatch):
     assert _leftovers(tmp_path, "out") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG convgen/fileio.py atomic_directory: files are moved into place one by one, so when a "
-    "later os.replace fails (here <module>.v exists as a directory) the earlier <module>.json "
-    "is already in out_dir, contrary to 'nothing is left on failure' / 'path is left exactly "
-    "as it was'"))
 def test_failure_while_moving_into_place_leaves_no_files(tmp_path):
     cfg = CONFIGS[0]
     out = tmp_path / "out"

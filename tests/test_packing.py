@@ -128,10 +128,6 @@ def test_array_shape_mismatch_is_rejected():
         pack(describe_layout(cfg.a_layout), np.zeros((3, 5), dtype=np.int64), 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG sim/packing.py: an int field (e.g. `last`) whose array is shorter than `beats` is "
-    "silently zero-filled (and a longer one raises IndexError), while array fields are "
-    "shape-checked with ValueError"))
 def test_int_field_length_mismatch_is_rejected():
     cfg = SystolicConfig(rows=2, cols=2)
     desc = describe_layout(cfg.b_layout)

@@ -236,10 +236,6 @@ def test_check_int_messages():
         check_choice("mode", "c", ["a", "b"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG hdl/systolic.py: check_int accepts numpy integers, so SystolicConfig(rows=np.int64(2)) "
-    "is accepted, but the field keeps the np.int64: a_layout raises TypeError (Amaranth "
-    "ArrayLayout length) and to_dict() is not JSON serialisable, so generate()/run_gemm fail"))
 def test_numpy_int_params_are_usable():
     cfg = SystolicConfig(rows=np.int64(2), cols=np.int64(3), acc_width=np.int32(24))
     assert cfg.a_layout.size == 2 * 8
