@@ -524,7 +524,10 @@ def _read_verilog(verilog) -> str:
 
 
 def _default_cache_dir() -> Path:
-    return Path(os.environ.get("CONVGEN_CACHE") or Path.cwd() / ".convgen-cache")
+    # the same root as the simulation builds: $CONVGEN_CACHE or ~/.cache/convgen
+    from convgen.sim.build import cache_root
+
+    return cache_root()
 
 
 def _cache_key(verilog_text: str, top: str, target: str, identity: dict, script: str) -> str:
@@ -600,7 +603,7 @@ def synthesize(verilog: str | os.PathLike, top: str, target: str = "generic", *,
       ``netlist.json`` are written there atomically.  A failed run removes any older
       ``report.json``/``report.md``/``netlist.json`` there and leaves its ``yosys.log``,
       so ``out_dir`` never holds a report that its log contradicts.
-    * ``cache_dir``: default ``$CONVGEN_CACHE`` or ``./.convgen-cache``.  Entries live in
+    * ``cache_dir``: default ``$CONVGEN_CACHE`` or ``~/.cache/convgen`` (as for simulation builds).  Entries live in
       ``<cache_dir>/synth/<sha256>/`` and appear with one directory rename, so parallel
       workers (pytest-xdist) never see half an entry.  A hit returns the stored report
       without running yosys (a native ``CONVGEN_YOSYS`` is asked ``-V`` once per process to

@@ -324,8 +324,8 @@ def test_default_cache_dir_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVGEN_CACHE", str(tmp_path / "envcache"))
     assert Y._default_cache_dir() == tmp_path / "envcache"
     monkeypatch.delenv("CONVGEN_CACHE")
-    monkeypatch.chdir(tmp_path)
-    assert Y._default_cache_dir() == tmp_path / ".convgen-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Y._default_cache_dir() == tmp_path / "xdg" / "convgen"  # shared with sim builds
 
 
 def test_text_stat_with_multi_digit_counts():
