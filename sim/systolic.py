@@ -7,8 +7,11 @@ array under cocotb, and returns the result with the measured cycle count.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,31 @@ def build_systolic(cfg: SystolicConfig, simulator: str, *, waves: bool = False) 
     manifest = {"block": "systolic", "module": cfg.module_name, "parameters": cfg.to_dict(),
                 **describe_ports(component), **manifest_extra(cfg)}
     return build(text, manifest, simulator, waves=waves)
+
+
+@contextlib.contextmanager
+def _tail(path: Path, interval: float = 0.5):
+    """Echo lines appended to ``path`` to stderr while the block runs."""
+    stop = threading.Event()
+
+    def follow():
+        with open(path) as f:
+            while True:
+                line = f.readline()
+                if line:
+                    print(f"convgen: {line.rstrip()}", file=sys.stderr, flush=True)
+                elif stop.is_set():
+                    return
+                else:
+                    time.sleep(interval)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -126,12 +154,18 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
     work.mkdir(parents=True, exist_ok=True)
     np.savez(work / "stimulus.npz", a=np.concatenate(a_parts), b_data=np.concatenate(b_data),
              b_last=np.concatenate(b_last), out_rows=np.int64(len(tiles) * rows))
+    env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
     start = time.monotonic()
-    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env={
-        "CONVGEN_STIMULUS": str(work / "stimulus.npz"),
-        "CONVGEN_RESULT": str(work / "result.npz"),
-        "CONVGEN_PROGRESS": "1" if progress else "0",
-    })
+    if progress:
+        progress_file = work / "progress.txt"
+        progress_file.write_text("")
+        env["CONVGEN_PROGRESS_FILE"] = str(progress_file)
+        ideal = cfg.ideal_cycles(m, k, n)
+        print(f"convgen: {len(tiles)} tiles, about {ideal:,} cycles at full utilization", file=sys.stderr)
+        with _tail(progress_file):
+            res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
+    else:
+        res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
     wall = time.monotonic() - start
     if not res.passed:
         raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")

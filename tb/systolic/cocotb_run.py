@@ -3,7 +3,6 @@ array with no stalls, collects the result rows and the cycle count."""
 
 import json
 import os
-import sys
 
 import cocotb
 import numpy as np
@@ -32,12 +31,17 @@ async def run(dut):
     src_b.items.extend(b_ints)
     snk.expected = out_rows
 
+    progress_file = os.environ.get("CONVGEN_PROGRESS_FILE")
+
     def report(b):
-        print(f"convgen: cycle {b.cycle}, {len(snk.received)}/{out_rows} rows", file=sys.stderr, flush=True)
+        # the simulator's stdout/stderr go to sim.log; the caller tails this file instead
+        with open(progress_file, "a") as f:
+            f.write(f"cycle {b.cycle}: {len(snk.received)}/{out_rows} result rows, "
+                    f"{src_a.sent}/{len(a_ints)} a beats\n")
 
     budget = 4 * (len(a_ints) + len(b_ints) + out_rows) + 1000
-    await bench.run(budget, extra_cycles=8,
-                    progress=report if os.environ.get("CONVGEN_PROGRESS") == "1" else None)
+    await bench.run(budget, extra_cycles=8, progress=report if progress_file else None,
+                    progress_every=50_000)
     first = min(src_a.transfer_cycles[0], src_b.transfer_cycles[0])
     cycles = snk.transfer_cycles[-1] - first + 1
     o = unpack(streams["o"]["layout"], snk.received)
