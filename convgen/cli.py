@@ -20,59 +20,34 @@ import numpy as np
 from convgen import __version__
 from convgen.hdl.params import ConfigError
 
+from .commands import block_command_modules
+
 EXIT_USAGE = 2
 EXIT_TOOL = 3
 
 
-class _Error(Exception):
+class CLIError(Exception):
+    """A user mistake reported as one line (status 2 unless given)."""
+
     def __init__(self, message: str, status: int = EXIT_USAGE):
         super().__init__(message)
         self.status = status
 
 
 # ---- shared arguments ---------------------------------------------------------------------
-def _add_signedness(p, operand: str):
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(f"--{operand}-signed", dest=f"{operand}_signed", action="store_true", default=True,
-                   help=f"operand {operand.upper()} is two's complement, int8 (default)")
-    g.add_argument(f"--{operand}-unsigned", dest=f"{operand}_signed", action="store_false",
-                   help=f"operand {operand.upper()} is unsigned, uint8")
-
-
-def _add_systolic_args(p, *, defaults=(8, 8)):
-    p.add_argument("--rows", type=int, default=defaults[0], help="array rows, 1..64 (default %(default)s)")
-    p.add_argument("--cols", type=int, default=defaults[1], help="array columns, 1..64 (default %(default)s)")
-    p.add_argument("--dataflow", default="os", help="os (output-stationary) or ws (weight-stationary)")
-    p.add_argument("--a-width", type=int, default=8, help="bits of operand A, 1..32 (default 8)")
-    p.add_argument("--b-width", type=int, default=8, help="bits of operand B, 1..32 (default 8)")
-    _add_signedness(p, "a")
-    _add_signedness(p, "b")
-    p.add_argument("--acc-width", type=int, default=32, help="accumulator bits (default 32); wraps modulo 2**acc_width")
-    p.add_argument("--no-pipeline-product", dest="pipeline_product", action="store_false",
-                   help="do not register the product before the accumulator adder")
-
-
-def _systolic_config(args):
-    from convgen.hdl.systolic import SystolicConfig
-
-    return SystolicConfig(rows=args.rows, cols=args.cols, dataflow=args.dataflow, a_width=args.a_width,
-                          b_width=args.b_width, a_signed=args.a_signed, b_signed=args.b_signed,
-                          acc_width=args.acc_width, pipeline_product=args.pipeline_product)
-
-
-def _add_sim(p, default="verilator"):
+def add_sim(p, default="verilator"):
     p.add_argument("--sim", default=default, help="icarus or verilator (default %(default)s)")
 
 
-def _load_matrix(path: str, name: str) -> np.ndarray:
+def load_matrix(path: str, name: str) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise _Error(f"--{name}: no such file: {path}") from None
+        raise CLIError(f"--{name}: no such file: {path}") from None
     except (ValueError, OSError) as e:
-        raise _Error(f"--{name}: {path} is not a NumPy .npy file ({e})") from None
+        raise CLIError(f"--{name}: {path} is not a NumPy .npy file ({e})") from None
     if not isinstance(arr, np.ndarray):
-        raise _Error(f"--{name}: {path} must hold a single array (.npy), not an archive")
+        raise CLIError(f"--{name}: {path} must hold a single array (.npy), not an archive")
     return arr
 
 
@@ -99,49 +74,6 @@ def cmd_doctor(args) -> int:
     return 0 if ok else EXIT_TOOL
 
 
-def cmd_generate(args) -> int:
-    from convgen.sim.systolic import generate
-
-    cfg = _systolic_config(args)
-    out = generate(cfg, args.output)
-    m = out["manifest"]
-    print(json.dumps({"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]),
-                      "module": m["module"], "max_k_without_overflow": m["arithmetic"]["max_k_without_overflow"]}))
-    return 0
-
-
-def cmd_run_gemm(args) -> int:
-    from convgen.fileio import atomic_write_bytes
-    from convgen.sim.systolic import run_gemm
-
-    cfg = _systolic_config(args)  # validate parameters before reading anything
-    a = _load_matrix(args.a, "a")
-    b = _load_matrix(args.b, "b")
-    res = run_gemm(a, b, rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, simulator=args.sim,
-                   a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed, b_signed=cfg.b_signed,
-                   acc_width=cfg.acc_width, pipeline_product=cfg.pipeline_product,
-                   allow_wrap=args.allow_wrap, progress=args.progress)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, res.c)
-    atomic_write_bytes(args.out, buf.getvalue())
-    print(json.dumps({"out": args.out, "shape": list(res.c.shape), **res.summary()}))
-    return 0
-
-
-def cmd_synth(args) -> int:
-    from convgen.hdl.generate import to_verilog
-    from convgen.hdl.systolic import SystolicArray
-    from convgen.synth import synthesize
-
-    cfg = _systolic_config(args)
-    text = to_verilog(SystolicArray(cfg), cfg.module_name)
-    report = synthesize(text, cfg.module_name, args.target, out_dir=args.out)
-    print(report.markdown())
-    return 0
-
-
 def cmd_demo(args) -> int:
     from convgen.golden.gemm import gemm
     from convgen.hdl.systolic import SystolicConfig
@@ -163,7 +95,7 @@ def cmd_demo(args) -> int:
     expected = gemm(a, b)
     if not np.array_equal(res.c, expected):
         bad = np.argwhere(res.c != expected)
-        raise _Error(f"RTL result differs from golden at {len(bad)} positions, first {tuple(bad[0])}", 1)
+        raise CLIError(f"RTL result differs from golden at {len(bad)} positions, first {tuple(bad[0])}", 1)
     print(f"[3/4] RTL == golden (exact int64 matmul) for all {m * n} outputs; "
           f"cycles {res.cycles}, ideal {res.ideal_cycles}, utilization {res.utilization:.1%}, "
           f"{res.cycles / res.wall_seconds:,.0f} simulated cycles/s")
@@ -199,39 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check simulators and yosys")
     d.set_defaults(func=cmd_doctor)
 
-    g = sub.add_parser("generate", help="write Verilog and a JSON manifest for a block")
-    gsub = g.add_subparsers(dest="block", required=True)
-    gs = gsub.add_parser("systolic", help="INT8 systolic GEMM array")
-    _add_systolic_args(gs)
-    gs.add_argument("-o", "--output", required=True, help="output directory")
-    gs.set_defaults(func=cmd_generate)
-
-    r = sub.add_parser("run", help="run a computation on the generated RTL")
-    rsub = r.add_subparsers(dest="job", required=True)
-    rg = rsub.add_parser("gemm", help="C = A @ B on the systolic array RTL, any M x K x N")
-    rg.add_argument("--a", required=True, help="A as .npy (M x K integers)")
-    rg.add_argument("--b", required=True, help="B as .npy (K x N integers)")
-    rg.add_argument("--out", required=True, help="where to write C (.npy, int64)")
-    _add_systolic_args(rg)
-    _add_sim(rg)
-    rg.add_argument("--allow-wrap", action="store_true",
-                    help="accept a K that can overflow the accumulator (results wrap like the hardware)")
-    rg.add_argument("--progress", action="store_true", help="print progress of long runs")
-    rg.set_defaults(func=cmd_run_gemm)
-
-    s = sub.add_parser("synth", help="yosys resource report")
-    ssub = s.add_subparsers(dest="block", required=True)
-    ss = ssub.add_parser("systolic", help="INT8 systolic GEMM array")
-    _add_systolic_args(ss)
-    ss.add_argument("--target", default="generic", help="generic, ice40 or ecp5")
-    ss.add_argument("--out", default=None, help="directory for report.json, report.md and the yosys log")
-    ss.set_defaults(func=cmd_synth)
+    verbs = {
+        "generate": sub.add_parser("generate", help="write Verilog and a JSON manifest for a block")
+                       .add_subparsers(dest="block", required=True),
+        "run": sub.add_parser("run", help="run a computation on the generated RTL")
+                  .add_subparsers(dest="job", required=True),
+        "synth": sub.add_parser("synth", help="yosys resource report for a block")
+                    .add_subparsers(dest="block", required=True),
+    }
+    for module in block_command_modules():
+        module.register(verbs)
 
     dm = sub.add_parser("demo", help="generate, simulate and synthesize a default 8x8 array")
     dm.add_argument("--rows", type=int, default=8)
     dm.add_argument("--cols", type=int, default=8)
     dm.add_argument("--dataflow", default="os")
-    _add_sim(dm)
+    add_sim(dm)
     dm.add_argument("--shape", type=_shape, default=[64, 64, 64], help="GEMM MxKxN (default 64x64x64)")
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--targets", type=lambda t: t.split(","), default=["generic", "ecp5"],
@@ -249,7 +164,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, _Error) as e:
+    except (ConfigError, CLIError) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return getattr(e, "status", EXIT_USAGE)
     except SimulatorUnavailable as e:
