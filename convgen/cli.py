@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth": sub.add_parser("synth", help="yosys resource report for a block")
                     .add_subparsers(dest="block", required=True),
     }
+    verbs["top"] = sub  # for blocks or tools that add a verb of their own (e.g. `convgen analyze`)
     for module in block_command_modules():
         module.register(verbs)
 

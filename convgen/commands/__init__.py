@@ -2,7 +2,8 @@
 
 A module here defines ``register(verbs)``, where ``verbs`` maps "generate", "run" and "synth"
 to argparse sub-parser collections; it adds its own sub-commands (``convgen generate <block>``,
-``convgen run <job>``, ``convgen synth <block>``). Modules are discovered, so adding a block
+``convgen run <job>``, ``convgen synth <block>``). ``verbs["top"]`` is the top-level collection,
+for a verb of its own (``convgen analyze``). Modules are discovered, so adding a block
 never edits a shared list.
 """
 
