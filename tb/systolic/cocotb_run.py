@@ -3,6 +3,7 @@ array with no stalls, collects the result rows and the cycle count."""
 
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
@@ -40,10 +41,13 @@ async def run(dut):
                     f"{src_a.sent}/{len(a_ints)} a beats\n")
 
     budget = 4 * (len(a_ints) + len(b_ints) + out_rows) + 1000
+    t0 = time.perf_counter()
     await bench.run(budget, extra_cycles=8, progress=report if progress_file else None,
                     progress_every=50_000)
+    sim_seconds = time.perf_counter() - t0
     first = min(src_a.transfer_cycles[0], src_b.transfer_cycles[0])
     cycles = snk.transfer_cycles[-1] - first + 1
     o = unpack(streams["o"]["layout"], snk.received)
     np.savez(os.environ["CONVGEN_RESULT"], rows=o["data"], last=o["last"],
-             stats=json.dumps({"cycles": cycles}))
+             stats=json.dumps({"cycles": cycles, "sim_seconds": sim_seconds,
+                                         "simulated_cycles": bench.cycle}))
