@@ -1,0 +1,374 @@
+"""Pipelined multi-lane requantizer: int32 accumulators to int8/uint8, bit-exact with TFLite
+(double or single rounding) or with ONNX Runtime's float32 path, chosen by a parameter.
+
+Per lane, every cycle: ``v = wrap32(acc + bias)``, ``y = scale(v)`` by ``rounding``, then
+``out = clamp(y + zero_point, act_min, act_max)``. The semantics are those of
+``convgen.golden.requant.requantize`` (see docs/requant.md); the ONNX mode uses the integer
+algorithm of ``convgen.golden.quant.scale_onnx_int``, proved equal to float32 arithmetic there.
+
+Per-channel parameters live in a small parameter memory (registers, ``groups`` entries per lane)
+written through the ``p`` stream; each ``i`` beat names the entry (``group``) its lanes use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .intrange import IntRange
+from .params import ConfigError, check_bool, check_choice, check_int
+
+__all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
+
+ROUNDINGS = ("tflite", "tflite_single", "onnx")
+MAX_LANES = 64
+MAX_GROUPS = 1024
+OUTPUT_FIFO_DEPTH = 4
+INT32 = IntRange(-(1 << 31), (1 << 31) - 1)
+UINT32 = IntRange(0, (1 << 32) - 1)
+
+# Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
+_STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
+
+
+def _index(n: int) -> range:
+    """At least two values, so that no zero-width signal is generated."""
+    return range(max(n, 2))
+
+
+@dataclass(frozen=True)
+class RequantConfig:
+    """Parameters of a :class:`Requantizer`, checked on construction.
+
+    Parameters
+    ----------
+    lanes : int, 1..64
+        Accumulators per beat (values per cycle).
+    groups : int, 1..1024
+        Parameter-memory entries per lane; channel ``group*lanes + lane``.
+    rounding : "tflite", "tflite_single" or "onnx"
+    out_width : int, 2..16
+        Output bits (default 8).
+    out_signed : bool
+        int8-like (default) or uint8-like output.
+    """
+
+    lanes: int = 4
+    groups: int = 4
+    rounding: str = "tflite"
+    out_width: int = 8
+    out_signed: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "lanes", check_int("lanes", self.lanes, 1, MAX_LANES))
+        object.__setattr__(self, "groups", check_int("groups", self.groups, 1, MAX_GROUPS))
+        check_choice("rounding", self.rounding, ROUNDINGS)
+        object.__setattr__(self, "out_width", check_int("out_width", self.out_width, 2, 16))
+        check_bool("out_signed", self.out_signed)
+
+    @property
+    def out_range(self) -> IntRange:
+        return IntRange.of_operand(self.out_width, self.out_signed)
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.out_range.shape
+
+    @property
+    def stages(self) -> int:
+        """Pipeline registers of a beat, from the input register to the output register that
+        feeds the FIFO, inclusive."""
+        return _STAGES[self.rounding]
+
+    @property
+    def fifo_latency(self) -> int:
+        return 2
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input transfer to the transfer of its result, with no stalls (the
+        input transfer's cycle is 0)."""
+        return self.stages + self.fifo_latency - 1
+
+    @property
+    def throughput(self) -> int:
+        """Values per cycle in steady state with no stalls."""
+        return self.lanes
+
+    @property
+    def module_name(self) -> str:
+        s = "s" if self.out_signed else "u"
+        return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # -- layouts (defined once; tb/ and sim/ read them through the manifest) --------------
+    @cached_property
+    def i_layout(self) -> data.StructLayout:
+        return data.StructLayout({"acc": data.ArrayLayout(signed(32), self.lanes),
+                                  "group": unsigned(Shape.cast(_index(self.groups)).width)})
+
+    @cached_property
+    def p_layout(self) -> data.StructLayout:
+        return data.StructLayout({
+            "group": unsigned(Shape.cast(_index(self.groups)).width),
+            "lane": unsigned(Shape.cast(_index(self.lanes)).width),
+            "bias": signed(32),
+            "mult": unsigned(32),   # tflite: int32 Q31 multiplier; onnx: float32 bits of the scale
+            "shift": signed(6),     # tflite: -31..30, positive = left; onnx: ignored
+            "zero_point": self.out_shape,
+            "act_min": self.out_shape,
+            "act_max": self.out_shape,
+        })
+
+    @cached_property
+    def o_layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(self.out_shape, self.lanes)
+
+
+class Requantizer(wiring.Component):
+    """Requantize ``lanes`` int32 accumulators per cycle.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(StructLayout({"acc": ArrayLayout(signed(32), lanes), "group": ...})))
+        Accumulators; lane ``l`` uses parameter entry ``(group, l)``.
+    p : In(stream.Signature(StructLayout({"group", "lane", "bias", "mult", "shift",
+        "zero_point", "act_min", "act_max"})))
+        Parameter writes, one lane entry per beat; always ready. An ``i`` beat reads the
+        parameters when it is transferred: a write in the same cycle is seen by later beats
+        only. The memory is not cleared by reset.
+    o : Out(stream.Signature(ArrayLayout(out_shape, lanes)))
+        Results, in input order.
+
+    Protocol: amaranth.lib.stream. ``i.ready`` comes from the output FIFO's level (never
+    combinationally from ``o.ready``): every pipeline register advances only when the FIFO
+    can take a beat, so backpressure loses or duplicates nothing. Reset (``rst``,
+    synchronous, active high) empties the pipeline and the FIFO.
+
+    Timing: ``lanes`` values per cycle; latency ``config.latency`` cycles.
+    """
+
+    def __init__(self, config: RequantConfig | None = None, **kwargs):
+        if config is None:
+            config = RequantConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a RequantConfig or keyword parameters, not both")
+        self._config = config
+        super().__init__({
+            "i": In(stream.Signature(config.i_layout)),
+            "p": In(stream.Signature(config.p_layout)),
+            "o": Out(stream.Signature(config.o_layout)),
+        })
+
+    @property
+    def config(self) -> RequantConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        cfg = self._config
+        m = Module()
+        m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=cfg.o_layout.size, depth=OUTPUT_FIFO_DEPTH)
+        en = Signal()
+        m.d.comb += [en.eq(ofifo.w_rdy), self.i.ready.eq(en), self.p.ready.eq(1),
+                     self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.o.ready)]
+
+        def reg(value, name, shape=None):
+            """``value`` registered in cycles where the pipeline advances."""
+            if shape is None:
+                shape = value.shape()
+            r = Signal(shape, name=name)
+            with m.If(en):
+                m.d.sync += r.eq(value)
+            return r
+
+        # ---- parameter memory (registers, not reset) ------------------------------------
+        fields = ["bias", "mult", "zero_point", "act_min", "act_max"]
+        if cfg.rounding != "onnx":
+            fields.append("shift")
+        p = self.p.payload
+        mem = {f: [[Signal(cfg.p_layout[f].shape, name=f"mem_{f}_g{g}_l{l}", reset_less=True)
+                    for l in range(cfg.lanes)] for g in range(cfg.groups)] for f in fields}
+        with m.If(self.p.valid):
+            for g in range(cfg.groups):
+                for l in range(cfg.lanes):
+                    with m.If((p.group == g) & (p.lane == l)):
+                        for f in fields:
+                            m.d.sync += mem[f][g][l].eq(p[f])
+
+        take = Signal()
+        m.d.comb += take.eq(self.i.valid & en)
+        valid = reg(take, "v0")
+        results = []
+        for lane in range(cfg.lanes):
+            prm = {f: reg(Array(mem[f][g][lane] for g in range(cfg.groups))[self.i.payload.group],
+                          f"l{lane}_{f}0", cfg.p_layout[f].shape) for f in fields}
+            acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
+            results.append(self._lane(m, reg, lane, acc, prm))
+        stages = cfg.stages
+        for k in range(1, stages):
+            valid = reg(valid, f"v{k}")
+        out = Signal(cfg.o_layout)
+        for lane, r in enumerate(results):
+            m.d.comb += out[lane].eq(r)
+        m.d.comb += [ofifo.w_en.eq(en & valid), ofifo.w_data.eq(out.as_value())]
+        return m
+
+    # -------------------------------------------------------------------------------------
+    def _lane(self, m, reg, lane, acc, prm):
+        """One lane's datapath; returns its clamped output, ``stages - 1`` registers after
+        the input register. Every width comes from an IntRange and is checked here."""
+        cfg = self._config
+        n = f"l{lane}_"
+        keep = {}
+
+        def carry(names, k):
+            for f in names:
+                keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
+
+        # stage 1: v = wrap32(acc + bias)
+        s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", signed(32))
+        late = ["zero_point", "act_min", "act_max"]
+        carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
+
+        if cfg.rounding == "tflite":
+            shift = keep["shift"]
+            # stage 2: x << left_shift, wrapped to int32 (TFLite's int32 shift)
+            ls = Mux(shift > 0, shift, 0)[:5]
+            rs = Mux(shift < 0, -shift, 0)[:6]
+            x = reg((s << ls)[:32].as_signed(), f"{n}x2", signed(32))
+            rsh = reg(rs, f"{n}rs2", unsigned(6))
+            carry(late + ["mult"], 2)
+            mult = keep["mult"].as_signed()
+            ovf = reg((x == INT32.lo) & (mult == INT32.lo), f"{n}ovf3")
+            # stage 3: the 32x32 product
+            prod_range = INT32 * INT32
+            ab = reg(x * mult, f"{n}ab3", prod_range.shape)
+            rsh = reg(rsh, f"{n}rs3")
+            carry(late, 3)
+            # stage 4: SRDHM: (ab + nudge) / 2**31, truncating toward zero
+            nudged_range = prod_range + IntRange(1 - (1 << 30), 1 << 30)
+            v = Signal(nudged_range.shape, name=f"{n}nudged")
+            m.d.comb += v.eq(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)))
+            trunc = Mux(v < 0, (v + ((1 << 31) - 1)) >> 31, v >> 31)
+            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", signed(32))
+            rsh = reg(rsh, f"{n}rs4")
+            carry(late, 4)
+            # stage 5: RoundingDivideByPOT(high, right_shift), right_shift 0..31
+            mask = Signal(unsigned(32), name=f"{n}mask")
+            m.d.comb += mask.eq((Const(1, unsigned(33)) << rsh[:5]) - 1)
+            remainder = (high.as_unsigned() & mask)
+            threshold = (mask >> 1) + (high < 0)
+            y = reg((high >> rsh[:5]) + (remainder > threshold), f"{n}y5", signed(33))
+            carry(late, 5)
+            y_range = IntRange(INT32.lo, INT32.hi + 1)
+        elif cfg.rounding == "tflite_single":
+            shift = keep["shift"]
+            # stage 2: the 32x32 product, total shift 31 - shift in 1..62
+            prod_range = INT32 * INT32
+            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", prod_range.shape)
+            ts = reg((31 - shift)[:6], f"{n}ts2", unsigned(6))
+            carry(late, 2)
+            # stage 3: (ab + 2**(ts-1)) >> ts, saturated to int32
+            rounded_range = prod_range + IntRange(0, 1 << 61)
+            rnd = Signal(rounded_range.shape, name=f"{n}rounded")
+            m.d.comb += rnd.eq(ab + (Const(1, unsigned(62)) << (ts - 1)[:6]))
+            sh = Signal(rounded_range.shape, name=f"{n}shifted")
+            m.d.comb += sh.eq(rnd >> ts)
+            y = reg(Mux(sh > INT32.hi, INT32.hi, Mux(sh < INT32.lo, INT32.lo, sh)), f"{n}y3", signed(32))
+            carry(late, 3)
+            y_range = INT32
+        else:
+            y, y_range = self._onnx(m, reg, n, s, keep, carry, late)
+
+        # last stage: + zero point, clamp (exact: the sum's width comes from the ranges)
+        t_range = y_range + cfg.out_range
+        t = Signal(t_range.shape, name=f"{n}t")
+        m.d.comb += t.eq(y + keep["zero_point"])
+        lo, hi = keep["act_min"], keep["act_max"]
+        out = Mux(t < lo, lo, Mux(t > hi, hi, t))
+        return reg(out, f"{n}out", cfg.out_shape)
+
+    def _onnx(self, m, reg, n, s, keep, carry, late):
+        """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
+        # stage 2: sign, magnitude, normalisation by the leading-zero count
+        neg = s < 0
+        mag = Signal(unsigned(32), name=f"{n}mag")
+        m.d.comb += mag.eq(Mux(neg, -s, s))
+        lz = Signal(range(32), name=f"{n}lz")
+        m.d.comb += lz.eq(31)
+        for b in range(32):  # later assignments win: the highest set bit decides
+            with m.If(mag[b]):
+                m.d.comb += lz.eq(31 - b)
+        nm = reg((mag << lz)[:32], f"{n}nm2", unsigned(32))
+        lz2 = reg(lz, f"{n}lz2")
+        neg2 = reg(neg, f"{n}neg2")
+        carry(late + ["mult"], 2)
+        # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
+        q, rem = nm[8:32], nm[0:8]
+        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", unsigned(25))
+        lz3, neg3 = reg(lz2, f"{n}lz3"), reg(neg2, f"{n}neg3")
+        carry(late + ["mult"], 3)
+        bits = keep["mult"]
+        sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
+        eb = bits[23:31]                       # biased exponent
+        # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
+        p_range = IntRange(0, 1 << 24) * IntRange(0, (1 << 24) - 1)
+        prod = reg(fm * sig, f"{n}p4", p_range.shape)
+        # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
+        u_pre = reg(127 + lz3 - eb, f"{n}u4", signed(10))
+        neg4 = reg(neg3, f"{n}neg4")
+        carry(late, 4)
+        # stage 5: the float32 product: keep the top 24 bits, half to even
+        hi = prod[47]
+        q_hi, r_hi = prod[24:48], prod[0:24]
+        q_lo, r_lo = prod[23:48], prod[0:23]
+        up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
+        up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
+        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", unsigned(26))
+        u = u_pre - hi
+        u_sat = reg(Mux(u > 40, 40, Mux(u < 0, 0, u))[:6], f"{n}u5", unsigned(6))
+        neg5 = reg(neg4, f"{n}neg5")
+        carry(late, 5)
+        # stage 6: to an integer, half to even: (R << 8) >> u
+        x = Signal(unsigned(34), name=f"{n}x")
+        m.d.comb += x.eq(r_val << 8)
+        qv = Signal(unsigned(34), name=f"{n}q")
+        m.d.comb += qv.eq(x >> u_sat)
+        mask = Signal(unsigned(41), name=f"{n}mask")
+        m.d.comb += mask.eq((Const(1, unsigned(41)) << u_sat) - 1)
+        remv = x & mask
+        half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
+        up = (u_sat != 0) & ((remv > half) | ((remv == half) & qv[0]))
+        mag_y = Signal(unsigned(35), name=f"{n}ymag")
+        m.d.comb += mag_y.eq(qv + up)
+        y_range = IntRange(-(1 << 35) + 1, (1 << 35) - 1)
+        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", y_range.shape)
+        carry(late, 6)
+        return y, y_range
+
+
+def manifest_extra(cfg: RequantConfig) -> dict:
+    """Timing and arithmetic facts for the JSON manifest next to the Verilog."""
+    return {
+        "arithmetic": {
+            "rounding": cfg.rounding,
+            "bias_add": "wrap32(acc + bias)",
+            "output": {"width": cfg.out_width, "signed": cfg.out_signed,
+                       "range": [cfg.out_range.lo, cfg.out_range.hi]},
+            "mult_field": ("IEEE float32 bits of the scale, accepted range [2**-126, 1)"
+                           if cfg.rounding == "onnx" else "int32 Q31 multiplier, [2**30, 2**31) from quantize_multiplier"),
+        },
+        "timing": {"stages": cfg.stages, "fifo_latency": cfg.fifo_latency, "latency": cfg.latency,
+                   "values_per_cycle": cfg.throughput,
+                   "latency_formula": "stages + fifo_latency - 1 cycles from input transfer to output transfer"},
+        "parameters_memory": {"entries_per_lane": cfg.groups, "channel": "group * lanes + lane",
+                              "write": "p stream, always ready; an i beat reads at its transfer"},
+    }
