@@ -263,11 +263,14 @@ def test_unknown_op_is_a_listed_warning():
 def test_auto_pad_and_asymmetric_pads(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 7, 9])
     w = helper.make_tensor("w", TensorProto.FLOAT, [3, 2, 3, 3], [0.0] * 54)
-    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "b", "c")]
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [3, 2, 2, 2], [0.0] * 24)
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "b", "c", "d", "e")]
     nodes = [helper.make_node("Conv", ["x", "w"], ["a"], auto_pad="SAME_UPPER", strides=[2, 2]),
              helper.make_node("Conv", ["x", "w"], ["b"], pads=[0, 1, 2, 0], dilations=[2, 1]),
-             helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="VALID")]
-    m = helper.make_model(helper.make_graph(nodes, "g", [x], outs, [w]), opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+             helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="VALID"),
+             helper.make_node("Conv", ["x", "w2"], ["d"], auto_pad="SAME_UPPER"),
+             helper.make_node("Conv", ["x", "w2"], ["e"], auto_pad="SAME_LOWER")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], outs, [w, w2]), opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     p = tmp_path / "m.onnx"
     onnx.save(m, str(p))
     layers = load_layers(p).layers
@@ -275,4 +278,7 @@ def test_auto_pad_and_asymmetric_pads(tmp_path):
     import onnxruntime as ort
     sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
     want = [tuple(o.shape[2:]) for o in sess.run(None, {"x": np.zeros((1, 2, 7, 9), np.float32)})]
-    assert got == want == [(4, 5), (5, 8), (5, 7)]
+    assert got == want == [(4, 5), (5, 8), (5, 7), (7, 9), (7, 9)]
+    # ONNX Conv spec: SAME_UPPER puts the odd extra pad at the end, SAME_LOWER at the beginning
+    assert layers[3].pads == (0, 0, 1, 1) and layers[4].pads == (1, 1, 0, 0)
+    assert layers[1].pads == (0, 1, 2, 0)
