@@ -71,14 +71,16 @@ def cmd_run_gemm(args) -> int:
 def cmd_synth(args) -> int:
     from convgen.hdl.generate import to_verilog
     from convgen.hdl.systolic import SystolicArray
-    from convgen.synth import synthesize
+    from convgen.synth.flow import check_target_device, flow_markdown, run_flow
 
     cfg = systolic_config(args)
+    check_target_device(args.target, args.device, args.pnr)  # before any work
     text = to_verilog(SystolicArray(cfg), cfg.module_name)
-    report = synthesize(text, cfg.module_name, args.target, out_dir=args.out)
-    print(report.markdown())
+    doc = run_flow(text, cfg.module_name, args.target, block="systolic", parameters=cfg.to_dict(),
+                   device=args.device, pnr=args.pnr, out_dir=args.out, freq_mhz=args.freq,
+                   seed=args.seed)
+    print(flow_markdown([doc]))
     return 0
-
 
 
 def register(verbs) -> None:
@@ -100,6 +102,7 @@ def register(verbs) -> None:
 
     ss = verbs["synth"].add_parser("systolic", help="INT8 systolic GEMM array")
     add_systolic_args(ss)
-    ss.add_argument("--target", default="generic", help="generic, ice40 or ecp5")
-    ss.add_argument("--out", default=None, help="directory for report.json, report.md and the yosys log")
+    from convgen.synth.flow import add_synth_args
+
+    add_synth_args(ss)
     ss.set_defaults(func=cmd_synth)

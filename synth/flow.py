@@ -1,0 +1,155 @@
+"""One synthesis run of a block, as ``convgen synth <block>`` does it: yosys resources and,
+optionally, nextpnr utilisation and post-route Fmax, written as ``report.json`` + ``report.md``.
+
+``run_flow(...)`` returns the report document (a dict, schema ``convgen.synth.flow/1``):
+
+* ``block``, ``parameters`` (the full parameter set), ``top``, ``target``, ``device``;
+* ``resources``: luts, ffs, carries, dsps, brams, lutrams of the bare design (yosys,
+  rules in ``convgen.synth.yosys``), plus ``area_estimate`` for ``generic``;
+* ``cells``: cell counts by type (yosys);
+* ``pnr``: None without place and route, else the ``PnrReport`` fields (utilisation of the
+  design *in its I/O harness*, ``fmax_mhz``, the target given to nextpnr, the critical path);
+* ``fmax_mhz``: post-route Fmax or None; ``tools``: yosys and nextpnr identities.
+
+In ``out_dir`` the files are written atomically and ``report.json`` last, only when every
+step succeeded. A failure removes any older ``report.json``/``report.md`` there, so the
+directory never holds numbers that the current run did not produce; the logs of the failed
+step (``yosys.log`` or ``nextpnr.log``) are left for reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from convgen.fileio import atomic_write_bytes, atomic_write_text
+from convgen.hdl.params import ConfigError, check_choice
+
+from . import pnr as P
+from . import yosys as Y
+
+__all__ = ["FLOW_SCHEMA", "run_flow", "flow_markdown", "check_target_device", "add_synth_args"]
+
+FLOW_SCHEMA = "convgen.synth.flow/1"
+_RES = ("luts", "ffs", "carries", "dsps", "brams", "lutrams")
+
+# bel types nextpnr reports, for the short "device use" column
+_LOGIC_BEL = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
+_DSP_BEL = {"ice40": "ICESTORM_DSP", "ecp5": "MULT18X18D"}
+
+
+def check_target_device(target: str, device: str | None, pnr: bool) -> str | None:
+    """Validate target/device/--pnr together; returns the device (default per target)."""
+    check_choice("target", target, Y.TARGETS)
+    if target == "generic":
+        if pnr:
+            raise ConfigError("--pnr needs a device target: target must be 'ice40' or 'ecp5' "
+                              "for place and route, not 'generic'")
+        if device is not None:
+            raise ConfigError("device applies to ice40 (up5k) and ecp5 (25k, 45k, 85k), "
+                              "not to target 'generic'")
+        return None
+    return P.check_device(target, device)
+
+
+def run_flow(verilog: str, top: str, target: str, *, block: str, parameters: dict,
+             device: str | None = None, pnr: bool = False, out_dir=None, freq_mhz=None,
+             seed: int = 1, cache_dir=None) -> dict:
+    device = check_target_device(target, device, pnr)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for n in ("report.json", "report.md"):
+            (out / n).unlink(missing_ok=True)
+    try:
+        syn = Y.synthesize(verilog, top, target, cache_dir=cache_dir)
+    except Y.SynthError:
+        raise
+    src = Path(syn.log_path).parent
+    if out is not None:
+        atomic_write_text(out / "design.v", verilog)
+        for n in ("yosys.log", "synth.ys"):
+            if (src / n).is_file():
+                atomic_write_bytes(out / n, (src / n).read_bytes())
+    pr = None
+    if pnr:
+        pr = P.place_and_route(verilog, top, target, device, freq_mhz=freq_mhz, seed=seed,
+                               cache_dir=cache_dir, keep_dir=out)
+    doc = {
+        "schema": FLOW_SCHEMA,
+        "block": block,
+        "parameters": parameters,
+        "top": top,
+        "target": target,
+        "device": device,
+        "device_name": P.DEVICES[target][device][1] if device else None,
+        "resources": {**{k: getattr(syn, k) for k in _RES},
+                      "area_estimate": syn.area_estimate,
+                      "area_is_lower_bound": syn.area_is_lower_bound},
+        "cells": dict(sorted(syn.cells.items())),
+        "fmax_mhz": None if pr is None else pr.fmax_mhz,
+        "pnr": None if pr is None else {**pr.to_dict(), "meets_constraint": pr.meets_constraint},
+        "tools": {
+            "yosys": {"version": syn.yosys_version,
+                      **{k: v for k, v in Y.yosys_identity().items() if k != "command"}},
+            "nextpnr": None if pr is None else {
+                "version": pr.nextpnr_version,
+                **{k: v for k, v in P.nextpnr_identity(target).items() if k != "command"}},
+        },
+    }
+    if out is not None:
+        doc["files"] = {"yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log" if pr else None}
+        atomic_write_text(out / "report.md", flow_markdown([doc]))
+        atomic_write_text(out / "report.json", json.dumps(doc, indent=2, default=str) + "\n")
+    return doc
+
+
+def _use(doc: dict, kind: dict) -> str:
+    pr = doc.get("pnr")
+    if not pr:
+        return "-"
+    u = pr["utilisation"].get(kind[doc["target"]])
+    if not u:
+        return "0"
+    return f"{u['used']}/{u['available']}"
+
+
+def flow_markdown(docs) -> str:
+    """A Markdown table with one row per flow report."""
+    docs = list(docs)
+    with_pnr = any(d.get("pnr") for d in docs)
+    head = ["top", "target", "LUTs", "FFs", "carries", "DSPs", "BRAMs"]
+    if with_pnr:
+        head += ["device", "Fmax (MHz)", "placed logic cells", "placed DSPs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in docs:
+        r = d["resources"]
+        row = [f"`{d['top']}`", d["target"], r["luts"], r["ffs"], r["carries"], r["dsps"], r["brams"]]
+        if with_pnr:
+            f = d.get("fmax_mhz")
+            row += [d.get("device_name") or "-", "-" if f is None else f"{f:.1f}",
+                    _use(d, _LOGIC_BEL), _use(d, _DSP_BEL)]
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    tools = sorted({d["tools"]["yosys"]["version"] for d in docs})
+    tools += sorted({d["tools"]["nextpnr"]["version"] for d in docs if d["tools"].get("nextpnr")})
+    lines += ["", f"Tools: {', '.join(tools)}."]
+    if with_pnr:
+        lines.append("LUTs/FFs/DSPs: yosys, bare design. Placed cells: nextpnr, design plus its "
+                     "3-pin I/O harness (see docs/synth.md).")
+    return "\n".join(lines) + "\n"
+
+
+def add_synth_args(p):
+    """--target/--device/--pnr/--freq/--seed/--out of `convgen synth <block>`, for every block's command module (see docs/synth.md)."""
+    p.add_argument("--target", default="generic", help="generic, ice40 or ecp5 (default generic)")
+    p.add_argument("--device", default=None,
+                   help="ice40: up5k (default); ecp5: 25k, 45k or 85k (default 85k)")
+    p.add_argument("--pnr", action="store_true",
+                   help="place and route with nextpnr: device utilisation and post-route Fmax")
+    p.add_argument("--freq", type=float, default=None,
+                   help="target frequency for nextpnr in MHz (default ice40 100, ecp5 200); "
+                        "Fmax is reported whatever it is")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--out", default=None,
+                   help="directory for report.json, report.md, design.v and the tool logs")
