@@ -268,6 +268,7 @@ def analyze(model: Model, cfg, *, winograd: bool = False, groups: int = 4, reduc
             "winograd_mults": cm.winograd_multiplies(L) if wg else None,
             "direct_mults": cm.direct_tile_multiplies(L) if wg else None,
             "cycles": sc["cycles"], "utilization": sc["utilization"], "tiles": sc["tiles"],
+            "array_multiplies": sc["multiplies"],
             "array_algorithm": "winograd" if use_wg else "im2col-gemm",
             "scalesim_cycles": ss["cycles"], "mapping": cm.recommend(L, cfg.cols),
             "batch": L.n, "stride": list(L.stride), "pads": list(L.pads), "dilation": list(L.dilation),
@@ -279,7 +280,9 @@ def analyze(model: Model, cfg, *, winograd: bool = False, groups: int = 4, reduc
     tot = {k: sum(r[k] for r in rows) for k in ("macs", "flops", "params", "im2col_elems",
                                                 "indirection_entries", "cycles", "scalesim_cycles")}
     tot["layers"] = len(rows)
-    tot["utilization"] = (sum(r["macs"] for r in rows) / (tot["cycles"] * cfg.rows * cfg.cols)) if rows else 0.0
+    # utilization of the PEs by the multiplies the array really does (Winograd layers do fewer)
+    tot["array_multiplies"] = sum(r["array_multiplies"] for r in rows)
+    tot["utilization"] = (tot["array_multiplies"] / (tot["cycles"] * cfg.rows * cfg.cols)) if rows else 0.0
     wrows = [r for r in rows if r["winograd"] == "yes"]
     tot["winograd_layers"] = len(wrows)
     tot["winograd_mults"] = sum(r["winograd_mults"] for r in wrows)

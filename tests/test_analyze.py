@@ -282,3 +282,19 @@ def test_auto_pad_and_asymmetric_pads(tmp_path):
     # ONNX Conv spec: SAME_UPPER puts the odd extra pad at the end, SAME_LOWER at the beginning
     assert layers[3].pads == (0, 0, 1, 1) and layers[4].pads == (1, 1, 0, 0)
     assert layers[1].pads == (0, 1, 2, 0)
+
+
+def test_winograd_on_the_array(results):
+    res = analyze(load_layers(MODELS["resnet50"]), CFG, winograd=True)
+    base = results["resnet50"]["totals"]
+    t = res["totals"]
+    assert t["cycles"] < base["cycles"] and t["utilization"] <= 1
+    wino_macs = sum(r["macs"] for r in res["layers"] if r["array_algorithm"] == "winograd")
+    assert t["array_multiplies"] == base["macs"] - wino_macs + t["winograd_mults"]
+
+
+def test_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    status, _, _ = run(capsys, "analyze", str(MODELS["squeezenet"]), "--plot", str(out))
+    assert status == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
