@@ -93,7 +93,7 @@ class RequantConfig:
     def latency(self) -> int:
         """Cycles from an input transfer to the transfer of its result, with no stalls (the
         input transfer's cycle is 0)."""
-        return self.stages + self.fifo_latency - 1
+        return self.stages + self.fifo_latency
 
     @property
     def throughput(self) -> int:
@@ -368,7 +368,7 @@ def manifest_extra(cfg: RequantConfig) -> dict:
         },
         "timing": {"stages": cfg.stages, "fifo_latency": cfg.fifo_latency, "latency": cfg.latency,
                    "values_per_cycle": cfg.throughput,
-                   "latency_formula": "stages + fifo_latency - 1 cycles from input transfer to output transfer"},
+                   "latency_formula": "stages + fifo_latency cycles from input transfer to output transfer"},
         "parameters_memory": {"entries_per_lane": cfg.groups, "channel": "group * lanes + lane",
                               "write": "p stream, always ready; an i beat reads at its transfer"},
     }

@@ -1,0 +1,58 @@
+"""Launch the cocotb regression of Requantizer on Icarus and Verilator.
+
+One pytest test per (configuration, simulator). The default suite streams 25,000 random beats
+of 4 lanes (100,000 values) per rounding mode on each simulator (``random_values_random_stalls``),
+besides corners, ReLU clamps, reset mid-stream, parameter writes mid-stream and the exact
+latency/throughput. A missing simulator fails the test; it is never skipped. On a failure the
+configuration is rebuilt with waveform tracing, the run repeated, and the waveform's path
+reported.
+"""
+
+import os
+
+import pytest
+
+from convgen.hdl.requant import RequantConfig
+from convgen.sim.build import run_cocotb
+from convgen.sim.requant import build_requant
+from convgen.sim.tools import SIMULATORS
+
+MODULE = "convgen.tb.requant.cocotb_requant"
+
+CONFIGS = {
+    "tflite-l4g3-s8": dict(lanes=4, groups=3, rounding="tflite"),
+    "tflite_single-l4g2-u8": dict(lanes=4, groups=2, rounding="tflite_single", out_signed=False),
+    "onnx-l4g3-s8": dict(lanes=4, groups=3, rounding="onnx"),
+}
+BEATS = {"default": 25_000, "slow": 250_000}
+
+
+def _run(params, simulator, run_dir, beats, testcase=None):
+    cfg = RequantConfig(**params)
+    env = {"CONVGEN_REQUANT_BEATS": str(beats)}
+    build = build_requant(cfg, simulator)
+    res = run_cocotb(build, MODULE, run_dir=run_dir, extra_env=env, testcase=testcase)
+    if not res.passed:
+        msg = (f"{res.failures} of {res.tests} cocotb tests failed on {simulator} for "
+               f"{cfg.module_name}; log: {res.log_file}")
+        try:
+            wbuild = build_requant(cfg, simulator, waves=True)
+            wres = run_cocotb(wbuild, MODULE, run_dir=os.path.join(run_dir, "waves"),
+                              extra_env=env, testcase=testcase)
+            msg += f"; waveform: {wres.waves_file}"
+        except Exception as e:  # the failure itself matters more than the waveform
+            msg += f"; waveform rerun failed: {e}"
+        pytest.fail(msg)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_requant(name, simulator, tmp_path):
+    _run(CONFIGS[name], simulator, str(tmp_path), BEATS["default"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_requant_million_values(name, tmp_path):
+    """1,000,000 random values per mode, on Verilator."""
+    _run(CONFIGS[name], "verilator", str(tmp_path), BEATS["slow"], testcase="random_values_random_stalls")
