@@ -53,6 +53,7 @@ def ort_recount(path, input_shape=None):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node
     so.log_severity_level = 3
+    so.intra_op_num_threads = 1  # the suite runs under xdist; spinning threads only compete
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds = {}
     for i in sess.get_inputs():
