@@ -174,6 +174,11 @@ def main(argv=None) -> int:
     except (SimulationFailed, SynthError) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `convgen ... | head`: the reader went away, not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
