@@ -152,7 +152,7 @@ def _label(spec: Explorable, row: dict) -> str:
 
 
 def explore(block: str, values: dict[str, list], target: str, *, device=None, pnr=False,
-            jobs: int = 1, freq=None, seed: int = 1, cache_dir=None, progress=sys.stderr) -> list[dict]:
+            jobs: int = 1, freq=None, seed: int = 1, cache_dir=None, progress=True) -> list[dict]:
     from convgen.synth.flow import check_target_device
 
     if block not in EXPLORABLE:
@@ -162,6 +162,8 @@ def explore(block: str, values: dict[str, list], target: str, *, device=None, pn
     points = expand_grid(spec, values)
     for p in points:  # check every point before any tool runs
         _check_point(spec, p)
+    if progress is True:
+        progress = sys.stderr
     rows: list[dict | None] = [None] * len(points)
     t0 = time.monotonic()
     done = 0
@@ -256,7 +258,7 @@ def plot(spec: Explorable, rows: list[dict], path, title: str) -> None:
         if not any_data:
             ax.text(0.5, 0.5, "needs --pnr" if key in ("fmax_mhz", "gmacs") else "no data",
                     ha="center", va="center", transform=ax.transAxes)
-        elif key in ("luts", "dsps"):
+        elif key in ("luts", "dsps") and all(r.get(key) for r in ok):
             ax.set_yscale("log")
         if any_data:
             ax.legend(fontsize=8)
