@@ -27,9 +27,10 @@ CONFIGS = {
 SEEDS = {"t1": 11, "t4": 12}
 
 
-def layer_set(name: str, per_category: int = 1, max_elements: int = 2000):
+def layer_set(name: str, per_category: int = 1, max_elements: int = 2000, seed: int | None = None):
     hw = Im2colConfig(**CONFIGS[name])
-    lays = random_layers(SEEDS[name], hw, per_category=per_category, max_elements=max_elements)
+    lays = random_layers(SEEDS[name] if seed is None else seed, hw, per_category=per_category,
+                         max_elements=max_elements)
     fixtures = []
     for fname, lay in onnx_conv_fixtures() + [(f"{n}[indirect]", lay) for n, lay in onnx_conv_fixtures(indirect=True)]:
         try:
@@ -39,8 +40,8 @@ def layer_set(name: str, per_category: int = 1, max_elements: int = 2000):
     return hw, lays + fixtures
 
 
-def _run(name, simulator, run_dir, layers_env=None):
-    hw, lays = layer_set(name)
+def _run(name, simulator, run_dir, **layer_args):
+    hw, lays = layer_set(name, **layer_args)
     os.makedirs(run_dir, exist_ok=True)
     layers_file = os.path.join(run_dir, "layers.json")
     with open(layers_file, "w") as f:
@@ -65,3 +66,11 @@ def _run(name, simulator, run_dir, layers_env=None):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_im2col(name, simulator, tmp_path):
     _run(name, simulator, str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_im2col_sweep(name, simulator, tmp_path):
+    """Four more random layers of every category, larger ones, another seed."""
+    _run(name, simulator, str(tmp_path), per_category=4, max_elements=6000, seed=SEEDS[name] + 100)
