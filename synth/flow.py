@@ -62,10 +62,9 @@ def run_flow(verilog: str, top: str, target: str, *, block: str, parameters: dic
         out.mkdir(parents=True, exist_ok=True)
         for n in ("report.json", "report.md"):
             (out / n).unlink(missing_ok=True)
-    try:
-        syn = Y.synthesize(verilog, top, target, cache_dir=cache_dir)
-    except Y.SynthError:
-        raise
+    if pnr:
+        P.nextpnr_command(target)  # a missing or too old nextpnr fails before any work
+    syn = Y.synthesize(verilog, top, target, cache_dir=cache_dir)
     src = Path(syn.log_path).parent
     if out is not None:
         atomic_write_text(out / "design.v", verilog)

@@ -121,8 +121,28 @@ def _old_report(out: Path):
     (out / "report.md").write_text("old")
 
 
+@pytest.fixture(scope="module")
+def _yosys_cache(tmp_path_factory):
+    """yosys results of the MAC and its harness for both targets, made once per worker."""
+    root = tmp_path_factory.mktemp("yosys-cache")
+    for target in P.PNR_TARGETS:
+        bare = Y.synthesize(MAC_V, "mac", target, cache_dir=root)
+        net = json.loads((Path(bare.log_path).parent / "netlist.json").read_text())
+        hname, htext, _ = P.harness_verilog("mac", P._ports_from_netlist(net, "mac"))
+        Y.synthesize(MAC_V + "\n" + htext, hname, target, cache_dir=root)
+    return root
+
+
+@pytest.fixture()
+def cache(tmp_path, _yosys_cache):
+    """A fresh cache holding only the yosys results (so nextpnr always runs)."""
+    c = tmp_path / "c"
+    shutil.copytree(_yosys_cache / "synth", c / "synth")
+    return c
+
+
 @pytest.mark.parametrize("cut", ["Routing complete.", "Program finished normally."])
-def test_truncated_run_raises_and_writes_no_report(cut, tmp_path, monkeypatch):
+def test_truncated_run_raises_and_writes_no_report(cut, tmp_path, monkeypatch, cache):
     text = _log("pnr_ecp5_mac")
     fake = _fake_nextpnr(text[:text.index(cut)], None)
     monkeypatch.setattr(P, "_run_nextpnr", fake)
@@ -130,40 +150,40 @@ def test_truncated_run_raises_and_writes_no_report(cut, tmp_path, monkeypatch):
     _old_report(out)
     with pytest.raises(P.PnrError, match=r"incomplete run: .*; read .*nextpnr\.log$") as ei:
         run_flow(MAC_V, "mac", "ecp5", block="mac", parameters={}, device="25k", pnr=True,
-                 out_dir=out, cache_dir=tmp_path / "c")
+                 out_dir=out, cache_dir=cache)
     assert "\n" not in str(ei.value)
     _assert_no_report(out)
     assert (out / "nextpnr.log").is_file()
     # nothing cached: the next call runs nextpnr again
     with pytest.raises(P.PnrError):
-        P.place_and_route(MAC_V, "mac", "ecp5", "25k", cache_dir=tmp_path / "c")
+        P.place_and_route(MAC_V, "mac", "ecp5", "25k", cache_dir=cache)
     assert len(fake.calls) == 2
 
 
-def test_fmax_mismatch_between_log_and_json_is_rejected(tmp_path, monkeypatch):
+def test_fmax_mismatch_between_log_and_json_is_rejected(tmp_path, monkeypatch, cache):
     rep = json.loads((DATA / "pnr_ecp5_mac.report.json").read_text())
     for v in rep["fmax"].values():
         v["achieved"] = 150.0
     monkeypatch.setattr(P, "_run_nextpnr", _fake_nextpnr(_log("pnr_ecp5_mac"), json.dumps(rep)))
     with pytest.raises(P.PnrError, match="150.000 MHz in nextpnr-report.json but 109.54 MHz in the log"):
-        P.place_and_route(MAC_V, "mac", "ecp5", "25k", cache_dir=tmp_path / "c")
+        P.place_and_route(MAC_V, "mac", "ecp5", "25k", cache_dir=cache)
 
 
-def test_design_too_large_is_does_not_fit(tmp_path, monkeypatch):
+def test_design_too_large_is_does_not_fit(tmp_path, monkeypatch, cache):
     monkeypatch.setattr(P, "_run_nextpnr", _fake_nextpnr(_log("pnr_ice40_macs9_too_big"), None, 1))
     out = tmp_path / "out"
     _old_report(out)
     with pytest.raises(P.DoesNotFit, match=r"does not fit iCE40UP5K-SG48: needs ICESTORM_DSP 9/8") as ei:
         run_flow(MAC_V, "mac", "ice40", block="mac", parameters={}, pnr=True, out_dir=out,
-                 cache_dir=tmp_path / "c")
+                 cache_dir=cache)
     assert ei.value.usage == {"ICESTORM_DSP": {"used": 9, "available": 8}}
     _assert_no_report(out)
 
 
-def test_nextpnr_error_exit(tmp_path, monkeypatch):
+def test_nextpnr_error_exit(tmp_path, monkeypatch, cache):
     monkeypatch.setattr(P, "_run_nextpnr", _fake_nextpnr("ERROR: something broke\n", None, 1))
     with pytest.raises(P.PnrError, match="exit code 1: ERROR: something broke"):
-        P.place_and_route(MAC_V, "mac", "ice40", cache_dir=tmp_path / "c")
+        P.place_and_route(MAC_V, "mac", "ice40", cache_dir=cache)
 
 
 def _script(path: Path, body: str) -> Path:
@@ -280,10 +300,10 @@ def _pinned(monkeypatch):
 
 # ice40 runs for real in test_real_cli_synth_and_explore (a 1x1 systolic array)
 @pytest.mark.parametrize("target,device,dsp_bel", [("ecp5", "25k", "MULT18X18D")])
-def test_real_place_and_route(target, device, dsp_bel, tmp_path, _pinned):
+def test_real_place_and_route(target, device, dsp_bel, tmp_path, _pinned, cache):
     out = tmp_path / "out"
     doc = run_flow(MAC_V, "mac", target, block="mac", parameters={"k": 1}, device=device, pnr=True,
-                   out_dir=out, cache_dir=tmp_path / "c")
+                   out_dir=out, cache_dir=cache)
     assert doc["resources"]["dsps"] == 1
     pr = doc["pnr"]
     assert pr["utilisation"][dsp_bel]["used"] == 1
@@ -296,7 +316,7 @@ def test_real_place_and_route(target, device, dsp_bel, tmp_path, _pinned):
     assert "Program finished normally." in (out / "nextpnr.log").read_text()
     assert f"{doc['fmax_mhz']:.1f}" in (out / "report.md").read_text()
     # cached: the same numbers without running nextpnr
-    again = P.place_and_route(MAC_V, "mac", target, device, cache_dir=tmp_path / "c")
+    again = P.place_and_route(MAC_V, "mac", target, device, cache_dir=cache)
     assert again.fmax_mhz == doc["fmax_mhz"]
 
 
