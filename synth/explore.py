@@ -258,7 +258,7 @@ def plot(spec: Explorable, rows: list[dict], path, title: str) -> None:
         if not any_data:
             ax.text(0.5, 0.5, "needs --pnr" if key in ("fmax_mhz", "gmacs") else "no data",
                     ha="center", va="center", transform=ax.transAxes)
-        elif key in ("luts", "dsps") and all(r.get(key) for r in ok):
+        elif key == "luts" and all(r.get(key) for r in ok):
             ax.set_yscale("log")
         if any_data:
             ax.legend(fontsize=8)

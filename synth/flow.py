@@ -139,7 +139,7 @@ def flow_markdown(docs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_synth_args(p):
+def add_synth_args(p, out_help="directory for report.json, report.md, design.v and the tool logs"):
     """--target/--device/--pnr/--freq/--seed/--out of `convgen synth <block>`, for every block's command module (see docs/synth.md)."""
     p.add_argument("--target", default="generic", help="generic, ice40 or ecp5 (default generic)")
     p.add_argument("--device", default=None,
@@ -150,5 +150,4 @@ def add_synth_args(p):
                    help="target frequency for nextpnr in MHz (default ice40 100, ecp5 200); "
                         "Fmax is reported whatever it is")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
-    p.add_argument("--out", default=None,
-                   help="directory for report.json, report.md, design.v and the tool logs")
+    p.add_argument("--out", default=None, help=out_help)

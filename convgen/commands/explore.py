@@ -82,7 +82,7 @@ def register(verbs) -> None:
             d = ",".join(map(str, default)) if default else "see help"
             p.add_argument(f"--{pname.replace('_', '-')}", dest=pname, type=_list_of(kind, pname),
                            default=None, help=f"{help_text}; comma-separated (default {d})")
-        add_synth_args(p)
+        add_synth_args(p, out_help="directory for the CSV and PNG (default: the current one)")
         p.set_defaults(out=".")
         p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
         p.set_defaults(func=cmd_explore)
