@@ -21,7 +21,7 @@ from convgen.golden.requant import RequantParams, requantize
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.requant import ROUNDINGS, RequantConfig, Requantizer
 from convgen.sim.requant import run_requant
-from convgen.synth import synthesize
+from convgen.synth import SynthError, synthesize
 
 
 def params(rounding, channels, rng):
@@ -47,7 +47,12 @@ def main(argv=None) -> int:
         row = {"rounding": rounding, "lanes": cfg.lanes, "groups": cfg.groups, "stages": cfg.stages,
                "latency_cycles": cfg.latency}
         for target in args.targets.split(","):
-            r = synthesize(text, cfg.module_name, target)
+            try:
+                r = synthesize(text, cfg.module_name, target)
+            except SynthError as e:  # recorded, not hidden: the table says which run failed
+                row[target] = {"luts": "-", "ffs": "-", "dsps": "-", "error": str(e).split(";")[0]}
+                print(f"{rounding} {target}: FAILED {e}", file=sys.stderr)
+                continue
             row[target] = {"luts": r.luts, "ffs": r.ffs, "dsps": r.dsps}
             print(f"{rounding} {target}: {r.luts} LUT {r.ffs} FF {r.dsps} DSP", file=sys.stderr)
         p = params(rounding, 4, rng)
