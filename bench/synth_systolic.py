@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="4,8,16")
     p.add_argument("--targets", default="generic,ice40,ecp5")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--dataflows", default="os,ws")
+    p.add_argument("--acc-width", type=int, default=32)
     p.add_argument("--pnr", action="store_true", help="also place and route (ice40/ecp5 targets only)")
     p.add_argument("--device", default=None, help="device for --pnr (default: up5k / 85k)")
     args = p.parse_args(argv)
@@ -59,8 +61,8 @@ def main(argv=None) -> int:
 def _pnr(args) -> int:
     docs, rows, misfits = [], [], []
     for size in (int(s) for s in args.sizes.split(",")):
-        for dataflow in ("os", "ws"):
-            cfg = SystolicConfig(rows=size, cols=size, dataflow=dataflow)
+        for dataflow in args.dataflows.split(","):
+            cfg = SystolicConfig(rows=size, cols=size, dataflow=dataflow, acc_width=args.acc_width)
             text = to_verilog(SystolicArray(cfg), cfg.module_name)
             for target in args.targets.split(","):
                 t0 = time.monotonic()
