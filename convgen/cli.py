@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from convgen.sim.build import SimulationFailed
     from convgen.sim.tools import SimulatorUnavailable
-    from convgen.synth import SynthError
+    from convgen.synth import SynthError, ToolUnavailable
 
     args = build_parser().parse_args(argv)
     try:
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     except (ConfigError, CLIError) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return getattr(e, "status", EXIT_USAGE)
-    except SimulatorUnavailable as e:
+    except (SimulatorUnavailable, ToolUnavailable) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return EXIT_TOOL
     except (SimulationFailed, SynthError) as e:

@@ -3,6 +3,7 @@
 from .yosys import (
     TARGETS,
     SynthError,
+    ToolUnavailable,
     SynthReport,
     markdown_table,
     synth_script,
@@ -10,5 +11,5 @@ from .yosys import (
     yosys_command,
 )
 
-__all__ = ["TARGETS", "SynthError", "SynthReport", "markdown_table", "synth_script",
+__all__ = ["TARGETS", "SynthError", "ToolUnavailable", "SynthReport", "markdown_table", "synth_script",
            "synthesize", "yosys_command"]

@@ -98,6 +98,10 @@ class PnrError(Y.SynthError):
     """Place and route did not complete; the message says what failed and which log to read."""
 
 
+class NextpnrUnavailable(PnrError, Y.ToolUnavailable):
+    """nextpnr is missing or too old (the CLI exits with status 3)."""
+
+
 class DoesNotFit(PnrError):
     """The design needs more of some resource than the device has (numbers in ``usage``)."""
 
@@ -179,7 +183,7 @@ def _native_from_env(target: str) -> tuple[str, str] | None:
     version, text = _native_version(path, os.stat(path).st_mtime_ns)
     if version < MIN_NATIVE_NEXTPNR:
         need = ".".join(map(str, MIN_NATIVE_NEXTPNR))
-        raise PnrError(f"{var}={env!r} is {text}, but convgen needs nextpnr >= {need}; "
+        raise NextpnrUnavailable(f"{var}={env!r} is {text}, but convgen needs nextpnr >= {need}; "
                        f"unset {var} to use the pinned PyPI yowasp-nextpnr-{target}")
     return path, text
 
@@ -197,7 +201,7 @@ def nextpnr_command(target: str) -> list[str]:
     if importlib.util.find_spec(mod) is not None:
         return [sys.executable, "-c",
                 f"import sys, {mod} as m; sys.exit(m.run_nextpnr_{target}(sys.argv[1:]))"]
-    raise PnrError(f"yowasp-nextpnr-{target} is not installed in this Python environment "
+    raise NextpnrUnavailable(f"yowasp-nextpnr-{target} is not installed in this Python environment "
                    f"(pip install 'yowasp-nextpnr-{target}>=0.11.1,<0.12' 'wasmtime>=44,<46'), "
                    f"and {_env_var(target)} does not name a native nextpnr >= 0.7")
 

