@@ -23,6 +23,8 @@ from amaranth.lib.wiring import In, Out
 from .intrange import IntRange
 from .params import ConfigError, check_bool, check_choice, check_int
 
+SHIFT_MIN, SHIFT_MAX = -31, 30  # TFLite shift range (golden.requant SHIFT_MIN/SHIFT_MAX)
+
 __all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
 
 ROUNDINGS = ("tflite", "tflite_single", "onnx")
@@ -215,17 +217,19 @@ class Requantizer(wiring.Component):
         stages = cfg.stages
         for k in range(1, stages):
             valid = reg(valid, f"v{k}")
-        out = Signal(cfg.o_layout)
-        for lane, r in enumerate(results):
-            m.d.comb += out[lane].eq(r)
-        m.d.comb += [ofifo.w_en.eq(en & valid), ofifo.w_data.eq(out.as_value())]
+        # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
+        # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
+        # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
+        m.d.comb += [ofifo.w_en.eq(en & valid), ofifo.w_data.eq(Cat(*results))]
         return m
 
     # -------------------------------------------------------------------------------------
     def _lane(self, m, reg, lane, acc, prm):
         """One lane's datapath; returns its clamped output, ``stages - 1`` registers after
-        the input register. Every width comes from an IntRange and is checked here."""
+        the input register. Every width comes from an IntRange of ``WIDTHS`` (see
+        :func:`datapath_ranges`), checked there at elaboration."""
         cfg = self._config
+        R = datapath_ranges(cfg)
         n = f"l{lane}_"
         keep = {}
 
@@ -233,97 +237,95 @@ class Requantizer(wiring.Component):
             for f in names:
                 keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
 
-        # stage 1: v = wrap32(acc + bias)
-        s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", signed(32))
+        def wire(value, key, name):
+            """``value`` as a combinational signal of the shape of range ``R[key]``."""
+            w = Signal(R[key].shape, name=f"{n}{name}")
+            m.d.comb += w.eq(value)
+            return w
+
+        # stage 1: v = wrap32(acc + bias) (the sum range R["acc_bias"] is wrapped to int32)
+        s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", R["v"].shape)
         late = ["zero_point", "act_min", "act_max"]
         carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
         if cfg.rounding == "tflite":
             shift = keep["shift"]
             # stage 2: x << left_shift, wrapped to int32 (TFLite's int32 shift)
-            ls = Mux(shift > 0, shift, 0)[:5]
-            rs = Mux(shift < 0, -shift, 0)[:6]
-            x = reg((s << ls)[:32].as_signed(), f"{n}x2", signed(32))
-            rsh = reg(rs, f"{n}rs2", unsigned(6))
+            ls = wire(Mux(shift > 0, shift, 0), "left_shift", "ls")
+            rs = Mux(shift < 0, -shift, 0)
+            x = reg((s << ls)[:32].as_signed(), f"{n}x2", R["x"].shape)
+            rsh = reg(rs, f"{n}rs2", R["right_shift"].shape)
             carry(late + ["mult"], 2)
             mult = keep["mult"].as_signed()
             ovf = reg((x == INT32.lo) & (mult == INT32.lo), f"{n}ovf3")
             # stage 3: the 32x32 product
-            prod_range = INT32 * INT32
-            ab = reg(x * mult, f"{n}ab3", prod_range.shape)
+            ab = reg(x * mult, f"{n}ab3", R["product"].shape)
             rsh = reg(rsh, f"{n}rs3")
             carry(late, 3)
-            # stage 4: SRDHM: (ab + nudge) / 2**31, truncating toward zero
-            nudged_range = prod_range + IntRange(1 - (1 << 30), 1 << 30)
-            v = Signal(nudged_range.shape, name=f"{n}nudged")
-            m.d.comb += v.eq(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)))
+            # stage 4: SRDHM: (ab + nudge) / 2**31, truncating toward zero; the quotient fits
+            # int32 except for INT32_MIN * INT32_MIN, which saturates
+            v = wire(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)), "nudged", "nudged")
             trunc = Mux(v < 0, (v + ((1 << 31) - 1)) >> 31, v >> 31)
-            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", signed(32))
+            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", R["high"].shape)
             rsh = reg(rsh, f"{n}rs4")
             carry(late, 4)
             # stage 5: RoundingDivideByPOT(high, right_shift), right_shift 0..31
-            mask = Signal(unsigned(32), name=f"{n}mask")
-            m.d.comb += mask.eq((Const(1, unsigned(33)) << rsh[:5]) - 1)
+            # 2**rs - 1 as all-ones >> (31 - rs): no widening left shift
+            mask = wire(Const(R["mask"].hi, R["mask"].shape) >> _complement(R["right_shift"].hi, rsh), "mask", "mask")
             remainder = (high.as_unsigned() & mask)
             threshold = (mask >> 1) + (high < 0)
-            y = reg((high >> rsh[:5]) + (remainder > threshold), f"{n}y5", signed(33))
+            y = reg((high >> rsh) + (remainder > threshold), f"{n}y5", R["y"].shape)
             carry(late, 5)
-            y_range = IntRange(INT32.lo, INT32.hi + 1)
         elif cfg.rounding == "tflite_single":
             shift = keep["shift"]
-            # stage 2: the 32x32 product, total shift 31 - shift in 1..62
-            prod_range = INT32 * INT32
-            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", prod_range.shape)
-            ts = reg((31 - shift)[:6], f"{n}ts2", unsigned(6))
+            # stage 2: the 32x32 product, total shift ts = 31 - shift in 1..62
+            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", R["product"].shape)
+            ts = reg(31 - shift, f"{n}ts2", R["total_shift"].shape)
             carry(late, 2)
-            # stage 3: (ab + 2**(ts-1)) >> ts, saturated to int32
-            rounded_range = prod_range + IntRange(0, 1 << 61)
-            rnd = Signal(rounded_range.shape, name=f"{n}rounded")
-            m.d.comb += rnd.eq(ab + (Const(1, unsigned(62)) << (ts - 1)[:6]))
-            sh = Signal(rounded_range.shape, name=f"{n}shifted")
-            m.d.comb += sh.eq(rnd >> ts)
-            y = reg(Mux(sh > INT32.hi, INT32.hi, Mux(sh < INT32.lo, INT32.lo, sh)), f"{n}y3", signed(32))
+            # stage 3: (ab + 2**(ts-1)) >> ts, saturated to int32. The rounding constant
+            # 2**(ts-1) = 2**61 >> (62 - ts) stays in the width of its range (62 bits): a left
+            # shift of 1 by a 6-bit amount would be 62 + 63 = 125 bits wide in Amaranth.
+            pot = wire(Const(R["round_const"].hi, R["round_const"].shape) >> _complement(R["total_shift"].hi, ts),
+                       "round_const", "rc")
+            rnd = wire(ab + pot, "rounded", "rounded")
+            sh = wire(rnd >> ts, "shifted", "shifted")
+            y = reg(Mux(sh > INT32.hi, INT32.hi, Mux(sh < INT32.lo, INT32.lo, sh)), f"{n}y3", R["y"].shape)
             carry(late, 3)
-            y_range = INT32
         else:
-            y, y_range = self._onnx(m, reg, n, s, keep, carry, late)
+            y = self._onnx(m, reg, n, s, keep, carry, late, R, wire)
 
         # last stage: + zero point, clamp (exact: the sum's width comes from the ranges)
-        t_range = y_range + cfg.out_range
-        t = Signal(t_range.shape, name=f"{n}t")
-        m.d.comb += t.eq(y + keep["zero_point"])
+        t = wire(y + keep["zero_point"], "with_zero_point", "t")
         lo, hi = keep["act_min"], keep["act_max"]
         out = Mux(t < lo, lo, Mux(t > hi, hi, t))
         return reg(out, f"{n}out", cfg.out_shape)
 
-    def _onnx(self, m, reg, n, s, keep, carry, late):
+    def _onnx(self, m, reg, n, s, keep, carry, late, R, wire):
         """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
         # stage 2: sign, magnitude, normalisation by the leading-zero count
         neg = s < 0
-        mag = Signal(unsigned(32), name=f"{n}mag")
-        m.d.comb += mag.eq(Mux(neg, -s, s))
-        lz = Signal(range(32), name=f"{n}lz")
-        m.d.comb += lz.eq(31)
-        for b in range(32):  # later assignments win: the highest set bit decides
+        mag = wire(Mux(neg, -s, s), "magnitude", "mag")
+        lz = Signal(R["lz"].shape, name=f"{n}lz")
+        m.d.comb += lz.eq(R["lz"].hi)
+        for b in range(R["magnitude"].shape.width):  # later assignments win: the highest set bit decides
             with m.If(mag[b]):
-                m.d.comb += lz.eq(31 - b)
-        nm = reg((mag << lz)[:32], f"{n}nm2", unsigned(32))
+                m.d.comb += lz.eq(R["magnitude"].shape.width - 1 - b)
+        nm = reg((mag << lz)[:32], f"{n}nm2", R["normalised"].shape)
         lz2 = reg(lz, f"{n}lz2")
         neg2 = reg(neg, f"{n}neg2")
         carry(late + ["mult"], 2)
         # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
         q, rem = nm[8:32], nm[0:8]
-        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", unsigned(25))
+        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", R["fm"].shape)
         lz3, neg3 = reg(lz2, f"{n}lz3"), reg(neg2, f"{n}neg3")
         carry(late + ["mult"], 3)
         bits = keep["mult"]
         sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
         eb = bits[23:31]                       # biased exponent
         # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
-        p_range = IntRange(0, 1 << 24) * IntRange(0, (1 << 24) - 1)
-        prod = reg(fm * sig, f"{n}p4", p_range.shape)
+        prod = reg(fm * sig, f"{n}p4", R["sig_product"].shape)
         # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
-        u_pre = reg(127 + lz3 - eb, f"{n}u4", signed(10))
+        u_pre = reg(127 + lz3 - eb, f"{n}u4", R["u_pre"].shape)
         neg4 = reg(neg3, f"{n}neg4")
         carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
@@ -332,27 +334,98 @@ class Requantizer(wiring.Component):
         q_lo, r_lo = prod[23:48], prod[0:23]
         up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
         up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
-        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", unsigned(26))
+        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", R["r"].shape)
         u = u_pre - hi
-        u_sat = reg(Mux(u > 40, 40, Mux(u < 0, 0, u))[:6], f"{n}u5", unsigned(6))
+        cap = R["u_sat"].hi
+        u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", R["u_sat"].shape)
         neg5 = reg(neg4, f"{n}neg5")
         carry(late, 5)
         # stage 6: to an integer, half to even: (R << 8) >> u
-        x = Signal(unsigned(34), name=f"{n}x")
-        m.d.comb += x.eq(r_val << 8)
-        qv = Signal(unsigned(34), name=f"{n}q")
-        m.d.comb += qv.eq(x >> u_sat)
-        mask = Signal(unsigned(41), name=f"{n}mask")
-        m.d.comb += mask.eq((Const(1, unsigned(41)) << u_sat) - 1)
+        x = wire(r_val << 8, "x", "x")
+        qv = wire(x >> u_sat, "x", "q")
+        mask = wire(Const(R["mask"].hi, R["mask"].shape) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
         remv = x & mask
         half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
         up = (u_sat != 0) & ((remv > half) | ((remv == half) & qv[0]))
-        mag_y = Signal(unsigned(35), name=f"{n}ymag")
-        m.d.comb += mag_y.eq(qv + up)
-        y_range = IntRange(-(1 << 35) + 1, (1 << 35) - 1)
-        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", y_range.shape)
+        mag_y = wire(qv + up, "y_magnitude", "ymag")
+        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", R["y"].shape)
         carry(late, 6)
-        return y, y_range
+        return y
+
+
+def _complement(k: int, amount):
+    """``k - amount`` for ``amount`` in ``0..k``, as an unsigned shift amount of k's width."""
+    return (k - amount)[:IntRange(0, k).shape.width]
+
+
+class WidthError(ConfigError):
+    """A derived datapath range does not fit the width the design gives it."""
+
+
+def _fits(ranges: dict, key: str, shape: Shape, why: str) -> None:
+    rng = ranges[key]
+    if not rng.fits(shape):
+        raise WidthError(f"requant datapath: {key} range {rng.lo}..{rng.hi} does not fit {shape} ({why})")
+
+
+def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
+    """The value range of every datapath signal of one lane, derived from the parameters, and
+    checked (``WidthError``) where a width is fixed by an interface or a proof. Each signal's
+    width is ``ranges[name].shape``; docs/requant.md has the table."""
+    P = cfg.p_layout
+    out = cfg.out_range
+    R = {"acc": INT32, "bias": IntRange.of_shape(P["bias"].shape)}
+    R["acc_bias"] = R["acc"] + R["bias"]            # wrapped to int32 (documented)
+    R["v"] = INT32
+    if cfg.rounding in ("tflite", "tflite_single"):
+        R["shift"] = IntRange(SHIFT_MIN, SHIFT_MAX)
+        _fits(R, "shift", P["shift"].shape, "the p.shift field")
+        R["mult"] = IntRange.of_shape(signed(P["mult"].shape.width))   # any int32 is accepted
+        R["product"] = R["v"] * R["mult"]
+    if cfg.rounding == "tflite":
+        R["left_shift"] = IntRange(0, max(R["shift"].hi, 0))
+        R["right_shift"] = IntRange(0, max(-R["shift"].lo, 0))
+        R["x"] = INT32                                   # v << left_shift, wrapped to int32
+        R["nudged"] = R["product"] + IntRange(1 - (1 << 30), 1 << 30)
+        # the product without INT32_MIN * INT32_MIN (saturated separately): its quotient fits
+        unsat = IntRange(R["product"].lo, INT32.lo * (INT32.lo + 1)) + IntRange(1 - (1 << 30), 1 << 30)
+        R["quotient"] = IntRange(-((-unsat.lo) >> 31), unsat.hi >> 31)
+        _fits(R, "quotient", signed(32), "SRDHM high half, truncated to int32")
+        R["high"] = INT32
+        R["mask"] = IntRange(0, (1 << R["right_shift"].hi) - 1)
+        _fits(R, "mask", unsigned(32), "RoundingDivideByPOT mask of the int32 operand")
+        R["y"] = R["high"] + IntRange(0, 1)              # (high >> rs) + round bit
+    elif cfg.rounding == "tflite_single":
+        R["total_shift"] = IntRange(31 - R["shift"].hi, 31 - R["shift"].lo)
+        if R["total_shift"].lo < 1:
+            raise WidthError("requant datapath: total shift 31 - shift must be >= 1")
+        R["round_const"] = IntRange(1 << (R["total_shift"].lo - 1), 1 << (R["total_shift"].hi - 1))
+        R["rounded"] = R["product"] + R["round_const"]
+        R["shifted"] = IntRange(R["rounded"].lo >> R["total_shift"].lo, R["rounded"].hi >> R["total_shift"].lo)
+        R["y"] = INT32                                   # saturated
+    else:
+        R["magnitude"] = IntRange(0, -INT32.lo)
+        _fits(R, "magnitude", unsigned(32), "|v|, normalised within 32 bits")
+        R["lz"] = IntRange(0, R["magnitude"].shape.width - 1)
+        R["normalised"] = IntRange(0, (1 << 32) - 1)
+        R["fm"] = IntRange(0, 1 << 24)                   # 24-bit significand, may round up to 2**24
+        R["sig"] = IntRange(1 << 23, (1 << 24) - 1)     # the scale's significand, hidden bit set
+        R["sig_product"] = R["fm"] * R["sig"]
+        _fits(R, "sig_product", unsigned(48), "the float32 product rounding reads bit 47")
+        R["exponent"] = IntRange(0, 255)
+        R["u_pre"] = IntRange(127, 127) + R["lz"] + IntRange(-R["exponent"].hi, -R["exponent"].lo)
+        R["r"] = IntRange(0, 1 << 24)                    # product significand after rounding
+        R["x"] = IntRange(0, R["r"].hi << 8)
+        # a right shift u >= bit_length(x.hi) + 1 gives 0 with no round-up (half > x), so
+        # the shift saturates there without changing any result
+        R["u_sat"] = IntRange(0, R["x"].hi.bit_length() + 1)
+        R["mask"] = IntRange(0, (1 << R["u_sat"].hi) - 1)
+        R["y_magnitude"] = R["x"] + IntRange(0, 1)
+        R["y"] = IntRange(-R["y_magnitude"].hi, R["y_magnitude"].hi)
+    R["with_zero_point"] = R["y"] + out
+    R["out"] = out
+    _fits(R, "out", cfg.out_shape, "output type")
+    return R
 
 
 def manifest_extra(cfg: RequantConfig) -> dict:
