@@ -1,0 +1,79 @@
+"""Direct 3x3 convolution engine with the same stream interface and output throughput as
+:class:`~convgen.hdl.winograd.WinogradConv3x3`: the baseline of the Winograd benchmark.
+
+Per beat (one input channel's 4x4 tile and 3x3 filter) it forms the 4 outputs of the 2x2
+tile with 36 data x weight multiplies (9 per output), the same PE arithmetic as the systolic
+array (int8 x int8 products, registered, then accumulated), and accumulates over the channel
+group modulo ``2**out_width``. Same pipeline depth (3), same ports, same layouts.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+
+from .winograd import KSIZE, OUT_TILE, TILE, WinogradConfig, _Block, _lin_expr
+from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["DirectConv3x3"]
+
+
+class DirectConv3x3(_Block):
+    KIND = "direct3x3"
+    LATENCY = 3
+    MULTIPLIERS = OUT_TILE * OUT_TILE * KSIZE * KSIZE
+
+    def __init__(self, config: WinogradConfig | None = None, **kwargs):
+        super().__init__(config, kwargs, lambda c: {
+            "i": In(stream.Signature(c.conv_in_layout)),
+            "o": Out(stream.Signature(c.conv_out_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        d1 = [Signal(cfg.d_shape, name=f"s1_d{k}") for k in range(TILE * TILE)]
+        g1 = [Signal(cfg.g_shape, name=f"s1_g{k}") for k in range(KSIZE * KSIZE)]
+        val1, last1 = Signal(name="s1_valid"), Signal(name="s1_last")
+        pshape = cfg.direct_product_range.shape
+        p2 = [[Signal(pshape, name=f"s2_p{o}_{k}") for k in range(KSIZE * KSIZE)] for o in range(4)]
+        val2, last2 = Signal(name="s2_valid"), Signal(name="s2_last")
+        acc = [Signal(signed(cfg.out_width), name=f"acc{o}") for o in range(4)]
+
+        out_free, take2, ready2, take1 = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            out_free.eq(~self.o.valid | self.o.ready),
+            take2.eq(val2 & (~last2 | out_free)),
+            ready2.eq(~val2 | take2),
+            take1.eq(val1 & ready2),
+            self.i.ready.eq(~val1 | take1),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [val1.eq(1), last1.eq(self.i.payload.last)]
+            m.d.sync += [d1[k].eq(self.i.payload.d[k]) for k in range(TILE * TILE)]
+            m.d.sync += [g1[k].eq(self.i.payload.g[k]) for k in range(KSIZE * KSIZE)]
+        with m.Elif(take1):
+            m.d.sync += val1.eq(0)
+        with m.If(take1):
+            m.d.sync += [val2.eq(1), last2.eq(last1)]
+            for oy in range(OUT_TILE):
+                for ox in range(OUT_TILE):
+                    for ky in range(KSIZE):
+                        for kx in range(KSIZE):
+                            m.d.sync += p2[oy * 2 + ox][ky * 3 + kx].eq(
+                                d1[(oy + ky) * TILE + ox + kx] * g1[ky * KSIZE + kx])
+        with m.Elif(take2):
+            m.d.sync += val2.eq(0)
+        total = [Signal(signed(cfg.out_width), name=f"sum{o}") for o in range(4)]
+        m.d.comb += [total[o].eq(acc[o] + _lin_expr([1] * 9, p2[o])) for o in range(4)]
+        res = Signal(cfg.conv_out_layout)
+        m.d.comb += [res[o].eq(total[o]) for o in range(4)]
+        with m.If(take2):
+            with m.If(last2):
+                m.d.sync += [self.o.payload.eq(res), self.o.valid.eq(1)]
+                m.d.sync += [a.eq(0) for a in acc]
+            with m.Else():
+                m.d.sync += [acc[o].eq(total[o]) for o in range(4)]
+        with m.If(~(take2 & last2) & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
