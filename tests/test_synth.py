@@ -346,10 +346,12 @@ def test_ice40_crash_falls_back_to_abc9_dff(tmp_path, monkeypatch):
     `synth_ice40 -dsp -dff`; a normal failure (bad Verilog) is not retried."""
     real = Y._run_yosys
     scripts = []
+    crash = [True]
 
     def crash_first(cmd, cwd, timeout):
         scripts.append((cwd / "synth.ys").read_text())
-        if len(scripts) == 1:
+        if crash[0]:
+            crash[0] = False
             return subprocess.CompletedProcess(cmd, 1, "", "    wasm trap: wasm `unreachable` instruction executed")
         return real(cmd, cwd, timeout)
 
