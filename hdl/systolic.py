@@ -28,7 +28,11 @@ __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 64
-OUTPUT_FIFO_DEPTH = 4
+OUTPUT_FIFO_DEPTH = 5
+# The step enable is registered: en(t) = [level(t-1) <= depth - 3]. At most one row is
+# written per step, so level(t) <= depth - 2 whenever a write can happen, which fits the
+# buffered FIFO's inner queue (depth - 1 entries) whatever its output register holds.
+ENABLE_THRESHOLD = OUTPUT_FIFO_DEPTH - 3
 
 
 def _index(n: int) -> range:
@@ -59,6 +63,11 @@ class SystolicConfig:
     pipeline_product : bool
         Register the product before the accumulate adder (default True): one more step of
         latency, a shorter critical path (multiplier and adder in separate stages).
+    pipeline_operands : bool
+        Register a local copy of both multiplier operands inside each PE (default False): one
+        more step of latency; the multiplier's inputs then come from registers placed next to
+        it rather than from the systolic chain, which shortens the register-DSP-register path
+        on FPGAs.
     """
 
     rows: int = 8
@@ -70,6 +79,7 @@ class SystolicConfig:
     b_signed: bool = True
     acc_width: int = 32
     pipeline_product: bool = True
+    pipeline_operands: bool = False
 
     def __post_init__(self):
         # store plain ints (numpy integers are accepted but would leak into layouts and JSON)
@@ -79,6 +89,7 @@ class SystolicConfig:
         check_bool("a_signed", self.a_signed)
         check_bool("b_signed", self.b_signed)
         check_bool("pipeline_product", self.pipeline_product)
+        check_bool("pipeline_operands", self.pipeline_operands)
         need = self.product_range.shape.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
         object.__setattr__(self, "acc_width", check_int("acc_width", self.acc_width, need, 64))
 
@@ -116,7 +127,7 @@ class SystolicConfig:
     # -- timing, in steps (cycles without output backpressure) ---------------------------
     @property
     def pe_latency(self) -> int:
-        return 1 + int(self.pipeline_product)
+        return 1 + int(self.pipeline_product) + int(self.pipeline_operands)
 
     @property
     def fifo_latency(self) -> int:
@@ -169,7 +180,7 @@ class SystolicConfig:
         return (
             f"convgen_systolic_{self.dataflow}_r{self.rows}c{self.cols}"
             f"_a{sa}{self.a_width}_b{sb}{self.b_width}_acc{self.acc_width}"
-            f"_p{int(self.pipeline_product)}"
+            f"_p{int(self.pipeline_product)}{'o' if self.pipeline_operands else ''}"
         )
 
     def to_dict(self) -> dict:
@@ -248,10 +259,13 @@ class SystolicArray(wiring.Component):
         R, C = cfg.rows, cfg.cols
 
         m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=cfg.o_layout.size, depth=OUTPUT_FIFO_DEPTH)
-        # Global step enable: the array only advances while the FIFO can take a row. It is
-        # driven by the FIFO level register, never combinationally by o.ready.
+        # Global step enable: the array only advances while the FIFO can take a row. It is a
+        # register (see ENABLE_THRESHOLD), so its large fanout starts at a flip-flop, and it
+        # never depends combinationally on o.ready.
+        stall = Signal()  # reset value 0; yosys' ABC9 on iCE40 crashes on a set-type enable flop
+        m.d.sync += stall.eq(ofifo.level > ENABLE_THRESHOLD)
         en = Signal()
-        m.d.comb += en.eq(ofifo.w_rdy)
+        m.d.comb += en.eq(~stall)
         m.d.comb += [
             self.o.valid.eq(ofifo.r_rdy),
             self.o.payload.eq(ofifo.r_data),
@@ -283,6 +297,16 @@ class SystolicArray(wiring.Component):
             ofifo.w_data.eq(out_row.as_value()),
         ]
         return m
+
+    @staticmethod
+    def _local_copy(m, prefix, **values):
+        """One register per value (inside the caller's step-enable block)."""
+        regs = []
+        for name, value in values.items():
+            reg = Signal(Value.cast(value).shape(), name=f"{prefix}_{name}_op")
+            m.d.sync += reg.eq(value)
+            regs.append(reg)
+        return regs
 
     # -------------------------------------------------------------------------------------
     def _elaborate_os(self, m, en, delayed):
@@ -336,8 +360,12 @@ class SystolicArray(wiring.Component):
 
             for r in range(R):
                 for c in range(C):
-                    product = a_reg[r][c] * b_reg[r][c]
+                    a_op, b_op = a_reg[r][c], b_reg[r][c]
                     valid, last = v_reg[r][c], l_reg[r][c]
+                    if cfg.pipeline_operands:
+                        a_op, b_op, valid, last = self._local_copy(
+                            m, f"pe{r}_{c}", a=a_op, b=b_op, v=valid, l=last)
+                    product = a_op * b_op
                     if cfg.pipeline_product:
                         prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
                         pv = Signal(name=f"pe{r}_{c}_pv")
@@ -470,7 +498,12 @@ class SystolicArray(wiring.Component):
                     weight = Mux(swap, w_shadow[r][c], w_active[r][c])
                     with m.If(swap):
                         m.d.sync += w_active[r][c].eq(w_shadow[r][c])
-                    product = a_reg[r][c] * weight
+                    activation = a_reg[r][c]
+                    if cfg.pipeline_operands:
+                        # the weight is selected at the swap stage and registered with the
+                        # activation, so the swap timing is unchanged
+                        activation, weight = self._local_copy(m, f"pe{r}_{c}", a=activation, w=weight)
+                    product = activation * weight
                     if cfg.pipeline_product:
                         prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
                         m.d.sync += prod_reg.eq(product)

@@ -29,6 +29,8 @@ def add_systolic_args(p, *, defaults=(8, 8)):
     p.add_argument("--acc-width", type=int, default=32, help="accumulator bits (default 32); wraps modulo 2**acc_width")
     p.add_argument("--no-pipeline-product", dest="pipeline_product", action="store_false",
                    help="do not register the product before the accumulator adder")
+    p.add_argument("--pipeline-operands", action="store_true",
+                   help="register both multiplier operands next to each multiplier (+1 cycle of latency)")
 
 
 def systolic_config(args):
@@ -36,7 +38,8 @@ def systolic_config(args):
 
     return SystolicConfig(rows=args.rows, cols=args.cols, dataflow=args.dataflow, a_width=args.a_width,
                           b_width=args.b_width, a_signed=args.a_signed, b_signed=args.b_signed,
-                          acc_width=args.acc_width, pipeline_product=args.pipeline_product)
+                          acc_width=args.acc_width, pipeline_product=args.pipeline_product,
+                          pipeline_operands=args.pipeline_operands)
 
 
 def cmd_generate(args) -> int:
@@ -60,6 +63,7 @@ def cmd_run_gemm(args) -> int:
     res = run_gemm(a, b, rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, simulator=args.sim,
                    a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed, b_signed=cfg.b_signed,
                    acc_width=cfg.acc_width, pipeline_product=cfg.pipeline_product,
+                   pipeline_operands=cfg.pipeline_operands,
                    allow_wrap=args.allow_wrap, progress=args.progress)
     buf = io.BytesIO()
     np.save(buf, res.c)

@@ -33,6 +33,8 @@ CONFIGS = {
     "ws-3x2-acc18-s8u8": dict(rows=3, cols=2, dataflow="ws", acc_width=18, b_signed=False),
     "os-4x4-noprodreg": dict(rows=4, cols=4, dataflow="os", pipeline_product=False),
     "ws-4x4-noprodreg": dict(rows=4, cols=4, dataflow="ws", pipeline_product=False),
+    "os-3x4-opreg": dict(rows=3, cols=4, dataflow="os", pipeline_operands=True),
+    "ws-2x3-opreg": dict(rows=2, cols=3, dataflow="ws", pipeline_operands=True),  # cols > rows
 }
 
 
