@@ -13,7 +13,7 @@ from convgen.fileio import atomic_directory
 
 from .manifest import describe_ports
 
-__all__ = ["to_verilog", "write_block"]
+__all__ = ["to_verilog", "block_manifest", "write_block"]
 
 
 def to_verilog(component, name: str) -> str:
@@ -22,12 +22,10 @@ def to_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict) -> dict:
-    """Write ``<name>.v`` and ``<name>.json`` into ``out_dir``; nothing is left on failure.
-
-    Returns a dict with the paths and the manifest."""
-    text = to_verilog(component, name)
-    manifest = {
+def block_manifest(component, name: str, *, block: str, parameters: dict, extra: dict) -> dict:
+    """The JSON manifest of a generated module: ports and payload layouts, parameters, and the
+    block's own facts (``extra``: timing, arithmetic)."""
+    return {
         "generator": f"convgen {__version__}",
         "block": block,
         "module": name,
@@ -35,6 +33,14 @@ def write_block(component, name: str, out_dir, *, block: str, parameters: dict, 
         **describe_ports(component),
         **extra,
     }
+
+
+def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict) -> dict:
+    """Write ``<name>.v`` and ``<name>.json`` into ``out_dir``; nothing is left on failure.
+
+    Returns a dict with the paths and the manifest."""
+    text = to_verilog(component, name)
+    manifest = block_manifest(component, name, block=block, parameters=parameters, extra=extra)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         (tmp / f"{name}.v").write_text(text)

@@ -31,7 +31,8 @@ from convgen.hdl.params import check_choice
 
 from .tools import SIMULATORS, simulator_env, simulator_version
 
-__all__ = ["Build", "SimulationFailed", "build", "run_cocotb", "cache_root", "VERILATOR_SIM_FLAGS"]
+__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "cache_root",
+           "VERILATOR_SIM_FLAGS"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 
@@ -124,6 +125,16 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
                 )
             marker.write_text("ok\n")
     return Build(simulator, module, directory, verilog_path, manifest_path, waves, manifest)
+
+
+def build_component(component, name: str, simulator: str, *, block: str, parameters: dict,
+                    extra: dict, waves: bool = False) -> Build:
+    """Generate ``component`` as module ``name`` with its manifest and build it (cached)."""
+    from convgen.hdl.generate import block_manifest, to_verilog
+
+    text = to_verilog(component, name)
+    manifest = block_manifest(component, name, block=block, parameters=parameters, extra=extra)
+    return build(text, manifest, simulator, waves=waves)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from convgen.hdl.im2col import LAYER_FIELDS, Im2colAddressGenerator, Im2colConfig, LayerConfig, manifest_extra
 from convgen.hdl.params import ConfigError
 
-from .build import Build, SimulationFailed, build, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE",
            "TEST_MODULE"]
@@ -37,14 +37,8 @@ def generate(hw: Im2colConfig, out_dir) -> dict:
 
 
 def build_im2col(hw: Im2colConfig, simulator: str, *, waves: bool = False) -> Build:
-    from convgen.hdl.generate import to_verilog
-    from convgen.hdl.manifest import describe_ports
-
-    component = Im2colAddressGenerator(hw)
-    text = to_verilog(component, hw.module_name)
-    manifest = {"block": "im2col", "module": hw.module_name, "parameters": hw.to_dict(),
-                **describe_ports(component), **manifest_extra(hw)}
-    return build(text, manifest, simulator, waves=waves)
+    return build_component(Im2colAddressGenerator(hw), hw.module_name, simulator, block="im2col",
+                           parameters=hw.to_dict(), extra=manifest_extra(hw), waves=waves)
 
 
 def layers_payload(layers) -> list[dict]:

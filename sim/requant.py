@@ -19,7 +19,7 @@ from convgen.golden.requant import RequantParams
 from convgen.hdl.params import ConfigError
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
 
-from .build import Build, SimulationFailed, build, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["param_fields", "input_fields", "generate", "build_requant", "run_requant", "RequantResult",
            "RUN_MODULE"]
@@ -72,14 +72,8 @@ def generate(cfg: RequantConfig, out_dir) -> dict:
 
 
 def build_requant(cfg: RequantConfig, simulator: str, *, waves: bool = False) -> Build:
-    from convgen.hdl.generate import to_verilog
-    from convgen.hdl.manifest import describe_ports
-
-    component = Requantizer(cfg)
-    text = to_verilog(component, cfg.module_name)
-    manifest = {"block": "requant", "module": cfg.module_name, "parameters": cfg.to_dict(),
-                **describe_ports(component), **manifest_extra(cfg)}
-    return build(text, manifest, simulator, waves=waves)
+    return build_component(Requantizer(cfg), cfg.module_name, simulator, block="requant",
+                           parameters=cfg.to_dict(), extra=manifest_extra(cfg), waves=waves)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from convgen.golden.gemm import check_operand, tile_schedule
 from convgen.hdl.params import ConfigError
 from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
 
-from .build import Build, SimulationFailed, build, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
 
@@ -56,14 +56,8 @@ def generate(cfg: SystolicConfig, out_dir) -> dict:
 
 
 def build_systolic(cfg: SystolicConfig, simulator: str, *, waves: bool = False) -> Build:
-    from convgen.hdl.generate import to_verilog
-    from convgen.hdl.manifest import describe_ports
-
-    component = SystolicArray(cfg)
-    text = to_verilog(component, cfg.module_name)
-    manifest = {"block": "systolic", "module": cfg.module_name, "parameters": cfg.to_dict(),
-                **describe_ports(component), **manifest_extra(cfg)}
-    return build(text, manifest, simulator, waves=waves)
+    return build_component(SystolicArray(cfg), cfg.module_name, simulator, block="systolic",
+                           parameters=cfg.to_dict(), extra=manifest_extra(cfg), waves=waves)
 
 
 @contextlib.contextmanager

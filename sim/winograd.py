@@ -20,7 +20,7 @@ from convgen.golden.winograd import assemble, check_conv_operands, extract_tiles
 from convgen.hdl.params import ConfigError, check_choice
 from convgen.hdl.winograd import BLOCKS, WinogradConfig, WinogradConv3x3, manifest_extra
 
-from .build import Build, SimulationFailed, build, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["conv_beats", "generate", "build_winograd", "run_winograd_conv", "ConvResult", "LAYOUTS"]
 
@@ -56,21 +56,10 @@ def generate(cfg: WinogradConfig, out_dir, kind: str = "conv3x3") -> dict:
                        parameters=cfg.to_dict(), extra=manifest_extra(cfg, kind))
 
 
-def build_component(component, name: str, parameters: dict, extra: dict, simulator: str, *,
-                    waves: bool = False) -> Build:
-    from convgen.hdl.generate import to_verilog
-    from convgen.hdl.manifest import describe_ports
-
-    text = to_verilog(component, name)
-    manifest = {"block": "winograd", "module": name, "parameters": parameters,
-                **describe_ports(component), **extra}
-    return build(text, manifest, simulator, waves=waves)
-
-
 def build_winograd(cfg: WinogradConfig, simulator: str, *, kind: str = "conv3x3", waves: bool = False) -> Build:
     check_choice("kind", kind, BLOCKS)
-    return build_component(BLOCKS[kind](cfg), cfg.module_name(kind), cfg.to_dict(),
-                           manifest_extra(cfg, kind), simulator, waves=waves)
+    return build_component(BLOCKS[kind](cfg), cfg.module_name(kind), simulator, block="winograd",
+                           parameters=cfg.to_dict(), extra=manifest_extra(cfg, kind), waves=waves)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import os
 import pytest
 
 from convgen.hdl.im2col import Im2colConfig
-from convgen.sim.build import run_cocotb
 from convgen.sim.im2col import TEST_MODULE, build_im2col, layers_payload
 from convgen.sim.tools import SIMULATORS
+from convgen.tb.common.launch import run_regression
 from convgen.tb.im2col.layers import onnx_conv_fixtures, random_layers
 
 CONFIGS = {
@@ -47,18 +47,8 @@ def _run(name, simulator, run_dir, **layer_args):
     with open(layers_file, "w") as f:
         json.dump(layers_payload([lay for _, lay in lays]), f)
     env = {"CONVGEN_LAYERS": layers_file}
-    build = build_im2col(hw, simulator)
-    res = run_cocotb(build, TEST_MODULE, run_dir=run_dir, extra_env=env)
-    if not res.passed:
-        msg = (f"{res.failures} of {res.tests} cocotb tests failed on {simulator} for {hw.module_name}; "
-               f"log: {res.log_file}")
-        try:
-            wbuild = build_im2col(hw, simulator, waves=True)
-            wres = run_cocotb(wbuild, TEST_MODULE, run_dir=os.path.join(run_dir, "waves"), extra_env=env)
-            msg += f"; waveform: {wres.waves_file}"
-        except Exception as e:
-            msg += f"; waveform rerun failed: {e}"
-        pytest.fail(msg)
+    res = run_regression(lambda waves: build_im2col(hw, simulator, waves=waves), TEST_MODULE, run_dir,
+                         label=f"{hw.module_name} on {simulator}", extra_env=env)
     assert res.tests == 5, f"expected 5 cocotb tests (run_layers skipped), {res.tests} ran"
 
 

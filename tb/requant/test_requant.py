@@ -9,14 +9,13 @@ configuration is rebuilt with waveform tracing, the run repeated, and the wavefo
 reported.
 """
 
-import os
 
 import pytest
 
 from convgen.hdl.requant import RequantConfig
-from convgen.sim.build import run_cocotb
 from convgen.sim.requant import build_requant
 from convgen.sim.tools import SIMULATORS
+from convgen.tb.common.launch import run_regression
 
 MODULE = "convgen.tb.requant.cocotb_requant"
 
@@ -32,19 +31,8 @@ BEATS = {"verilator": 25_000, "icarus": 5_000, "slow": 250_000}
 def _run(params, simulator, run_dir, beats, testcase=None):
     cfg = RequantConfig(**params)
     env = {"CONVGEN_REQUANT_BEATS": str(beats)}
-    build = build_requant(cfg, simulator)
-    res = run_cocotb(build, MODULE, run_dir=run_dir, extra_env=env, testcase=testcase)
-    if not res.passed:
-        msg = (f"{res.failures} of {res.tests} cocotb tests failed on {simulator} for "
-               f"{cfg.module_name}; log: {res.log_file}")
-        try:
-            wbuild = build_requant(cfg, simulator, waves=True)
-            wres = run_cocotb(wbuild, MODULE, run_dir=os.path.join(run_dir, "waves"),
-                              extra_env=env, testcase=testcase)
-            msg += f"; waveform: {wres.waves_file}"
-        except Exception as e:  # the failure itself matters more than the waveform
-            msg += f"; waveform rerun failed: {e}"
-        pytest.fail(msg)
+    run_regression(lambda waves: build_requant(cfg, simulator, waves=waves), MODULE, run_dir,
+                   label=f"{cfg.module_name} on {simulator}", extra_env=env, testcase=testcase)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

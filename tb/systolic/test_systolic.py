@@ -6,14 +6,13 @@ test with the installation advice; it is never skipped. On a failure the configu
 rebuilt with waveform tracing, the failing run repeated, and the waveform's path reported.
 """
 
-import os
 
 import pytest
 
 from convgen.hdl.systolic import SystolicConfig
-from convgen.sim.build import run_cocotb
 from convgen.sim.systolic import build_systolic
 from convgen.sim.tools import SIMULATORS
+from convgen.tb.common.launch import run_regression
 
 MODULE = "convgen.tb.systolic.cocotb_systolic"
 
@@ -40,18 +39,8 @@ CONFIGS = {
 
 def _run(params, simulator, run_dir, extra_env=None, testcase=None):
     cfg = SystolicConfig(**params)
-    build = build_systolic(cfg, simulator)
-    res = run_cocotb(build, MODULE, run_dir=run_dir, extra_env=extra_env, testcase=testcase)
-    if not res.passed:
-        msg = f"{res.failures} of {res.tests} cocotb tests failed on {simulator} for {cfg.module_name}; log: {res.log_file}"
-        try:
-            wbuild = build_systolic(cfg, simulator, waves=True)
-            wres = run_cocotb(wbuild, MODULE, run_dir=os.path.join(run_dir, "waves"),
-                              extra_env=extra_env, testcase=testcase)
-            msg += f"; waveform: {wres.waves_file}"
-        except Exception as e:  # the failure itself matters more than the waveform
-            msg += f"; waveform rerun failed: {e}"
-        pytest.fail(msg)
+    run_regression(lambda waves: build_systolic(cfg, simulator, waves=waves), MODULE, run_dir,
+                   label=f"{cfg.module_name} on {simulator}", extra_env=extra_env, testcase=testcase)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -7,14 +7,14 @@ accumulator; four builds in all, which is what dominates the run time. A missing
 waveform tracing and the waveform's path reported.
 """
 
-import os
 
 import pytest
 
 from convgen.hdl.winograd import WinogradConfig, manifest_extra
-from convgen.sim.build import run_cocotb
+from convgen.sim.build import build_component
 from convgen.sim.tools import SIMULATORS
-from convgen.sim.winograd import build_component, build_winograd
+from convgen.sim.winograd import build_winograd
+from convgen.tb.common.launch import run_regression
 from convgen.tb.winograd.harness import WinogradHarness, module_name
 
 MODULE = "convgen.tb.winograd.cocotb_winograd"
@@ -27,8 +27,8 @@ CONFIGS = {
 
 def _build(kind, cfg, simulator, waves=False):
     if kind == "harness":
-        return build_component(WinogradHarness(cfg), module_name(cfg), cfg.to_dict(),
-                               manifest_extra(cfg, "harness"), simulator, waves=waves)
+        return build_component(WinogradHarness(cfg), module_name(cfg), simulator, block="winograd",
+                               parameters=cfg.to_dict(), extra=manifest_extra(cfg, "harness"), waves=waves)
     return build_winograd(cfg, simulator, kind=kind, waves=waves)
 
 
@@ -37,12 +37,5 @@ def _build(kind, cfg, simulator, waves=False):
 def test_winograd(name, simulator, tmp_path):
     kind, params = CONFIGS[name]
     cfg = WinogradConfig(**params)
-    res = run_cocotb(_build(kind, cfg, simulator), MODULE, run_dir=tmp_path)
-    if not res.passed:
-        msg = f"{res.failures} of {res.tests} cocotb tests failed on {simulator} for {name}; log: {res.log_file}"
-        try:
-            wres = run_cocotb(_build(kind, cfg, simulator, waves=True), MODULE, run_dir=os.path.join(tmp_path, "waves"))
-            msg += f"; waveform: {wres.waves_file}"
-        except Exception as e:  # the failure itself matters more than the waveform
-            msg += f"; waveform rerun failed: {e}"
-        pytest.fail(msg)
+    run_regression(lambda waves: _build(kind, cfg, simulator, waves=waves), MODULE, str(tmp_path),
+                   label=f"{name} on {simulator}")
