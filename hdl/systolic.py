@@ -28,7 +28,7 @@ __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 64
-OUTPUT_FIFO_DEPTH = 5
+OUTPUT_FIFO_DEPTH = 6
 # The step enable is registered: en(t) = [level(t-1) <= depth - 3]. At most one row is
 # written per step, so level(t) <= depth - 2 whenever a write can happen, which fits the
 # buffered FIFO's inner queue (depth - 1 entries) whatever its output register holds.
