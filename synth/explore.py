@@ -88,6 +88,94 @@ register_explorable(Explorable(
 ))
 
 
+# ---- the requantizer: lanes x rounding mode ------------------------------------------------
+def _requant_build(point: dict):
+    from convgen.hdl.generate import to_verilog
+    from convgen.hdl.requant import RequantConfig, Requantizer
+
+    cfg = RequantConfig(**point)
+    return to_verilog(Requantizer(cfg), cfg.module_name), cfg.module_name, cfg.to_dict()
+
+
+def _requant_values(point: dict) -> int:
+    return int(point["lanes"])
+
+
+register_explorable(Explorable(
+    name="requant",
+    params={
+        "lanes": (int, (1, 2, 4), "values per cycle"),
+        "rounding": (str, ("tflite", "tflite_single", "onnx"), "rounding modes"),
+        "groups": (int, (1,), "parameter-memory entries (channel groups)"),
+    },
+    build=_requant_build,
+    macs_per_cycle=_requant_values,
+    series=("rounding",),
+    unit="value",
+))
+
+
+# ---- the im2col address generator: tile rows x layer maxima ----------------------------------
+def _im2col_build(point: dict):
+    from convgen.hdl.generate import to_verilog
+    from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig
+
+    cfg = Im2colConfig(**point, max_w=point["max_h"])
+    return to_verilog(Im2colAddressGenerator(cfg), cfg.module_name), cfg.module_name, cfg.to_dict()
+
+
+def _one_per_cycle(point: dict) -> int:
+    return 1
+
+
+register_explorable(Explorable(
+    name="im2col",
+    params={
+        "max_c": (int, (64, 512), "largest channel count"),
+        "max_h": (int, (64, 224), "largest input height (and width)"),
+        "tile_rows": (int, (8,), "systolic array rows served"),
+    },
+    build=_im2col_build,
+    macs_per_cycle=_one_per_cycle,
+    series=("max_c",),
+    unit="address",
+))
+
+
+# ---- Winograd F(2x2,3x3) against the direct 3x3 engine of equal throughput ---------------------
+def _conv3x3_build(point: dict):
+    from convgen.hdl.generate import to_verilog
+    from convgen.hdl.winograd import BLOCKS, WinogradConfig
+    from convgen.hdl.winograd_direct import DirectConv3x3
+
+    point = dict(point)
+    engine = point.pop("engine")
+    cfg = WinogradConfig(**point)
+    if engine == "winograd":
+        component, name = BLOCKS["conv3x3"](cfg), cfg.module_name("conv3x3")
+    else:
+        component, name = DirectConv3x3(cfg), cfg.module_name(DirectConv3x3.KIND)
+    return to_verilog(component, name), name, {"engine": engine, **cfg.to_dict()}
+
+
+def _conv3x3_macs(point: dict) -> int:
+    """One beat per cycle = one input channel of a 2x2 output tile: 36 direct-equivalent MACs."""
+    return 36
+
+
+register_explorable(Explorable(
+    name="conv3x3",
+    params={
+        "engine": (str, ("winograd", "direct"), "winograd and/or direct"),
+        "data_width": (int, (8,), "activation bits"),
+        "weight_width": (int, (8,), "weight bits"),
+    },
+    build=_conv3x3_build,
+    macs_per_cycle=_conv3x3_macs,
+    series=("engine",),
+))
+
+
 # ---- the sweep ----------------------------------------------------------------------------
 def expand_grid(spec: Explorable, values: dict[str, list]) -> list[dict]:
     """All points of the grid. A parameter given no values takes its defaults; the
