@@ -162,15 +162,26 @@ def machine_info(sims: list[str]) -> dict:
     }
 
 
+CODE_DIRS = ("hdl", "sim", "golden", "tb", "convgen")
+
+
 def git_state() -> dict:
-    """HEAD and the uncommitted changes to the code the benchmark runs (the repository is
-    edited by others while a long benchmark runs: the report says what it ran)."""
+    """HEAD, the uncommitted changes to the code the benchmark runs, and a digest of that code
+    (the repository is edited by others while a long benchmark runs: the report says what it
+    ran, and whether the code changed in between)."""
+    import hashlib
+
     def git(*a):
         return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout
 
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hdl", "sim", "golden", "tb",
-                                      "convgen").splitlines()]
-    return {"commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_code_changes": dirty}
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", *CODE_DIRS).splitlines()]
+    digest = hashlib.sha256()
+    for d in CODE_DIRS:
+        for f in sorted((REPO / d).rglob("*.py")):
+            if "__pycache__" not in f.parts:
+                digest.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return {"commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_code_changes": dirty,
+            "code_digest": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,10 +426,21 @@ def render_markdown(results: dict) -> str:
         code = f"Code: commit {gs['commit'][:10]}"
         if gs["uncommitted_code_changes"]:
             code += " with uncommitted changes to " + ", ".join(gs["uncommitted_code_changes"])
-        if ge and ge != gs:
-            code += (f"; **the code changed during the run** (at the end: commit {ge['commit'][:10]}"
-                     + (", uncommitted changes to " + ", ".join(ge["uncommitted_code_changes"])
-                        if ge["uncommitted_code_changes"] else "") + ")")
+        end = ""
+        if ge and ge["commit"] != gs["commit"]:
+            end = f"commit {ge['commit'][:10]}"
+        if ge and ge["uncommitted_code_changes"] != gs["uncommitted_code_changes"]:
+            end += (", " if end else "") + "uncommitted changes to " + (
+                ", ".join(ge["uncommitted_code_changes"]) or "nothing")
+        if ge and "code_digest" in gs and "code_digest" in ge:
+            if ge["code_digest"] != gs["code_digest"]:
+                code += f"; **the code ({', '.join(CODE_DIRS)}) changed during the run**" + (
+                    f" (at the end: {end})" if end else "")
+            else:
+                code += f"; the code ({', '.join(CODE_DIRS)}) did not change during the run" + (
+                    f" (at the end: {end}, with the same code)" if end else "")
+        elif end:  # older JSON without a code digest
+            code += f"; at the end of the run: {end}"
         L.append(code + ".\n")
     L.append("Random int8 operands, no stalls; every result equals golden `gemm(a, b)` exactly "
              "(the benchmark aborts otherwise). *predicted* = `tile_cycles(K) + (tiles-1)*tile_period(K)`; "
