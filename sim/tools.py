@@ -106,4 +106,5 @@ def simulator_version(simulator: str) -> str:
         return f"Verilator {v[0]}.{v[1]:03d}"
     env = dict(os.environ, **simulator_env(simulator))
     out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, env=env).stdout
-    return out.splitlines()[0] if out else "iverilog (unknown version)"
+    line = out.splitlines()[0] if out else "iverilog (unknown version)"
+    return line.removesuffix("()").strip()  # Icarus prints an empty "()" after the version
