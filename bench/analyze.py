@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from convgen.analyze import analyze, bundled_models, load_layers
-from convgen.fileio import atomic_write_text
+from convgen.core.fileio import atomic_write_text
 from convgen.hdl.systolic import SystolicConfig
 
 ARRAYS = [(8, 8, "os"), (8, 8, "ws"), (16, 16, "os"), (16, 16, "ws")]

@@ -46,11 +46,11 @@ THROUGHPUT_HW = dict(max_h=32, max_w=32, max_c=16, max_kernel=7, max_stride=4, m
 
 
 def conv_layers(model_path: str):
-    """(name, LayerConfig, cout) for every Conv of an ONNX model, via shape inference."""
+    """(name, ConvLayer, cout) for every Conv of an ONNX model, via shape inference."""
     import onnx
     from onnx import helper, shape_inference
 
-    from convgen.hdl.im2col import LayerConfig
+    from convgen.core.layer import conv_layer_from_onnx
 
     model = shape_inference.infer_shapes(onnx.load(model_path))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -61,24 +61,8 @@ def conv_layers(model_path: str):
         if node.op_type != "Conv":
             continue
         a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-        _, c, h, w = shapes[node.input[0]]
         wshape = inits.get(node.input[1]) or shapes[node.input[1]]
-        kh, kw = a.get("kernel_shape", wshape[2:])
-        sh, sw = a.get("strides", [1, 1])
-        dh, dw = a.get("dilations", [1, 1])
-        auto = a.get("auto_pad", b"NOTSET")
-        if auto in (b"SAME_UPPER", b"SAME_LOWER"):
-            pads = []
-            for size, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)):
-                total = max(0, (-(-size // s) - 1) * s + d * (k - 1) + 1 - size)
-                pads.append((total // 2, total - total // 2) if auto == b"SAME_UPPER" else (total - total // 2, total // 2))
-            pt, pb = pads[0]
-            pl, pr = pads[1]
-        elif auto == b"VALID":
-            pt = pl = pb = pr = 0
-        else:
-            pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
-        lay = LayerConfig(h, w, c, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, a.get("group", 1))
+        lay = conv_layer_from_onnx(a, shapes[node.input[0]], wshape)
         out.append((node.name or node.output[0], lay, wshape[0]))
     return out
 
@@ -109,17 +93,18 @@ def memory_table():
 
 def throughput(sims):
     from convgen.golden.im2col import STREAM_FIELDS, address_stream
-    from convgen.hdl.im2col import Im2colConfig, LayerConfig
+    from convgen.core.layer import ConvLayer
+    from convgen.hdl.im2col import Im2colConfig
     from convgen.sim.im2col import run_im2col
 
     hw = Im2colConfig(**THROUGHPUT_HW)
     layers = {
-        "3x3 s1 p1 (ResNet body)": LayerConfig.square(16, 16, 8, 3, 1, 1),
-        "7x7 s2 p3 (ResNet stem)": LayerConfig.square(32, 32, 3, 7, 2, 3),
-        "1x1 (bottleneck)": LayerConfig.square(16, 16, 16, 1),
-        "3x3 depthwise s2": LayerConfig.square(16, 16, 16, 3, 2, 1, groups=16),
-        "3x3 dilation 2": LayerConfig.square(16, 16, 4, 3, 1, 2, dilation=2),
-        "3x3 s1 p1 indirection": LayerConfig.square(16, 16, 8, 3, 1, 1, indirect=True),
+        "3x3 s1 p1 (ResNet body)": ConvLayer.square(16, 16, 8, 3, 1, 1),
+        "7x7 s2 p3 (ResNet stem)": ConvLayer.square(32, 32, 3, 7, 2, 3),
+        "1x1 (bottleneck)": ConvLayer.square(16, 16, 16, 1),
+        "3x3 depthwise s2": ConvLayer.square(16, 16, 16, 3, 2, 1, groups=16),
+        "3x3 dilation 2": ConvLayer.square(16, 16, 4, 3, 1, 2, dilation=2),
+        "3x3 s1 p1 indirection": ConvLayer.square(16, 16, 8, 3, 1, 1, indirect=True),
     }
     out = []
     for sim in sims:
@@ -207,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-synth", action="store_true")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
-    from convgen.fileio import atomic_write_text
+    from convgen.core.fileio import atomic_write_text
 
     nets = memory_table()
     hw, tput = throughput([s for s in args.sims.split(",") if s])

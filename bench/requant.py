@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convgen.fileio import atomic_write_text
+from convgen.core.fileio import atomic_write_text
 from convgen.golden.requant import RequantParams, requantize
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.requant import ROUNDINGS, RequantConfig, Requantizer

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from convgen.fileio import atomic_write_text
+from convgen.core.fileio import atomic_write_text
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.systolic import SystolicArray, SystolicConfig
 from convgen.synth import markdown_table, synthesize
@@ -30,7 +30,7 @@ from convgen.synth.pnr import DoesNotFit
 def _portable(obj):
     """JSON-ready copy with machine paths made relative to the cache ($CONVGEN_CACHE) or
     reduced to a file name, so committed results do not name this machine's directories."""
-    from convgen.sim.build import cache_root
+    from convgen.core.cache import cache_root
 
     root = str(cache_root())
     if isinstance(obj, dict):

@@ -224,7 +224,7 @@ def build_all(sims: list[str], sizes: list[int]) -> dict:
     """Build every configuration for every simulator, one after the other (so that build
     times are not distorted by a simulation running on the other core), timing each build."""
     from convgen.hdl.systolic import SystolicConfig
-    from convgen.sim.build import cache_root
+    from convgen.core.cache import cache_root
     from convgen.sim.systolic import build_systolic
 
     builds = {}
@@ -546,7 +546,7 @@ def main(argv=None) -> int:
     ap.add_argument("--partial", help=argparse.SUPPRESS)  # child mode: write one simulator's JSON here
     args = ap.parse_args(argv)
 
-    from convgen.fileio import atomic_write_text
+    from convgen.core.fileio import atomic_write_text
     from convgen.sim.tools import SIMULATORS
 
     if args.render:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from convgen.fileio import atomic_write_text
+from convgen.core.fileio import atomic_write_text
 from convgen.golden.winograd import float_error_analysis
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.winograd import (WinogradConfig, WinogradConv3x3, WinogradFilterTransform,

@@ -1,2 +1,4 @@
 """convgen: verified RTL generator for CNN convolution acceleration."""
-__version__ = "0.1.0"
+from convgen.core.version import __version__
+
+__all__ = ["__version__"]

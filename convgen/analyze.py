@@ -1,7 +1,7 @@
 """Read the convolutions of an ONNX model and price them with :mod:`convgen.costmodel`.
 
 :func:`load_layers` runs ONNX shape inference (weights are not loaded), turns every ``Conv``,
-``Gemm`` and ``MatMul`` into a :class:`~convgen.costmodel.ConvLayer` (output size computed from
+``Gemm`` and ``MatMul`` into a :class:`~convgen.core.layer.ConvLayer` (output size computed from
 strides, asymmetric pads, dilations and ``auto_pad``; checked against the inferred shape) and
 lists the other operators: ops known to do multiply-accumulates that are not modelled
 (``ConvTranspose``, ``QLinearConv``, ``LSTM``, ...) are warnings, ops outside the ONNX standard
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convgen import costmodel as cm
-from convgen.hdl.params import ConfigError
+from convgen.core.layer import ConvLayer, conv_layer_from_onnx
+from convgen.core.params import ConfigError
 
 __all__ = ["AnalyzeError", "Model", "load_layers", "analyze", "bundled_models", "format_table",
            "format_csv", "COLUMNS"]
@@ -104,29 +105,6 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _out_size(size, k, s, d, pad_begin, pad_end):
-    return (size + pad_begin + pad_end - d * (k - 1) - 1) // s + 1
-
-
-def _resolve_pads(auto_pad, sizes, ks, ss, ds, pads):
-    """ONNX Conv padding: explicit ``pads`` (begins then ends) or ``auto_pad``."""
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad in ("", "NOTSET"):
-        return tuple(pads) if pads else (0,) * (2 * len(sizes))
-    if auto_pad == "VALID":
-        return (0,) * (2 * len(sizes))
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        begins, ends = [], []
-        for size, k, s, d in zip(sizes, ks, ss, ds):
-            out = -(-size // s)
-            total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
-            small, big = total // 2, total - total // 2
-            begins.append(small if auto_pad == "SAME_UPPER" else big)
-            ends.append(big if auto_pad == "SAME_UPPER" else small)
-        return tuple(begins + ends)
-    raise AnalyzeError(f"unknown auto_pad {auto_pad!r}")
-
-
 def load_layers(path, input_shapes: dict | None = None) -> Model:
     """Every Conv / Gemm / MatMul of the model at ``path`` as a ConvLayer.
 
@@ -185,23 +163,15 @@ def load_layers(path, input_shapes: dict | None = None) -> Model:
                 continue
             x = shape_of(node.input[0], node, "input", 4)
             w = shape_of(node.input[1], node, "weight", 4)
-            ks = list(a.get("kernel_shape", w[2:]))
-            ss = list(a.get("strides", [1, 1]))
-            ds = list(a.get("dilations", [1, 1]))
-            group = int(a.get("group", 1))
-            pads = _resolve_pads(a.get("auto_pad", "NOTSET"), x[2:], ks, ss, ds, a.get("pads"))
-            oh = _out_size(x[2], ks[0], ss[0], ds[0], pads[0], pads[2])
-            ow = _out_size(x[3], ks[1], ss[1], ds[1], pads[1], pads[3])
+            try:
+                L = conv_layer_from_onnx(a, x, w, name=name, op=op, bias=len(node.input) > 2 and bool(node.input[2]))
+            except ConfigError as e:
+                raise AnalyzeError(str(e)) from None
             y = shapes.get(node.output[0])
-            if y and all(isinstance(d, int) and d > 0 for d in y) and list(y) != [x[0], w[0], oh, ow]:
-                warnings.append(f"{name}: output shape from attributes {[x[0], w[0], oh, ow]} differs from "
+            if y and all(isinstance(d, int) and d > 0 for d in y) and list(y) != [L.n, L.c_out, L.out_h, L.out_w]:
+                warnings.append(f"{name}: output shape from attributes {[L.n, L.c_out, L.out_h, L.out_w]} differs from "
                                 f"ONNX shape inference {y}; using the attributes")
-            if w[1] * group != x[1]:
-                raise AnalyzeError(f"{name}: weight has {w[1]} input channels per group, input has {x[1]} "
-                                   f"channels, group={group}")
-            layers.append(cm.ConvLayer(name=name, op=op, n=x[0], cin=x[1], h=x[2], w=x[3], cout=w[0],
-                                       kh=ks[0], kw=ks[1], oh=oh, ow=ow, stride=tuple(ss), dilation=tuple(ds),
-                                       pads=tuple(pads), group=group, bias=len(node.input) > 2 and bool(node.input[2])))
+            layers.append(L)
         elif op in ("Gemm", "MatMul"):
             a = _attrs(node) if op == "Gemm" else {}
             sa = shape_of(node.input[0], node, "input A")
@@ -215,10 +185,9 @@ def load_layers(path, input_shapes: dict | None = None) -> Model:
                     sa, sb = (sa if len(sa) > 1 else [1] + sa), (sb if len(sb) > 1 else sb + [1])
                 m, k, n = sa[-2], sa[-1], sb[-1]
                 batch = math.prod(sa[:-2]) if len(sb) == 2 else max(math.prod(sa[:-2]), math.prod(sb[:-2]))
-            layers.append(cm.ConvLayer(name=name, op=op, n=1, cin=k, h=batch * m, w=1, cout=n, kh=1, kw=1,
-                                       oh=batch * m, ow=1, group=1,
-                                       bias=op == "Gemm" and len(node.input) > 2 and bool(node.input[2]),
-                                       weight_is_param=node.input[1] in const_outputs or len(sb) == 2))
+            layers.append(ConvLayer.gemm(batch * m, k, n, name=name, op=op,
+                                         bias=op == "Gemm" and len(node.input) > 2 and bool(node.input[2]),
+                                         weight_is_param=node.input[1] in const_outputs or len(sb) == 2))
         elif op in MAC_OPS_NOT_MODELLED:
             unmodelled[op] += 1
         else:
@@ -257,8 +226,8 @@ def analyze(model: Model, cfg, *, winograd: bool = False, groups: int = 4, reduc
         ss = cm.scalesim_cycles(L, cfg.rows, cfg.cols, cfg.dataflow, winograd=use_wg)
         row = {
             "layer": L.name, "op": L.op, "kind": L.kind,
-            "input": f"{L.cin}x{L.h}x{L.w}", "output": f"{L.cout}x{L.oh}x{L.ow}",
-            "kernel": f"{L.kh}x{L.kw}/s{L.stride[0]}" + (f"/g{L.group}" if L.group > 1 else "")
+            "input": f"{L.c}x{L.h}x{L.w}", "output": f"{L.c_out}x{L.out_h}x{L.out_w}",
+            "kernel": f"{L.kh}x{L.kw}/s{L.stride[0]}" + (f"/g{L.groups}" if L.groups > 1 else "")
                       + (f"/d{L.dilation[0]}" if L.dilation != (1, 1) else ""),
             "macs": cm.macs(L), "flops": cm.flops(L), "params": cm.params(L),
             "in_elems": L.in_elements, "out_elems": L.out_elements,
@@ -272,7 +241,7 @@ def analyze(model: Model, cfg, *, winograd: bool = False, groups: int = 4, reduc
             "array_algorithm": "winograd" if use_wg else "im2col-gemm",
             "scalesim_cycles": ss["cycles"], "mapping": cm.recommend(L, cfg.cols),
             "batch": L.n, "stride": list(L.stride), "pads": list(L.pads), "dilation": list(L.dilation),
-            "group": L.group,
+            "group": L.groups,
         }
         if L.kind == "standard":
             row["what_if"] = cm.what_if(L, groups=groups, reduction=reduction, sparsity=sparsity)

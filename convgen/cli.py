@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from convgen import __version__
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 
 from .commands import block_command_modules
 

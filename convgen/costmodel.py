@@ -1,6 +1,7 @@
 """Cost of one 2-D convolution (or a GEMM seen as a 1x1 convolution) under each acceleration technique.
 
-Pure arithmetic, no ONNX: :mod:`convgen.analyze` reads a model into :class:`ConvLayer` objects
+Pure arithmetic, no ONNX: :mod:`convgen.analyze` reads a model into
+:class:`~convgen.core.layer.ConvLayer` objects
 and this module prices them. Conventions (also in ``docs/analyze.md``):
 
 - **1 MAC = 2 FLOPs** (one multiply and one add). Bias adds, activations and normalization are
@@ -25,86 +26,22 @@ and this module prices them. Conventions (also in ``docs/analyze.md``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError, check_int
 
-from convgen.hdl.params import ConfigError, check_int
-
-__all__ = ["ConvLayer", "KINDS", "macs", "flops", "params", "im2col_elements", "indirection_entries",
+__all__ = ["macs", "flops", "params", "im2col_elements", "indirection_entries",
            "winograd_applies", "winograd_multiplies", "direct_tile_multiplies", "systolic_cycles",
            "scalesim_cycles", "gemm_dims", "recommend", "what_if", "traffic_bytes",
            "depthwise_separable_ratio", "group_ratio", "bottleneck_ratio", "lowrank_ratio",
            "pruning_ratio"]
 
-KINDS = ("standard", "depthwise", "grouped", "pointwise")
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-@dataclass(frozen=True)
-class ConvLayer:
-    """Shapes of one convolution (NCHW) after padding, stride and dilation are resolved.
-
-    A Gemm / MatMul ``[M x K] @ [K x N]`` is the 1x1 convolution ``n=1, cin=K, h=M, w=1,
-    cout=N``: the same MACs, im2col is the identity.
-    """
-
-    name: str
-    op: str
-    n: int
-    cin: int
-    h: int
-    w: int
-    cout: int
-    kh: int
-    kw: int
-    oh: int
-    ow: int
-    stride: tuple = (1, 1)
-    dilation: tuple = (1, 1)
-    pads: tuple = (0, 0, 0, 0)  # top, left, bottom, right (ONNX order: begins then ends)
-    group: int = 1
-    bias: bool = False
-    weight_is_param: bool = True  # False for MatMul of two activations
-
-    def __post_init__(self):
-        for f in ("n", "cin", "h", "w", "cout", "kh", "kw", "oh", "ow", "group"):
-            object.__setattr__(self, f, check_int(f"{self.name}: {f}", getattr(self, f), 1))
-        if self.cin % self.group or self.cout % self.group:
-            raise ConfigError(f"{self.name}: group={self.group} must divide Cin={self.cin} and Cout={self.cout}")
-
-    @property
-    def kind(self) -> str:
-        if self.group > 1 and self.group == self.cin:
-            return "depthwise"
-        if self.group > 1:
-            return "grouped"
-        if self.kh == self.kw == 1:
-            return "pointwise"
-        return "standard"
-
-    @property
-    def in_elements(self) -> int:
-        return self.n * self.cin * self.h * self.w
-
-    @property
-    def out_elements(self) -> int:
-        return self.n * self.cout * self.oh * self.ow
-
-    @property
-    def positions(self) -> int:
-        return self.n * self.oh * self.ow
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["kind"] = self.kind
-        return d
-
-
 # ---- counts -------------------------------------------------------------------------------
 def macs(L: ConvLayer) -> int:
-    return L.positions * L.cout * (L.cin // L.group) * L.kh * L.kw
+    return L.positions * L.c_out * (L.c // L.groups) * L.kh * L.kw
 
 
 def flops(L: ConvLayer) -> int:
@@ -115,11 +52,11 @@ def flops(L: ConvLayer) -> int:
 def params(L: ConvLayer) -> int:
     if not L.weight_is_param:
         return 0
-    return L.cout * (L.cin // L.group) * L.kh * L.kw + (L.cout if L.bias else 0)
+    return L.c_out * (L.c // L.groups) * L.kh * L.kw + (L.c_out if L.bias else 0)
 
 
 def im2col_elements(L: ConvLayer) -> int:
-    return L.positions * L.cin * L.kh * L.kw
+    return L.positions * L.c * L.kh * L.kw
 
 
 def indirection_entries(L: ConvLayer) -> int:
@@ -132,19 +69,19 @@ def winograd_applies(L: ConvLayer) -> bool:
 
 def winograd_tiles(L: ConvLayer) -> int:
     """2x2 output tiles (edge tiles padded) over the batch."""
-    return L.n * _cdiv(L.oh, 2) * _cdiv(L.ow, 2)
+    return L.n * _cdiv(L.out_h, 2) * _cdiv(L.out_w, 2)
 
 
 def winograd_multiplies(L: ConvLayer) -> int:
     """Element-wise multiplies of F(2x2,3x3): 16 per tile per (Cout, Cin/G) pair."""
     if not winograd_applies(L):
         raise ConfigError(f"{L.name}: Winograd F(2x2,3x3) needs a 3x3 kernel, stride 1, dilation 1")
-    return 16 * winograd_tiles(L) * L.cout * (L.cin // L.group)
+    return 16 * winograd_tiles(L) * L.c_out * (L.c // L.groups)
 
 
 def direct_tile_multiplies(L: ConvLayer) -> int:
     """Multiplies of direct convolution over the same 2x2 tiles: 2*2*9 = 36 per tile and pair."""
-    return 4 * L.kh * L.kw * winograd_tiles(L) * L.cout * (L.cin // L.group)
+    return 4 * L.kh * L.kw * winograd_tiles(L) * L.c_out * (L.c // L.groups)
 
 
 # ---- systolic array -----------------------------------------------------------------------
@@ -154,12 +91,12 @@ def gemm_dims(L: ConvLayer, winograd: bool = False):
     im2col: ``G`` GEMMs ``N*OH*OW x (Cin/G)*KH*KW x Cout/G``. Winograd F(2x2,3x3) (Lavin & Gray
     2016, section 4): ``16*G`` GEMMs ``tiles x Cin/G x Cout/G``, one per transformed position.
     """
-    cg, ng = L.cin // L.group, L.cout // L.group
+    cg, ng = L.c // L.groups, L.c_out // L.groups
     if winograd:
         if not winograd_applies(L):
             raise ConfigError(f"{L.name}: Winograd F(2x2,3x3) does not apply")
-        return 16 * L.group, winograd_tiles(L), cg, ng
-    return L.group, L.positions, cg * L.kh * L.kw, ng
+        return 16 * L.groups, winograd_tiles(L), cg, ng
+    return L.groups, L.positions, cg * L.kh * L.kw, ng
 
 
 def systolic_cycles(L: ConvLayer, cfg, winograd: bool = False) -> dict:
@@ -239,7 +176,7 @@ def pruning_ratio(sparsity: float) -> float:
 def traffic_bytes(L: ConvLayer, dtype: str) -> int:
     """Bytes moved once each: input, output and weights. fp32: 4 bytes each; int8: 1 byte for
     activations and weights, 4 for an int32 bias."""
-    bias = L.cout if (L.bias and L.weight_is_param) else 0
+    bias = L.c_out if (L.bias and L.weight_is_param) else 0
     weights = params(L) - bias
     acts = L.in_elements + L.out_elements
     if dtype == "fp32":
@@ -253,13 +190,13 @@ def what_if(L: ConvLayer, *, groups: int = 4, reduction: int = 4, sparsity: floa
     """MAC and parameter ratios of each rewrite of ``L`` (per output position, so the spatial
     size cancels; the rewrite keeps L's stride on its first convolution)."""
     k2 = L.kh * L.kw
-    cin, cout = L.cin // L.group, L.cout
+    cin, cout = L.c // L.groups, L.c_out
     out = {"depthwise_separable": depthwise_separable_ratio(k2, cin, cout),
            "bottleneck_kxk": bottleneck_ratio(k2, cin, cout, reduction)["kxk"],
            "bottleneck_block": bottleneck_ratio(k2, cin, cout, reduction)["block"],
            "pruned": pruning_ratio(sparsity),
            "int8_traffic": traffic_bytes(L, "int8") / traffic_bytes(L, "fp32")}
     g = check_int("groups", groups, 1)
-    out["grouped"] = group_ratio(g) if (L.cin % g == 0 and L.cout % g == 0) else None
+    out["grouped"] = group_ratio(g) if (L.c % g == 0 and L.c_out % g == 0) else None
     out["lowrank"] = lowrank_ratio(L.kh, cin, cout) if L.kh == L.kw and L.kh > 1 else None
     return out

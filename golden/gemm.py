@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convgen.hdl.intrange import IntRange
-from convgen.hdl.params import ConfigError, check_int
+from convgen.core.intrange import IntRange
+from convgen.core.params import ConfigError, check_int
 
 __all__ = ["check_operand", "gemm", "wrap", "Tile", "tile_schedule", "tiled_gemm"]
 

@@ -19,23 +19,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from convgen.hdl.im2col import LayerConfig
-from convgen.hdl.params import ConfigError
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError
 
 __all__ = ["im2col", "address_stream", "indirection_buffer", "gather", "conv_im2col", "conv_direct",
-           "STREAM_FIELDS", "layer_from_onnx_attrs"]
+           "STREAM_FIELDS"]
 
 STREAM_FIELDS = ("addr", "pad", "fill", "first", "last", "lane_last", "end")
 
 
-def _check_image(x, layer: LayerConfig) -> np.ndarray:
+def _check_image(x, layer: ConvLayer) -> np.ndarray:
     x = np.asarray(x)
     if x.shape != (layer.h, layer.w, layer.c):
         raise ConfigError(f"image must have shape (h, w, c) = {(layer.h, layer.w, layer.c)}, not {x.shape}")
     return x
 
 
-def im2col(x, layer: LayerConfig, pad_value: int = 0) -> np.ndarray:
+def im2col(x, layer: ConvLayer, pad_value: int = 0) -> np.ndarray:
     """Patch matrices ``[groups, OH*OW, KH*KW*C/groups]``; padded taps hold ``pad_value``."""
     x = _check_image(x, layer)
     L = layer
@@ -52,7 +52,7 @@ def im2col(x, layer: LayerConfig, pad_value: int = 0) -> np.ndarray:
     return np.ascontiguousarray(patches.transpose(1, 0, 2, 3).reshape(L.groups, oh * ow, L.kh * L.kw * cg))
 
 
-def address_stream(layer: LayerConfig, tile_rows: int) -> dict[str, np.ndarray]:
+def address_stream(layer: ConvLayer, tile_rows: int) -> dict[str, np.ndarray]:
     """The generator's elements in order, as arrays (see Im2colAddressGenerator)."""
     L = layer
     groups = 1 if L.indirect else L.groups
@@ -79,7 +79,7 @@ def address_stream(layer: LayerConfig, tile_rows: int) -> dict[str, np.ndarray]:
             "lane_last": (r == R - 1).astype(np.int64), "end": end.astype(np.int64)}
 
 
-def indirection_buffer(layer: LayerConfig) -> tuple[np.ndarray, np.ndarray]:
+def indirection_buffer(layer: ConvLayer) -> tuple[np.ndarray, np.ndarray]:
     """``(pointers, pad)``, each ``[OH*OW, KH*KW]``: element address of ``x[ih, iw, 0]`` (the
     C-vector start) per output pixel and tap, by explicit loops; pad taps get pointer 0."""
     L = layer
@@ -99,7 +99,7 @@ def indirection_buffer(layer: LayerConfig) -> tuple[np.ndarray, np.ndarray]:
     return ptr, pad
 
 
-def gather(memory, stream: dict, layer: LayerConfig, tile_rows: int, pad_value: int = 0) -> np.ndarray:
+def gather(memory, stream: dict, layer: ConvLayer, tile_rows: int, pad_value: int = 0) -> np.ndarray:
     """Memory model: read ``memory`` (flat NHWC) at each streamed address (``pad_value`` where
     ``pad``) and place it by the documented order. Returns ``[groups, M, K]`` (im2col mode) or
     the ``[M, KH*KW]`` pointer matrix read back (indirection mode, pointers not dereferenced)."""
@@ -122,7 +122,7 @@ def gather(memory, stream: dict, layer: LayerConfig, tile_rows: int, pad_value: 
     return v[0] if L.indirect else v
 
 
-def conv_im2col(x, w, layer: LayerConfig) -> np.ndarray:
+def conv_im2col(x, w, layer: ConvLayer) -> np.ndarray:
     """Convolution as one GEMM per group: ``y[oh, ow, cout]`` (int64)."""
     L = layer
     w = np.asarray(w, dtype=np.int64)
@@ -136,7 +136,7 @@ def conv_im2col(x, w, layer: LayerConfig) -> np.ndarray:
     return y.reshape(L.out_h, L.out_w, cout)
 
 
-def conv_direct(x, w, layer: LayerConfig) -> np.ndarray:
+def conv_direct(x, w, layer: ConvLayer) -> np.ndarray:
     """Direct convolution by plain loops over every output and tap (the independent oracle)."""
     L = layer
     x = np.asarray(x, dtype=np.int64)
@@ -161,16 +161,3 @@ def conv_direct(x, w, layer: LayerConfig) -> np.ndarray:
                             acc += int(x[ih, iw, g * L.c_per_group + ci]) * int(w[o, kh, kw, ci])
                 y[oh, ow, o] = acc
     return y
-
-
-def layer_from_onnx_attrs(input_shape, attrs: dict, *, indirect: bool = False) -> LayerConfig:
-    """LayerConfig from an ONNX Conv's NCHW input shape and attributes (kernel_shape, strides,
-    pads = [top, left, bottom, right], dilations, group; auto_pad NOTSET only)."""
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise ConfigError(f"auto_pad {attrs['auto_pad']!r} is not supported; resolve pads first")
-    _, c, h, w = (int(d) for d in input_shape)
-    kh, kw = attrs["kernel_shape"]
-    sh, sw = attrs.get("strides", [1, 1])
-    pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
-    dh, dw = attrs.get("dilations", [1, 1])
-    return LayerConfig(h, w, c, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, attrs.get("group", 1), indirect)

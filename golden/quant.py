@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
+from convgen.core.quant import INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCALE_MIN, SHIFT_MAX, SHIFT_MIN
 
 __all__ = [
     "INT32_MIN", "INT32_MAX", "wrap32", "srdhm", "rounding_divide_by_pot",
@@ -31,11 +32,6 @@ __all__ = [
     "ONNX_SCALE_MIN", "ONNX_SCALE_MAX", "check_onnx_scale",
 ]
 
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
-# Accepted range of the float32 scale in mode "onnx": every positive normal float32 below 1.
-ONNX_SCALE_MIN = float(np.float32(2.0 ** -126))          # smallest normal float32
-ONNX_SCALE_MAX = float(np.nextafter(np.float32(1), np.float32(0)))  # largest float32 < 1
 
 
 def _i64(x) -> np.ndarray:
@@ -95,8 +91,8 @@ def multiply_by_quantized_multiplier_single(x, multiplier, shift) -> np.ndarray:
 
     ``|x*M| <= 2**62`` and the rounding term is at most ``2**61``, so int64 holds it."""
     shift = _i64(shift)
-    if np.any((shift < -31) | (shift > 30)):
-        raise ConfigError("shift must be in -31..30 for single rounding")
+    if np.any((shift < SHIFT_MIN) | (shift > SHIFT_MAX)):
+        raise ConfigError(f"shift must be in {SHIFT_MIN}..{SHIFT_MAX} for single rounding")
     total = 31 - shift
     r = (_i64(x) * _i64(multiplier) + (np.int64(1) << (total - 1))) >> total
     return np.clip(r, INT32_MIN, INT32_MAX)
@@ -121,10 +117,10 @@ def quantize_multiplier(real_multiplier: float, *, single_rounding: bool = False
     if q_fixed == (1 << 31):
         q_fixed //= 2
         shift += 1
-    if shift < -31:
+    if shift < SHIFT_MIN:
         shift, q_fixed = 0, 0
-    if single_rounding and shift > 30:
-        shift, q_fixed = 30, (1 << 31) - 1
+    if single_rounding and shift > SHIFT_MAX:
+        shift, q_fixed = SHIFT_MAX, INT32_MAX
     return int(q_fixed), int(shift)
 
 

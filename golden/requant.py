@@ -23,21 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convgen.hdl.intrange import IntRange
-from convgen.hdl.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.intrange import IntRange
+from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.quant import (INT32, MULTIPLIER_MAX, MULTIPLIER_MIN, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS,
+                               SHIFT_MAX, SHIFT_MIN)
 
-from .quant import (INT32_MAX, INT32_MIN, check_onnx_scale, multiply_by_quantized_multiplier,
+from .quant import (check_onnx_scale, multiply_by_quantized_multiplier,
                     multiply_by_quantized_multiplier_single, ort_scale, quantize_multiplier,
                     scale_onnx_float, wrap32)
 
 __all__ = ["ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX", "SHIFT_MIN", "SHIFT_MAX",
            "RequantParams", "requantize", "scale_values", "qgemm", "qconv2d", "params_from_scales"]
 
-ROUNDINGS = ("tflite", "tflite_single", "onnx")
-MULTIPLIER_MIN = 1 << 30
-MULTIPLIER_MAX = (1 << 31) - 1
-SHIFT_MIN, SHIFT_MAX = -31, 30
-INT32 = IntRange(INT32_MIN, INT32_MAX)
 
 
 def _per_channel(name: str, value, channels: int | None, dtype=np.int64) -> np.ndarray:
@@ -93,7 +90,7 @@ class RequantParams:
              check_multiplier: bool = True) -> "RequantParams":
         check_choice("rounding", rounding, ROUNDINGS)
         channels = check_int("channels", channels, 1)
-        out_width = check_int("out_width", out_width, 2, 16)
+        out_width = check_int("out_width", out_width, OUT_WIDTH_MIN, OUT_WIDTH_MAX)
         check_bool("out_signed", out_signed)
         out_rng = IntRange.of_operand(out_width, out_signed)
         kind = f" ({'int' if out_signed else 'uint'}{out_width})"

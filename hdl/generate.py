@@ -8,8 +8,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from convgen import __version__
-from convgen.fileio import atomic_directory
+from convgen.core.fileio import atomic_directory
+from convgen.core.version import __version__
 
 from .manifest import describe_ports
 

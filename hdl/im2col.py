@@ -23,14 +23,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .intrange import IntRange
-from .params import ConfigError, check_bool, check_int
+from convgen.core.intrange import IntRange
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError, check_int
+from .shapes import fits, shape_of
 
-__all__ = ["Im2colConfig", "Im2colAddressGenerator", "LayerConfig", "LAYER_FIELDS", "MAX_EXTENT"]
+__all__ = ["Im2colConfig", "Im2colAddressGenerator", "MAX_EXTENT"]
 
 MAX_EXTENT = 4096          # largest elaboration-time maximum of H, W or C
-LAYER_FIELDS = ("h", "w", "c", "kh", "kw", "stride_h", "stride_w", "pad_top", "pad_left",
-                "pad_bottom", "pad_right", "dil_h", "dil_w", "groups", "indirect")
 
 
 def _index(n: int) -> range:
@@ -84,6 +84,23 @@ class Im2colConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check_layer(self, layer: ConvLayer) -> ConvLayer:
+        """ConfigError unless every field of ``layer`` is within the generator's elaboration
+        maxima (and the batch is 1); returns ``layer``."""
+        if layer.n != 1:
+            raise ConfigError(f"n (batch) must be 1 for the im2col generator, not {layer.n}")
+        for name, top in (("h", self.max_h), ("w", self.max_w), ("c", self.max_c), ("kh", self.max_kernel),
+                          ("kw", self.max_kernel), ("stride_h", self.max_stride), ("stride_w", self.max_stride),
+                          ("pad_top", self.max_pad), ("pad_left", self.max_pad), ("pad_bottom", self.max_pad),
+                          ("pad_right", self.max_pad), ("dil_h", self.max_dilation), ("dil_w", self.max_dilation),
+                          ("groups", self.max_c)):
+            v = getattr(layer, name)
+            if v > top:
+                lo = 0 if name.startswith("pad") else 1
+                raise ConfigError(f"{name} must be an integer in {lo}..{top} (the generator's elaboration "
+                                  f"maximum), not {v}")
+        return layer
+
     # -- ranges and widths ----------------------------------------------------------------
     @property
     def address_range(self) -> IntRange:
@@ -92,7 +109,7 @@ class Im2colConfig:
 
     @property
     def addr_width(self) -> int:
-        return self.address_range.shape.width
+        return self.address_range.width
 
     @property
     def div_cycles(self) -> int:
@@ -133,102 +150,6 @@ class Im2colConfig:
         })
 
 
-@dataclass(frozen=True)
-class LayerConfig:
-    """One convolution layer, checked against an :class:`Im2colConfig` (Python side).
-
-    The hardware performs the same checks and raises ``error``; this class rejects a bad
-    layer first with a ConfigError naming the parameter and its range."""
-
-    h: int
-    w: int
-    c: int
-    kh: int
-    kw: int
-    stride_h: int = 1
-    stride_w: int = 1
-    pad_top: int = 0
-    pad_left: int = 0
-    pad_bottom: int = 0
-    pad_right: int = 0
-    dil_h: int = 1
-    dil_w: int = 1
-    groups: int = 1
-    indirect: bool = False
-
-    def __post_init__(self):
-        for name in LAYER_FIELDS[:-1]:
-            lo = 0 if name.startswith("pad") else 1
-            object.__setattr__(self, name, check_int(name, getattr(self, name), lo))
-        check_bool("indirect", self.indirect)
-        if self.c % self.groups:
-            raise ConfigError(f"groups must divide c={self.c}: groups must be one of "
-                              f"{[g for g in range(1, self.c + 1) if self.c % g == 0]}, not {self.groups}")
-        if self.out_h < 1:
-            raise ConfigError(
-                f"output height must be >= 1: h + pad_top + pad_bottom = {self.h + self.pad_top + self.pad_bottom} "
-                f"is smaller than the dilated kernel height dil_h*(kh-1)+1 = {self.dil_h * (self.kh - 1) + 1}")
-        if self.out_w < 1:
-            raise ConfigError(
-                f"output width must be >= 1: w + pad_left + pad_right = {self.w + self.pad_left + self.pad_right} "
-                f"is smaller than the dilated kernel width dil_w*(kw-1)+1 = {self.dil_w * (self.kw - 1) + 1}")
-
-    @classmethod
-    def square(cls, h, w, c, kernel, stride=1, pad=0, dilation=1, groups=1, indirect=False):
-        """Convenience: square kernel/stride/dilation, ``pad`` an int or (top, left, bottom, right)."""
-        pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
-        if len(pads) != 4:
-            raise ConfigError(f"pad must be an int or 4 ints (top, left, bottom, right), not {pad!r}")
-        ks = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        ss = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        ds = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
-        return cls(h, w, c, ks[0], ks[1], ss[0], ss[1], *pads, ds[0], ds[1], groups, indirect)
-
-    @property
-    def out_h(self) -> int:
-        return (self.h + self.pad_top + self.pad_bottom - self.dil_h * (self.kh - 1) - 1) // self.stride_h + 1
-
-    @property
-    def out_w(self) -> int:
-        return (self.w + self.pad_left + self.pad_right - self.dil_w * (self.kw - 1) - 1) // self.stride_w + 1
-
-    @property
-    def c_per_group(self) -> int:
-        return self.c // self.groups
-
-    @property
-    def gemm_m(self) -> int:
-        return self.out_h * self.out_w
-
-    @property
-    def gemm_k(self) -> int:
-        """Reduction length of one group's GEMM (indirection mode: taps per pixel)."""
-        return self.kh * self.kw * (1 if self.indirect else self.c_per_group)
-
-    def check_fits(self, hw: Im2colConfig) -> "LayerConfig":
-        """ConfigError unless every field is within the generator's elaboration maxima."""
-        for name, top in (("h", hw.max_h), ("w", hw.max_w), ("c", hw.max_c), ("kh", hw.max_kernel),
-                          ("kw", hw.max_kernel), ("stride_h", hw.max_stride), ("stride_w", hw.max_stride),
-                          ("pad_top", hw.max_pad), ("pad_left", hw.max_pad), ("pad_bottom", hw.max_pad),
-                          ("pad_right", hw.max_pad), ("dil_h", hw.max_dilation), ("dil_w", hw.max_dilation),
-                          ("groups", hw.max_c)):
-            v = getattr(self, name)
-            if v > top:
-                lo = 0 if name.startswith("pad") else 1
-                raise ConfigError(f"{name} must be an integer in {lo}..{top} (the generator's elaboration "
-                                  f"maximum), not {v}")
-        return self
-
-    def elements(self, tile_rows: int) -> int:
-        """Stream elements of the layer: groups x tiles x K x tile_rows."""
-        groups = 1 if self.indirect else self.groups
-        tiles = -(-self.gemm_m // tile_rows)
-        return groups * tiles * self.gemm_k * tile_rows
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 class Im2colAddressGenerator(wiring.Component):
     """Streams the im2col addresses of one convolution layer per configuration beat.
 
@@ -240,7 +161,7 @@ class Im2colAddressGenerator(wiring.Component):
     Attributes
     ----------
     cfg : In(stream.Signature(Im2colConfig.cfg_layout))
-        One beat programs one layer (see :class:`LayerConfig` for the fields). Accepted only
+        One beat programs one layer (see :class:`~convgen.core.layer.ConvLayer` for the fields). Accepted only
         while idle (``ready`` is low while a layer is being set up or streamed), so a new
         layer can be queued at any time and follows without reset.
     o : Out(stream.Signature(Im2colConfig.o_layout))
@@ -307,9 +228,9 @@ class Im2colAddressGenerator(wiring.Component):
 
         # -- derived per-layer constants (setup stages) ------------------------------------
         # Ranges (all derived from the maxima, never typed by hand)
-        wc_shape = IntRange(0, WC_MAX).shape
-        row_step_shape = IntRange(0, hw.max_stride * WC_MAX).shape
-        drow_shape = IntRange(0, hw.max_dilation * WC_MAX).shape
+        wc_shape = shape_of(IntRange(0, WC_MAX))
+        row_step_shape = shape_of(IntRange(0, hw.max_stride * WC_MAX))
+        drow_shape = shape_of(IntRange(0, hw.max_dilation * WC_MAX))
         ih_range = IntRange(-hw.max_pad, hw.max_h + hw.max_pad + hw.max_stride)
         iw_range = IntRange(-hw.max_pad, hw.max_w + hw.max_pad + hw.max_stride)
         off_range = IntRange(0, ext_max)
@@ -319,41 +240,41 @@ class Im2colAddressGenerator(wiring.Component):
         kw_addr_range = IntRange(0, ext_max * hw.max_c)
         chan_range = IntRange(0, 2 * hw.max_c)
         addr_sum_range = row_addr_range + kh_addr_range + col_addr_range + kw_addr_range + chan_range
-        assert IntRange(0, HWC_MAX - 1).fits(unsigned(hw.addr_width))
+        assert fits(IntRange(0, HWC_MAX - 1), unsigned(hw.addr_width))
 
         wc = Signal(wc_shape, name="wc")
         row_step = Signal(row_step_shape, name="row_step")   # stride_h * W * C
         drow = Signal(drow_shape, name="drow")               # dil_h * W * C
-        col_step = Signal(IntRange(0, hw.max_stride * hw.max_c).shape, name="col_step")
-        dcol = Signal(IntRange(0, hw.max_dilation * hw.max_c).shape, name="dcol")
-        row0 = Signal(row_addr_range.shape, name="row0")     # -pad_top * W * C
-        col0 = Signal(col_addr_range.shape, name="col0")     # -pad_left * C
-        ext_h = Signal(off_range.shape, name="ext_h")
-        ext_w = Signal(off_range.shape, name="ext_w")
-        lim_h = Signal(ih_range.shape, name="lim_h")         # largest valid ih_base
-        lim_w = Signal(iw_range.shape, name="lim_w")
+        col_step = Signal(shape_of(IntRange(0, hw.max_stride * hw.max_c)), name="col_step")
+        dcol = Signal(shape_of(IntRange(0, hw.max_dilation * hw.max_c)), name="dcol")
+        row0 = Signal(shape_of(row_addr_range), name="row0")     # -pad_top * W * C
+        col0 = Signal(shape_of(col_addr_range), name="col0")     # -pad_left * C
+        ext_h = Signal(shape_of(off_range), name="ext_h")
+        ext_w = Signal(shape_of(off_range), name="ext_w")
+        lim_h = Signal(shape_of(ih_range), name="lim_h")         # largest valid ih_base
+        lim_w = Signal(shape_of(iw_range), name="lim_w")
         cg = Signal(cb, name="cg")                           # loop length of c
         ng = Signal(cb, name="ng")                           # loop length of groups
         bad = Signal(name="bad")
 
         # -- loop state -----------------------------------------------------------------
         g = Signal(cb, name="g")
-        chan_base = Signal(chan_range.shape, name="chan_base")
+        chan_base = Signal(shape_of(chan_range), name="chan_base")
         kh = Signal(range(hw.max_kernel + 1), name="kh_i")
         kw = Signal(range(hw.max_kernel + 1), name="kw_i")
         c = Signal(cb, name="c_i")
-        kh_off = Signal(off_range.shape, name="kh_off")
-        kw_off = Signal(off_range.shape, name="kw_off")
-        kh_addr = Signal(kh_addr_range.shape, name="kh_addr")
-        kw_addr = Signal(kw_addr_range.shape, name="kw_addr")
+        kh_off = Signal(shape_of(off_range), name="kh_off")
+        kw_off = Signal(shape_of(off_range), name="kw_off")
+        kh_addr = Signal(shape_of(kh_addr_range), name="kh_addr")
+        kw_addr = Signal(shape_of(kw_addr_range), name="kw_addr")
         r = Signal(_index(R), name="r")
 
         def pixel_state(prefix):
             return {
-                "ih": Signal(ih_range.shape, name=f"{prefix}_ih"),
-                "iw": Signal(iw_range.shape, name=f"{prefix}_iw"),
-                "row": Signal(row_addr_range.shape, name=f"{prefix}_row"),
-                "col": Signal(col_addr_range.shape, name=f"{prefix}_col"),
+                "ih": Signal(shape_of(ih_range), name=f"{prefix}_ih"),
+                "iw": Signal(shape_of(iw_range), name=f"{prefix}_iw"),
+                "row": Signal(shape_of(row_addr_range), name=f"{prefix}_row"),
+                "col": Signal(shape_of(col_addr_range), name=f"{prefix}_col"),
                 "done": Signal(name=f"{prefix}_done"),
             }
         cur = pixel_state("cur")     # pixel of the current tile row r
@@ -382,9 +303,9 @@ class Im2colAddressGenerator(wiring.Component):
         initial = {"ih": -L.pad_top, "iw": -L.pad_left, "row": row0, "col": col0, "done": 0}
 
         # -- the current element -------------------------------------------------------
-        ih = Signal(IntRange(ih_range.lo, ih_range.hi + ext_max).shape)
-        iw = Signal(IntRange(iw_range.lo, iw_range.hi + ext_max).shape)
-        addr_sum = Signal(addr_sum_range.shape)
+        ih = Signal(shape_of(IntRange(ih_range.lo, ih_range.hi + ext_max)))
+        iw = Signal(shape_of(IntRange(iw_range.lo, iw_range.hi + ext_max)))
+        addr_sum = Signal(shape_of(addr_sum_range))
         outside = Signal()
         m.d.comb += [
             ih.eq(cur["ih"] + kh_off),

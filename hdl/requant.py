@@ -20,19 +20,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .intrange import IntRange
-from .params import ConfigError, check_bool, check_choice, check_int
-
-SHIFT_MIN, SHIFT_MAX = -31, 30  # TFLite shift range (golden.requant SHIFT_MIN/SHIFT_MAX)
+from convgen.core.intrange import IntRange
+from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
+from .shapes import fits, range_of, shape_of
 
 __all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
 
-ROUNDINGS = ("tflite", "tflite_single", "onnx")
 MAX_LANES = 64
 MAX_GROUPS = 1024
 OUTPUT_FIFO_DEPTH = 4
-INT32 = IntRange(-(1 << 31), (1 << 31) - 1)
-UINT32 = IntRange(0, (1 << 32) - 1)
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
@@ -85,7 +82,7 @@ class RequantConfig:
         object.__setattr__(self, "lanes", check_int("lanes", self.lanes, 1, MAX_LANES))
         object.__setattr__(self, "groups", check_int("groups", self.groups, 1, MAX_GROUPS))
         check_choice("rounding", self.rounding, ROUNDINGS)
-        object.__setattr__(self, "out_width", check_int("out_width", self.out_width, 2, 16))
+        object.__setattr__(self, "out_width", check_int("out_width", self.out_width, OUT_WIDTH_MIN, OUT_WIDTH_MAX))
         check_bool("out_signed", self.out_signed)
 
     @property
@@ -94,7 +91,7 @@ class RequantConfig:
 
     @property
     def out_shape(self) -> Shape:
-        return self.out_range.shape
+        return shape_of(self.out_range)
 
     @property
     def stages(self) -> int:
@@ -254,12 +251,12 @@ class Requantizer(wiring.Component):
 
         def wire(value, key, name):
             """``value`` as a combinational signal of the shape of range ``R[key]``."""
-            w = Signal(R[key].shape, name=f"{n}{name}")
+            w = Signal(shape_of(R[key]), name=f"{n}{name}")
             m.d.comb += w.eq(value)
             return w
 
         # stage 1: v = wrap32(acc + bias) (the sum range R["acc_bias"] is wrapped to int32)
-        s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", R["v"].shape)
+        s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", shape_of(R["v"]))
         late = ["zero_point", "act_min", "act_max"]
         carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
@@ -268,34 +265,34 @@ class Requantizer(wiring.Component):
             # stage 2: x << left_shift, wrapped to int32 (TFLite's int32 shift)
             ls = wire(Mux(shift > 0, shift, 0), "left_shift", "ls")
             rs = Mux(shift < 0, -shift, 0)
-            x = reg((s << ls)[:32].as_signed(), f"{n}x2", R["x"].shape)
-            rsh = reg(rs, f"{n}rs2", R["right_shift"].shape)
+            x = reg((s << ls)[:32].as_signed(), f"{n}x2", shape_of(R["x"]))
+            rsh = reg(rs, f"{n}rs2", shape_of(R["right_shift"]))
             carry(late + ["mult"], 2)
             mult = keep["mult"].as_signed()
             ovf = reg((x == INT32.lo) & (mult == INT32.lo), f"{n}ovf3")
             # stage 3: the 32x32 product
-            ab = reg(x * mult, f"{n}ab3", R["product"].shape)
+            ab = reg(x * mult, f"{n}ab3", shape_of(R["product"]))
             rsh = reg(rsh, f"{n}rs3")
             carry(late, 3)
             # stage 4: SRDHM: (ab + nudge) / 2**31, truncating toward zero; the quotient fits
             # int32 except for INT32_MIN * INT32_MIN, which saturates
             v = wire(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)), "nudged", "nudged")
             trunc = Mux(v < 0, (v + ((1 << 31) - 1)) >> 31, v >> 31)
-            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", R["high"].shape)
+            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", shape_of(R["high"]))
             rsh = reg(rsh, f"{n}rs4")
             carry(late, 4)
             # stage 5: RoundingDivideByPOT(high, right_shift), right_shift 0..31
             # 2**rs - 1 as all-ones >> (31 - rs): no widening left shift
-            mask = wire(Const(R["mask"].hi, R["mask"].shape) >> _complement(R["right_shift"].hi, rsh), "mask", "mask")
+            mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(R["right_shift"].hi, rsh), "mask", "mask")
             remainder = (high.as_unsigned() & mask)
             threshold = (mask >> 1) + (high < 0)
-            y = reg((high >> rsh) + (remainder > threshold), f"{n}y5", R["y"].shape)
+            y = reg((high >> rsh) + (remainder > threshold), f"{n}y5", shape_of(R["y"]))
             carry(late, 5)
         elif cfg.rounding == "tflite_single":
             shift = keep["shift"]
             # stage 2: the 32x32 product; total shift ts = 31 - shift in 1..62, kept as ts - 1
-            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", R["product"].shape)
-            k = reg(30 - shift, f"{n}k2", R["half_shift"].shape)
+            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", shape_of(R["product"]))
+            k = reg(30 - shift, f"{n}k2", shape_of(R["half_shift"]))
             carry(late, 2)
             # stage 3: (ab + 2**(ts-1)) >> ts == ((ab >> (ts-1)) + 1) >> 1 (floor division
             # throughout), saturated to int32. Saturating q = ab >> (ts-1) to
@@ -304,7 +301,7 @@ class Requantizer(wiring.Component):
             q = wire(ab >> k, "shifted", "q")
             qs = wire(Mux(q > R["q_sat"].hi, R["q_sat"].hi, Mux(q < R["q_sat"].lo, R["q_sat"].lo, q)),
                       "q_sat", "qs")
-            y = reg((qs + 1) >> 1, f"{n}y3", R["y"].shape)
+            y = reg((qs + 1) >> 1, f"{n}y3", shape_of(R["y"]))
             carry(late, 3)
         else:
             y = self._onnx(m, reg, n, s, keep, carry, late, R, wire)
@@ -320,27 +317,27 @@ class Requantizer(wiring.Component):
         # stage 2: sign, magnitude, normalisation by the leading-zero count
         neg = s < 0
         mag = wire(Mux(neg, -s, s), "magnitude", "mag")
-        lz = Signal(R["lz"].shape, name=f"{n}lz")
+        lz = Signal(shape_of(R["lz"]), name=f"{n}lz")
         m.d.comb += lz.eq(R["lz"].hi)
-        for b in range(R["magnitude"].shape.width):  # later assignments win: the highest set bit decides
+        for b in range(R["magnitude"].width):  # later assignments win: the highest set bit decides
             with m.If(mag[b]):
-                m.d.comb += lz.eq(R["magnitude"].shape.width - 1 - b)
-        nm = reg((mag << lz)[:32], f"{n}nm2", R["normalised"].shape)
+                m.d.comb += lz.eq(R["magnitude"].width - 1 - b)
+        nm = reg((mag << lz)[:32], f"{n}nm2", shape_of(R["normalised"]))
         lz2 = reg(lz, f"{n}lz2")
         neg2 = reg(neg, f"{n}neg2")
         carry(late + ["mult"], 2)
         # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
         q, rem = nm[8:32], nm[0:8]
-        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", R["fm"].shape)
+        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]))
         lz3, neg3 = reg(lz2, f"{n}lz3"), reg(neg2, f"{n}neg3")
         carry(late + ["mult"], 3)
         bits = keep["mult"]
         sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
         eb = bits[23:31]                       # biased exponent
         # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
-        prod = reg(fm * sig, f"{n}p4", R["sig_product"].shape)
+        prod = reg(fm * sig, f"{n}p4", shape_of(R["sig_product"]))
         # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
-        u_pre = reg(127 + lz3 - eb, f"{n}u4", R["u_pre"].shape)
+        u_pre = reg(127 + lz3 - eb, f"{n}u4", shape_of(R["u_pre"]))
         neg4 = reg(neg3, f"{n}neg4")
         carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
@@ -349,28 +346,28 @@ class Requantizer(wiring.Component):
         q_lo, r_lo = prod[23:48], prod[0:23]
         up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
         up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
-        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", R["r"].shape)
+        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", shape_of(R["r"]))
         u = u_pre - hi
         cap = R["u_sat"].hi
-        u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", R["u_sat"].shape)
+        u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", shape_of(R["u_sat"]))
         neg5 = reg(neg4, f"{n}neg5")
         carry(late, 5)
         # stage 6: to an integer, half to even: (R << 8) >> u
         x = wire(r_val << 8, "x", "x")
         qv = wire(x >> u_sat, "x", "q")
-        mask = wire(Const(R["mask"].hi, R["mask"].shape) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
+        mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
         remv = x & mask
         half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
         up = (u_sat != 0) & ((remv > half) | ((remv == half) & qv[0]))
         mag_y = wire(qv + up, "y_magnitude", "ymag")
-        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", R["y"].shape)
+        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
         carry(late, 6)
         return y
 
 
 def _complement(k: int, amount):
     """``k - amount`` for ``amount`` in ``0..k``, as an unsigned shift amount of k's width."""
-    return (k - amount)[:IntRange(0, k).shape.width]
+    return (k - amount)[:IntRange(0, k).width]
 
 
 class WidthError(ConfigError):
@@ -379,23 +376,23 @@ class WidthError(ConfigError):
 
 def _fits(ranges: dict, key: str, shape: Shape, why: str) -> None:
     rng = ranges[key]
-    if not rng.fits(shape):
+    if not fits(rng, shape):
         raise WidthError(f"requant datapath: {key} range {rng.lo}..{rng.hi} does not fit {shape} ({why})")
 
 
 def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
     """The value range of every datapath signal of one lane, derived from the parameters, and
     checked (``WidthError``) where a width is fixed by an interface or a proof. Each signal's
-    width is ``ranges[name].shape``; docs/requant.md has the table."""
+    width is ``shape_of(ranges[name])``; docs/requant.md has the table."""
     P = cfg.p_layout
     out = cfg.out_range
-    R = {"acc": INT32, "bias": IntRange.of_shape(P["bias"].shape)}
+    R = {"acc": INT32, "bias": range_of(P["bias"].shape)}
     R["acc_bias"] = R["acc"] + R["bias"]            # wrapped to int32 (documented)
     R["v"] = INT32
     if cfg.rounding in ("tflite", "tflite_single"):
         R["shift"] = IntRange(SHIFT_MIN, SHIFT_MAX)
         _fits(R, "shift", P["shift"].shape, "the p.shift field")
-        R["mult"] = IntRange.of_shape(signed(P["mult"].shape.width))   # any int32 is accepted
+        R["mult"] = range_of(signed(P["mult"].shape.width))   # any int32 is accepted
         R["product"] = R["v"] * R["mult"]
     if cfg.rounding == "tflite":
         R["left_shift"] = IntRange(0, max(R["shift"].hi, 0))
@@ -423,7 +420,7 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
     else:
         R["magnitude"] = IntRange(0, -INT32.lo)
         _fits(R, "magnitude", unsigned(32), "|v|, normalised within 32 bits")
-        R["lz"] = IntRange(0, R["magnitude"].shape.width - 1)
+        R["lz"] = IntRange(0, R["magnitude"].width - 1)
         R["normalised"] = IntRange(0, (1 << 32) - 1)
         R["fm"] = IntRange(0, 1 << 24)                   # 24-bit significand, may round up to 2**24
         R["sig"] = IntRange(1 << 23, (1 << 24) - 1)     # the scale's significand, hidden bit set

@@ -21,8 +21,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .intrange import IntRange
-from .params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.intrange import IntRange
+from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from .shapes import fits, range_of, shape_of
 
 __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
 
@@ -90,7 +91,7 @@ class SystolicConfig:
         check_bool("b_signed", self.b_signed)
         check_bool("pipeline_product", self.pipeline_product)
         check_bool("pipeline_operands", self.pipeline_operands)
-        need = self.product_range.shape.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
+        need = self.product_range.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
         object.__setattr__(self, "acc_width", check_int("acc_width", self.acc_width, need, 64))
 
     # -- arithmetic, derived once -------------------------------------------------------
@@ -117,7 +118,7 @@ class SystolicConfig:
 
     @property
     def acc_range(self) -> IntRange:
-        return IntRange.of_shape(self.acc_shape)
+        return range_of(self.acc_shape)
 
     @property
     def max_k(self) -> int:
@@ -367,7 +368,7 @@ class SystolicArray(wiring.Component):
                             m, f"pe{r}_{c}", a=a_op, b=b_op, v=valid, l=last)
                     product = a_op * b_op
                     if cfg.pipeline_product:
-                        prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
+                        prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod")
                         pv = Signal(name=f"pe{r}_{c}_pv")
                         pl = Signal(name=f"pe{r}_{c}_pl")
                         m.d.sync += [prod_reg.eq(product), pv.eq(valid), pl.eq(last)]
@@ -467,7 +468,7 @@ class SystolicArray(wiring.Component):
         w_shadow = [[Signal(b_shape, name=f"pe{r}_{c}_wsh") for c in range(C)] for r in range(R)]
         w_active = [[Signal(b_shape, name=f"pe{r}_{c}_w") for c in range(C)] for r in range(R)]
         psum_range = cfg.product_range.scale(R)
-        psum_shape = psum_range.shape if psum_range.fits(cfg.acc_shape) else cfg.acc_shape
+        psum_shape = shape_of(psum_range) if fits(psum_range, cfg.acc_shape) else cfg.acc_shape
         psum = [[Signal(psum_shape, name=f"pe{r}_{c}_psum") for c in range(C)] for r in range(R)]
 
         with m.If(en):
@@ -505,7 +506,7 @@ class SystolicArray(wiring.Component):
                         activation, weight = self._local_copy(m, f"pe{r}_{c}", a=activation, w=weight)
                     product = activation * weight
                     if cfg.pipeline_product:
-                        prod_reg = Signal(cfg.product_range.shape, name=f"pe{r}_{c}_prod")
+                        prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod")
                         m.d.sync += prod_reg.eq(product)
                         product = prod_reg
                     above = psum[r - 1][c] if r > 0 else 0

@@ -13,7 +13,7 @@ records the cross-check against wincnn):
   3x3 convolution per group of beats (one beat per input channel).
 
 Widths are derived from the operand widths by exact interval arithmetic
-(:class:`~convgen.hdl.intrange.IntRange`), per element, and checked at elaboration. For int8
+(:class:`~convgen.core.intrange.IntRange`), per element, and checked at elaboration. For int8
 data and weights: transformed input 10 bits ([-512, 510]), scaled transformed filter 12 bits
 ([-1152, 1143]), products 21 bits ([-587520, 589824]); see docs/winograd.md.
 
@@ -33,10 +33,11 @@ from amaranth.hdl import Const, Format, Module, Shape, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from convgen.golden.winograd import AT, BT, FILTER_SHIFT, G2
+from convgen.core.winograd import AT, BT, FILTER_SHIFT, G2
 
-from .intrange import IntRange
-from .params import ConfigError, check_int
+from convgen.core.intrange import IntRange
+from convgen.core.params import ConfigError, check_int
+from .shapes import fits, range_of, shape_of
 
 __all__ = ["WinogradConfig", "WinogradInputTransform", "WinogradFilterTransform",
            "WinogradOutputTransform", "WinogradF23", "WinogradF23Core", "WinogradConv3x3",
@@ -93,8 +94,8 @@ def _lin_expr(coeffs, values):
 def _fit(m, name, expr, rng: IntRange, shape: Shape | None = None, domain="comb"):
     """A signal of ``shape`` (default: the exact shape of ``rng``) assigned ``expr``; the range
     must fit the shape (checked here, at elaboration)."""
-    shape = rng.shape if shape is None else shape
-    if not rng.fits(shape):
+    shape = shape_of(rng) if shape is None else shape
+    if not fits(rng, shape):
         raise AssertionError(f"{name}: range {rng.lo}..{rng.hi} does not fit {shape}")
     sig = Signal(shape, name=name)
     getattr(m.d, domain).__iadd__(sig.eq(expr))
@@ -161,7 +162,7 @@ class WinogradConfig:
     def __post_init__(self):
         for name in ("data_width", "weight_width"):
             object.__setattr__(self, name, check_int(name, getattr(self, name), 2, 16))
-        need = self.direct_product_range.scale(KSIZE * KSIZE).shape.width
+        need = self.direct_product_range.scale(KSIZE * KSIZE).width
         object.__setattr__(self, "out_width", check_int("out_width", self.out_width, need, 64))
 
     # -- arithmetic ----------------------------------------------------------------------
@@ -234,7 +235,7 @@ class WinogradConfig:
     @property
     def multiplier_shape(self) -> tuple[int, int]:
         """Operand widths of the element-wise multipliers (transformed input x filter)."""
-        return (self.v_range.shape.width, self.u_range.shape.width)
+        return (self.v_range.width, self.u_range.width)
 
     # -- naming / layouts ----------------------------------------------------------------
     @property
@@ -295,7 +296,7 @@ def output_transform_comb(m, m4, acc_width: int, out_width: int, prefix="at"):
     """``((A^T M4 A) mod 2**acc_width) >> FILTER_SHIFT`` truncated to ``out_width`` bits.
     Intermediates are kept modulo ``2**acc_width`` (see the module docstring)."""
     acc_shape = signed(acc_width)
-    full = IntRange.of_shape(acc_shape)
+    full = range_of(acc_shape)
     tmp = []
     for i in range(OUT_TILE):
         row = []
@@ -360,7 +361,7 @@ class WinogradInputTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.d_shape, TILE * TILE))),
-            "o": Out(stream.Signature(_FlatArrayLayout(c.v_range.shape, TILE * TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.v_range), TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -392,7 +393,7 @@ class WinogradFilterTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.g_shape, KSIZE * KSIZE))),
-            "o": Out(stream.Signature(_FlatArrayLayout(c.u_range.shape, TILE * TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.u_range), TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -454,7 +455,7 @@ class WinogradF23Core(wiring.Component):
         self._config = cfg
         sig = {f"d{k}": In(cfg.d_shape) for k in range(TILE)}
         sig.update({f"g{k}": In(cfg.g_shape) for k in range(KSIZE)})
-        sig.update({f"y{k}": Out(cfg.y1_range.shape) for k in range(OUT_TILE)})
+        sig.update({f"y{k}": Out(shape_of(cfg.y1_range)) for k in range(OUT_TILE)})
         super().__init__(sig)
 
     @property
@@ -498,7 +499,7 @@ class WinogradF23(_Block):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.StructLayout({
                 "d": data.ArrayLayout(c.d_shape, TILE), "g": data.ArrayLayout(c.g_shape, KSIZE)}))),
-            "o": Out(stream.Signature(_FlatArrayLayout(c.y1_range.shape, OUT_TILE))),
+            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.y1_range), OUT_TILE))),
         })
 
     def elaborate(self, platform):
@@ -553,11 +554,11 @@ class WinogradConv3x3(_Block):
         u, u_r = filter_transform_comb(m, cfg, list(self.i.payload.g))
 
         # stage 1: transformed tile and filter
-        v1 = [[Signal(v_r[i][j].shape, name=f"s1_v{i}_{j}") for j in range(TILE)] for i in range(TILE)]
-        u1 = [[Signal(u_r[i][j].shape, name=f"s1_u{i}_{j}") for j in range(TILE)] for i in range(TILE)]
+        v1 = [[Signal(shape_of(v_r[i][j]), name=f"s1_v{i}_{j}") for j in range(TILE)] for i in range(TILE)]
+        u1 = [[Signal(shape_of(u_r[i][j]), name=f"s1_u{i}_{j}") for j in range(TILE)] for i in range(TILE)]
         val1, last1 = Signal(name="s1_valid"), Signal(name="s1_last")
         # stage 2: products
-        p2 = [[Signal(cfg.p_ranges[i][j].shape, name=f"s2_p{i}_{j}") for j in range(TILE)] for i in range(TILE)]
+        p2 = [[Signal(shape_of(cfg.p_ranges[i][j]), name=f"s2_p{i}_{j}") for j in range(TILE)] for i in range(TILE)]
         val2, last2 = Signal(name="s2_valid"), Signal(name="s2_last")
         # channel accumulator, modulo 2**acc_width
         acc = [[Signal(signed(cfg.acc_width), name=f"acc{i}_{j}") for j in range(TILE)] for i in range(TILE)]
@@ -616,11 +617,11 @@ def manifest_extra(cfg: WinogradConfig, kind: str = "conv3x3") -> dict:
         "kind": kind,
         "arithmetic": {
             "transformed_input_range": [cfg.v_range.lo, cfg.v_range.hi],
-            "transformed_input_width": cfg.v_range.shape.width,
+            "transformed_input_width": cfg.v_range.width,
             "scaled_filter_range": [cfg.u_range.lo, cfg.u_range.hi],
-            "scaled_filter_width": cfg.u_range.shape.width,
+            "scaled_filter_width": cfg.u_range.width,
             "product_range": [cfg.p_range.lo, cfg.p_range.hi],
-            "product_width": cfg.p_range.shape.width,
+            "product_width": cfg.p_range.width,
             "filter_scale": "U4 = (2G) g (2G)^T = 4 U; output Y = (A^T M4 A) >> 2 (exact)",
             "accumulator": {"width": cfg.acc_width, "overflow": "modulo 2**acc_width; the output is "
                             "Y mod 2**out_width, exact while Y fits"},

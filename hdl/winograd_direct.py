@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed
 
-from .winograd import KSIZE, OUT_TILE, TILE, WinogradConfig, _Block, _lin_expr
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
+
+from .shapes import shape_of
+from .winograd import KSIZE, OUT_TILE, TILE, WinogradConfig, _Block, _lin_expr
 
 __all__ = ["DirectConv3x3"]
 
@@ -35,7 +37,7 @@ class DirectConv3x3(_Block):
         d1 = [Signal(cfg.d_shape, name=f"s1_d{k}") for k in range(TILE * TILE)]
         g1 = [Signal(cfg.g_shape, name=f"s1_g{k}") for k in range(KSIZE * KSIZE)]
         val1, last1 = Signal(name="s1_valid"), Signal(name="s1_last")
-        pshape = cfg.direct_product_range.shape
+        pshape = shape_of(cfg.direct_product_range)
         p2 = [[Signal(pshape, name=f"s2_p{o}_{k}") for k in range(KSIZE * KSIZE)] for o in range(4)]
         val2, last2 = Signal(name="s2_valid"), Signal(name="s2_last")
         acc = [Signal(signed(cfg.out_width), name=f"acc{o}") for o in range(4)]

@@ -27,26 +27,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convgen.hdl.params import check_choice
+from convgen.core.cache import cache_root
+from convgen.core.params import check_choice
 
 from .tools import SIMULATORS, simulator_env, simulator_version
 
-__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "cache_root",
-           "VERILATOR_SIM_FLAGS"]
+__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "VERILATOR_SIM_FLAGS"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 
 
 class SimulationFailed(RuntimeError):
     """A cocotb run failed; the message names the log and, if recorded, the waveform."""
-
-
-def cache_root() -> Path:
-    root = os.environ.get("CONVGEN_CACHE")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "convgen"
 
 
 @contextlib.contextmanager

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from convgen.hdl.im2col import LAYER_FIELDS, Im2colAddressGenerator, Im2colConfig, LayerConfig, manifest_extra
-from convgen.hdl.params import ConfigError
+from convgen.core.layer import LAYER_FIELDS, ConvLayer
+from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig, manifest_extra
+from convgen.core.params import ConfigError
 
 from .build import Build, SimulationFailed, build_component, run_cocotb
 
-__all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE",
-           "TEST_MODULE"]
+__all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE"]
 
-RUN_MODULE = "convgen.tb.im2col.cocotb_im2col"
-TEST_MODULE = RUN_MODULE
+RUN_MODULE = "convgen.sim.runs.im2col"
 
 
 def generate(hw: Im2colConfig, out_dir) -> dict:
@@ -63,22 +62,22 @@ class Im2colResult:
 
 def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "verilator",
                work_dir=None) -> Im2colResult:
-    """Stream ``layers`` (LayerConfig, programmed back to back without reset) on the RTL."""
+    """Stream ``layers`` (ConvLayer, programmed back to back without reset) on the RTL."""
     hw = hw or Im2colConfig()
     layers = list(layers)
     if not layers:
-        raise ConfigError("layers must hold at least one LayerConfig")
+        raise ConfigError("layers must hold at least one ConvLayer")
     for lay in layers:
-        if not isinstance(lay, LayerConfig):
-            raise ConfigError(f"layers must be LayerConfig objects, not {type(lay).__name__}")
-        lay.check_fits(hw)
+        if not isinstance(lay, ConvLayer):
+            raise ConfigError(f"layers must be ConvLayer objects, not {type(lay).__name__}")
+        hw.check_layer(lay)
     bld = build_im2col(hw, simulator)
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-im2col-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "layers.json").write_text(json.dumps(layers_payload(layers)))
     env = {"CONVGEN_LAYERS": str(work / "layers.json"), "CONVGEN_RESULT": str(work / "result.npz")}
     start = time.monotonic()
-    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", testcase="run_layers", extra_env=env)
+    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
     wall = time.monotonic() - start
     if not res.passed:
         raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")

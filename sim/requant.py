@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from convgen.golden.requant import RequantParams
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
+from convgen.core.quant import channel_entry
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb
@@ -24,12 +25,12 @@ from .build import Build, SimulationFailed, build_component, run_cocotb
 __all__ = ["param_fields", "input_fields", "generate", "build_requant", "run_requant", "RequantResult",
            "RUN_MODULE"]
 
-RUN_MODULE = "convgen.tb.requant.cocotb_run"
+RUN_MODULE = "convgen.sim.runs.requant"
 
 
 def param_fields(cfg: RequantConfig, p: RequantParams, channels=None) -> dict:
     """Field arrays of the ``p`` stream beats writing channels ``channels`` (default all);
-    channel ``c`` is entry ``(c // lanes, c % lanes)``."""
+    channel ``c`` is entry ``channel_entry(c, lanes)``."""
     ch = np.arange(p.channels) if channels is None else np.asarray(channels)
     if p.channels > cfg.lanes * cfg.groups:
         raise ConfigError(f"channels must be <= lanes*groups = {cfg.lanes * cfg.groups}, not {p.channels}")
@@ -43,7 +44,8 @@ def param_fields(cfg: RequantConfig, p: RequantParams, channels=None) -> dict:
     else:
         mult = p.multiplier[ch] & 0xFFFFFFFF
         shift = p.shift[ch]
-    return {"group": ch // cfg.lanes, "lane": ch % cfg.lanes, "bias": p.bias[ch], "mult": mult,
+    group, lane = channel_entry(ch, cfg.lanes)
+    return {"group": group, "lane": lane, "bias": p.bias[ch], "mult": mult,
             "shift": shift, "zero_point": p.zero_point[ch], "act_min": p.act_min[ch],
             "act_max": p.act_max[ch]}
 

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from convgen.golden.gemm import check_operand, tile_schedule
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
 
-RUN_MODULE = "convgen.tb.systolic.cocotb_run"
+RUN_MODULE = "convgen.sim.runs.systolic"
 
 
 def tile_streams(cfg: SystolicConfig, a_tile: np.ndarray, b_tile: np.ndarray) -> dict:

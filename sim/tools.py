@@ -94,7 +94,7 @@ def simulator_env(simulator: str) -> dict[str, str]:
         if shutil.which("iverilog") is None or shutil.which("vvp") is None:
             raise SimulatorUnavailable(ICARUS_HELP)
         return {}
-    from convgen.hdl.params import check_choice
+    from convgen.core.params import check_choice
 
     check_choice("simulator", simulator, SIMULATORS)
     raise AssertionError

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from convgen.golden.winograd import assemble, check_conv_operands, extract_tiles
-from convgen.hdl.params import ConfigError, check_choice
+from convgen.core.params import ConfigError, check_choice
 from convgen.hdl.winograd import BLOCKS, WinogradConfig, WinogradConv3x3, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb
 
 __all__ = ["conv_beats", "generate", "build_winograd", "run_winograd_conv", "ConvResult", "LAYOUTS"]
 
-RUN_MODULE = "convgen.tb.winograd.cocotb_run"
+RUN_MODULE = "convgen.sim.runs.winograd"
 LAYOUTS = ("nchw", "nhwc")
 
 

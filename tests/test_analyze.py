@@ -275,7 +275,7 @@ def test_auto_pad_and_asymmetric_pads(tmp_path):
     p = tmp_path / "m.onnx"
     onnx.save(m, str(p))
     layers = load_layers(p).layers
-    got = [(L.oh, L.ow) for L in layers]
+    got = [(L.out_h, L.out_w) for L in layers]
     import onnxruntime as ort
     sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
     want = [tuple(o.shape[2:]) for o in sess.run(None, {"x": np.zeros((1, 2, 7, 9), np.float32)})]

@@ -7,25 +7,22 @@ import pytest
 
 from convgen import costmodel as cm
 from convgen.golden.gemm import tile_schedule
-from convgen.hdl.params import ConfigError
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError
 from convgen.hdl.systolic import SystolicConfig
 
 
 def conv(cin, cout, h, k=3, stride=1, pad=None, group=1, n=1, w=None, dilation=1, bias=False):
     w = h if w is None else w
     pad = (k // 2) * dilation if pad is None else pad
-    oh = (h + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-    ow = (w + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-    return cm.ConvLayer(name="t", op="Conv", n=n, cin=cin, h=h, w=w, cout=cout, kh=k, kw=k, oh=oh, ow=ow,
-                        stride=(stride, stride), dilation=(dilation, dilation), pads=(pad,) * 4, group=group,
-                        bias=bias)
+    return ConvLayer.square(h, w, cin, k, stride, pad, dilation, group, c_out=cout, n=n, name="t", bias=bias)
 
 
 # ---- known answers from the background notes ----------------------------------------------
 def test_standard_conv_224_k3_64_128_is_about_3_7e9_macs():
     # notes, section 1: 224^2 * 128 * (3^2 * 64) = 50,176 * 128 * 576 ~ 3.7e9
     L = conv(64, 128, 224)
-    assert (L.oh, L.ow) == (224, 224)
+    assert (L.out_h, L.out_w) == (224, 224)
     assert cm.macs(L) == 224 * 224 * 128 * 9 * 64 == 3_699_376_128
     assert cm.flops(L) == 2 * cm.macs(L)
 
@@ -129,7 +126,7 @@ def test_systolic_cycles_use_the_checked_formula(rows, cols, dataflow):
 
 def test_systolic_matches_the_demo_measurement():
     # README: a 64x64x64 GEMM on the 8x8 OS array measured 4115 cycles on the RTL
-    L = cm.ConvLayer(name="g", op="Gemm", n=1, cin=64, h=64, w=1, cout=64, kh=1, kw=1, oh=64, ow=1)
+    L = ConvLayer.gemm(64, 64, 64, name="g", op="Gemm")
     assert cm.systolic_cycles(L, SystolicConfig(rows=8, cols=8, dataflow="os"))["cycles"] == 4115
 
 
@@ -156,5 +153,7 @@ def test_kinds_and_mapping():
 
 
 def test_bad_layer():
-    with pytest.raises(ConfigError, match="group=3 must divide"):
+    with pytest.raises(ConfigError, match=r"t: groups must divide c=4: groups must be one of \[1, 2, 4\], not 3"):
         conv(4, 6, 8, group=3)
+    with pytest.raises(ConfigError, match="t: groups=2 must divide c_out=3"):
+        conv(4, 3, 8, group=2)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from convgen.golden.gemm import check_operand, gemm, tile_schedule, tiled_gemm, wrap
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 
 SIGNS = list(itertools.product([True, False], repeat=2))  # (a_signed, b_signed)
 WIDTHS = [(8, 8), (4, 4), (16, 16), (32, 32), (4, 16), (32, 8)]

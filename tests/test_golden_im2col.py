@@ -5,22 +5,23 @@
   matrix; the indirection stream equals the loop-built indirection buffer;
 - the address stream in the element order the hardware documents (plain Python loops here);
 - every bad parameter raises ConfigError naming it; invalid raw configurations that the
-  hardware must reject are rejected by LayerConfig first.
+  hardware must reject are rejected by ConvLayer first.
 """
 
 import numpy as np
 import pytest
 
 from convgen.golden.im2col import (address_stream, conv_direct, conv_im2col, gather, im2col,
-                                   indirection_buffer, layer_from_onnx_attrs)
-from convgen.hdl.im2col import Im2colConfig, LayerConfig
-from convgen.hdl.params import ConfigError
+                                   indirection_buffer)
+from convgen.core.layer import ConvLayer
+from convgen.hdl.im2col import Im2colConfig
+from convgen.core.params import ConfigError
 from convgen.tb.im2col.layers import CATEGORIES, invalid_layers, onnx_conv_fixtures, random_layer
 
 HW = Im2colConfig(max_h=12, max_w=12, max_c=8, max_kernel=7, max_stride=4, max_pad=4, max_dilation=3, tile_rows=3)
 
 
-def loop_stream(lay: LayerConfig, R: int):
+def loop_stream(lay: ConvLayer, R: int):
     """The documented order, written as the nested loops of the docstring."""
     groups = 1 if lay.indirect else lay.groups
     cg = 1 if lay.indirect else lay.c_per_group
@@ -48,7 +49,7 @@ def test_conv_im2col_equals_direct(category):
     for _ in range(3):
         lay = random_layer(rng, HW, category)
         if lay.indirect:
-            lay = LayerConfig(**{**lay.to_dict(), "indirect": False})
+            lay = ConvLayer(**{**lay.to_dict(), "indirect": False})
         x = rng.integers(-128, 128, size=(lay.h, lay.w, lay.c))
         cout = lay.groups * int(rng.integers(1, 3))
         w = rng.integers(-128, 128, size=(cout, lay.kh, lay.kw, lay.c_per_group))
@@ -85,23 +86,21 @@ def test_onnx_fixtures_read():
 
 def test_layer_errors_name_the_parameter():
     with pytest.raises(ConfigError, match="groups must divide c=3"):
-        LayerConfig(4, 4, 3, 1, 1, groups=2)
+        ConvLayer(4, 4, 3, 1, 1, groups=2)
     with pytest.raises(ConfigError, match="output height"):
-        LayerConfig(2, 4, 1, 3, 1)
+        ConvLayer(2, 4, 1, 3, 1)
     with pytest.raises(ConfigError, match="output width"):
-        LayerConfig(4, 2, 1, 1, 2, dil_w=2)
+        ConvLayer(4, 2, 1, 1, 2, dil_w=2)
     with pytest.raises(ConfigError, match="stride_h must be an integer >= 1"):
-        LayerConfig(4, 4, 1, 1, 1, stride_h=0)
+        ConvLayer(4, 4, 1, 1, 1, stride_h=0)
     with pytest.raises(ConfigError, match="pad_left must be an integer >= 0"):
-        LayerConfig(4, 4, 1, 1, 1, pad_left=-1)
+        ConvLayer(4, 4, 1, 1, 1, pad_left=-1)
     with pytest.raises(ConfigError, match=r"kh must be an integer in 1..7"):
-        LayerConfig(9, 9, 1, 8, 1).check_fits(HW)
+        HW.check_layer(ConvLayer(9, 9, 1, 8, 1))
     with pytest.raises(ConfigError, match="max_c must be an integer in 1..4096"):
         Im2colConfig(max_c=0)
     with pytest.raises(ConfigError, match="tile_rows"):
         Im2colConfig(tile_rows=65)
-    with pytest.raises(ConfigError, match="auto_pad"):
-        layer_from_onnx_attrs([1, 1, 4, 4], {"kernel_shape": [1, 1], "auto_pad": b"SAME_UPPER"})
 
 
 @pytest.mark.parametrize("hw", [HW, Im2colConfig(max_h=5, max_w=6, max_c=3, max_kernel=2, max_stride=1, max_pad=0,
@@ -111,4 +110,4 @@ def test_invalid_raw_configs_rejected_in_python(hw):
     assert cases
     for name, raw in cases:
         with pytest.raises(ConfigError):
-            LayerConfig(**{**raw, "indirect": bool(raw["indirect"])}).check_fits(hw)
+            hw.check_layer(ConvLayer(**{**raw, "indirect": bool(raw["indirect"])}))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from convgen.golden.im2col import STREAM_FIELDS, address_stream
-from convgen.hdl.im2col import LayerConfig
+from convgen.core.layer import ConvLayer
 from convgen.sim.tools import SIMULATORS
 
 # the "t4" generator of tb/im2col/test_im2col.py, so the simulation builds are shared
@@ -30,7 +30,7 @@ def test_run_im2col_matches_golden(simulator, tmp_path):
     summary = json.loads(r.stdout)
     assert summary["addresses_per_cycle"] == 1.0
     got = np.load(out)
-    exp = address_stream(LayerConfig(6, 5, 4, 3, 2, 2, 1, 1, 0, 2, 1, 1, 2, 2), 4)
+    exp = address_stream(ConvLayer(6, 5, 4, 3, 2, 2, 1, 1, 0, 2, 1, 1, 2, 2), 4)
     for f in STREAM_FIELDS:
         assert np.array_equal(got[f], exp[f]), f
 

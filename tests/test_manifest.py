@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import convgen.hdl.generate as G
-from convgen.fileio import atomic_write_bytes, atomic_write_text
+from convgen.core.fileio import atomic_write_bytes, atomic_write_text
 from convgen.hdl.systolic import SystolicConfig
 from convgen.sim.systolic import generate
 
@@ -236,7 +236,7 @@ def test_generated_files_have_normal_mode(tmp_path, umask):
 
 
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch, umask):
-    import convgen.fileio as F
+    import convgen.core.fileio as F
 
     p = tmp_path / "f.txt"
     atomic_write_text(p, "old")

@@ -1,4 +1,4 @@
-"""SystolicConfig parameter checks, max_k and IntRange.shape against brute force."""
+"""SystolicConfig parameter checks, max_k and the minimal IntRange shape against brute force."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from convgen.hdl.intrange import IntRange
-from convgen.hdl.params import ConfigError, check_choice, check_int
+from convgen.core.intrange import IntRange
+from convgen.hdl.shapes import shape_of
+from convgen.core.params import ConfigError, check_choice, check_int
 from convgen.hdl.systolic import SystolicConfig
 
 
@@ -180,7 +181,7 @@ def test_max_k_int8_known():
     assert SystolicConfig().max_k == (2 ** 31 - 1) // 16384
 
 
-# ----------------------------------------------------------------------------- IntRange.shape
+# ------------------------------------------------------------- IntRange.width via shape_of
 
 def _holds(lo, hi, width, is_signed):
     slo, shi = op_range(width, is_signed)
@@ -190,7 +191,7 @@ def _holds(lo, hi, width, is_signed):
 def test_intrange_shape_minimal_small():
     for lo in range(-70, 71):
         for hi in range(lo, 71):
-            s = IntRange(lo, hi).shape
+            s = shape_of(IntRange(lo, hi))
             assert s.signed == (lo < 0), (lo, hi)
             assert s.width >= 1
             assert _holds(lo, hi, s.width, s.signed), (lo, hi, s)
@@ -205,7 +206,7 @@ def test_intrange_shape_minimal_powers_of_two():
                        (p, p), (-p, -p)]:
             if lo > hi:
                 continue
-            s = IntRange(lo, hi).shape
+            s = shape_of(IntRange(lo, hi))
             assert s.signed == (lo < 0)
             assert _holds(lo, hi, s.width, s.signed), (lo, hi, s)
             if s.width > 1:

@@ -26,7 +26,7 @@ from convgen.golden.quant import (INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCA
                                   quantize_multiplier, rounding_divide_by_pot, scale_onnx_float,
                                   scale_onnx_int, srdhm)
 from convgen.golden.requant import RequantParams, qconv2d, qgemm, requantize
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 
 H = 1 << 30  # Q31 0.5
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 from convgen.sim import tools as T
 from convgen.sim.tools import SimulatorUnavailable, simulator_env
 

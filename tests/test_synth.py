@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 from convgen.synth import yosys as Y
 from convgen.synth import SynthError, SynthReport, synthesize
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from convgen.cli import main
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 from convgen.synth import pnr as P
 from convgen.synth import yosys as Y
 from convgen.synth.explore import EXPLORABLE, expand_grid, pareto, plot, rows_to_csv

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from convgen.golden import winograd as gw
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
 from convgen.hdl.winograd import WinogradConfig, WinogradConv3x3
 from convgen.hdl.winograd_direct import DirectConv3x3
 from convgen.sim.tools import SIMULATORS
@@ -85,9 +85,9 @@ def test_tiling_overlap_and_odd_sizes():
 
 def test_widths_confirmed():
     cfg = WinogradConfig()
-    assert (cfg.v_range.lo, cfg.v_range.hi, cfg.v_range.shape.width) == (-512, 510, 10)
-    assert (cfg.u_range.lo, cfg.u_range.hi, cfg.u_range.shape.width) == (-1152, 1147, 12)
-    assert (cfg.p_range.lo, cfg.p_range.hi, cfg.p_range.shape.width) == (-585990, 589824, 21)
+    assert (cfg.v_range.lo, cfg.v_range.hi, cfg.v_range.width) == (-512, 510, 10)
+    assert (cfg.u_range.lo, cfg.u_range.hi, cfg.u_range.width) == (-1152, 1147, 12)
+    assert (cfg.p_range.lo, cfg.p_range.hi, cfg.p_range.width) == (-585990, 589824, 21)
     # brute force over the extreme corners: the ranges are attained, so they are exact
     vs = gw.input_transform(np.stack([gw.BT * 0 + np.where(s > 0, 127, -128) for s in
                                       (np.sign(np.kron(gw.BT[i], gw.BT[j]).reshape(4, 4) + 0.5)

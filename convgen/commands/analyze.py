@@ -29,7 +29,7 @@ def _input_shape(text: str):
 def cmd_analyze(args) -> int:
     from convgen.analyze import analyze, format_csv, format_table, load_layers
     from convgen.cli import CLIError
-    from convgen.hdl.params import check_int
+    from convgen.core.params import check_int
     from convgen.hdl.systolic import SystolicConfig
 
     cfg = SystolicConfig(rows=args.array[0], cols=args.array[1], dataflow=args.dataflow)
@@ -61,7 +61,7 @@ def _plot(res, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convgen.fileio import atomic_write_bytes
+    from convgen.core.fileio import atomic_write_bytes
     import io
 
     layers = res["layers"]

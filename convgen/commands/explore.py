@@ -35,7 +35,7 @@ def _list_of(kind, name):
 
 def cmd_explore(args) -> int:
     from convgen.cli import CLIError
-    from convgen.fileio import atomic_write_text
+    from convgen.core.fileio import atomic_write_text
     from convgen.synth.explore import EXPLORABLE, explore, pareto, plot, rows_to_csv
 
     spec = EXPLORABLE[args.block]

@@ -43,13 +43,13 @@ def hw_config(args):
 
 
 def layer_config(args):
-    from convgen.hdl.im2col import LayerConfig
+    from convgen.core.layer import ConvLayer
 
     kh, kw = _pair(args.kernel, "kernel")
     sh, sw = _pair(args.stride, "stride")
     pads = _pair(args.pad, "pad", 4) if "," in str(args.pad) else _pair(args.pad, "pad", 1) * 4
     dh, dw = _pair(args.dilation, "dilation")
-    return LayerConfig(args.h, args.w, args.c, kh, kw, sh, sw, *pads, dh, dw, args.groups, args.indirect)
+    return ConvLayer(args.h, args.w, args.c, kh, kw, sh, sw, *pads, dh, dw, args.groups, args.indirect)
 
 
 def cmd_generate(args) -> int:
@@ -63,12 +63,12 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from convgen.fileio import atomic_write_bytes
+    from convgen.core.fileio import atomic_write_bytes
     from convgen.golden.im2col import STREAM_FIELDS
     from convgen.sim.im2col import run_im2col
 
     hw = hw_config(args)
-    lay = layer_config(args).check_fits(hw)  # every check before any simulation
+    lay = hw.check_layer(layer_config(args))  # every check before any simulation
     res = run_im2col([lay], hw, simulator=args.sim)
     s = res.streams[0]
     buf = io.BytesIO()

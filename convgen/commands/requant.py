@@ -38,7 +38,7 @@ def _optional(path, name):
 
 
 def cmd_run(args) -> int:
-    from convgen.fileio import atomic_write_bytes
+    from convgen.core.fileio import atomic_write_bytes
     from convgen.golden.requant import RequantParams
     from convgen.sim.requant import run_requant
 

@@ -54,7 +54,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run_gemm(args) -> int:
-    from convgen.fileio import atomic_write_bytes
+    from convgen.core.fileio import atomic_write_bytes
     from convgen.sim.systolic import run_gemm
 
     cfg = systolic_config(args)  # validate parameters before reading anything

@@ -24,7 +24,7 @@ def winograd_config(args):
 
 
 def cmd_generate(args) -> int:
-    from convgen.hdl.params import check_choice
+    from convgen.core.params import check_choice
     from convgen.hdl.winograd import BLOCKS
     from convgen.sim.winograd import generate
 
@@ -39,7 +39,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run_conv(args) -> int:
-    from convgen.fileio import atomic_write_bytes
+    from convgen.core.fileio import atomic_write_bytes
     from convgen.sim.winograd import run_winograd_conv
 
     cfg = winograd_config(args)  # validate parameters before reading anything
@@ -56,7 +56,7 @@ def cmd_run_conv(args) -> int:
 
 def cmd_synth(args) -> int:
     from convgen.hdl.generate import to_verilog
-    from convgen.hdl.params import check_choice
+    from convgen.core.params import check_choice
     from convgen.hdl.winograd import BLOCKS
     from convgen.synth import synthesize
 

@@ -30,7 +30,7 @@ def prove(data_width: int, weight_width: int, work_dir=None, mutation=None) -> t
     from convgen.sim.tools import simulator_env
 
     cfg = WinogradConfig(data_width=data_width, weight_width=weight_width, out_width=64)
-    yw = cfg.y1_range.shape.width
+    yw = cfg.y1_range.width
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-f23-proof-"))
     work.mkdir(parents=True, exist_ok=True)
     text = to_verilog(WinogradF23Core(cfg), "core")

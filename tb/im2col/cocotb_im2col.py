@@ -1,6 +1,6 @@
 """cocotb regression for Im2colAddressGenerator. The configuration comes from the manifest
 named by ``CONVGEN_MANIFEST``; the layers from the JSON list at ``CONVGEN_LAYERS`` (written by
-tb/im2col/test_im2col.py or sim/im2col.py); the seed from ``CONVGEN_SEED``.
+tb/im2col/test_im2col.py); the seed from ``CONVGEN_SEED``.
 
 Expected streams come from golden.im2col.address_stream (closed-form index arithmetic), and
 the end-to-end check rebuilds the patch matrix by reading a random memory at the RTL's
@@ -9,7 +9,6 @@ arithmetic at all). Indirection-mode layers are compared with the loop-built
 golden.im2col.indirection_buffer.
 """
 
-import json
 import os
 
 import cocotb
@@ -17,41 +16,17 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from convgen.golden.im2col import STREAM_FIELDS, address_stream, gather, im2col, indirection_buffer
-from convgen.hdl.im2col import LAYER_FIELDS, Im2colConfig, LayerConfig
-from convgen.sim.packing import pack, unpack
-from convgen.tb.common.streams import StreamBench, random_pattern
+from convgen.core.layer import ConvLayer
+from convgen.sim.runs.im2col import (HW, R, cfg_beats, decode, fresh_bench, load_layers, raw_of,
+                                     stream_layers)
+from convgen.sim.streams import random_pattern
 from convgen.tb.im2col.layers import invalid_layers
 
-with open(os.environ["CONVGEN_MANIFEST"]) as _f:
-    MANIFEST = json.load(_f)
-HW = Im2colConfig(**MANIFEST["parameters"])
-STREAMS = MANIFEST["streams"]
 SEED = int(os.environ.get("CONVGEN_SEED", "1234"))
-RESULT = os.environ.get("CONVGEN_RESULT")
-_layers_file = os.environ.get("CONVGEN_LAYERS")
-RAW_LAYERS = []
-if _layers_file:
-    with open(_layers_file) as _f:
-        RAW_LAYERS = json.load(_f)
-LAYERS = [LayerConfig(**{**d, "indirect": bool(d["indirect"])}) for d in RAW_LAYERS]
-R = HW.tile_rows
+LAYERS = load_layers()
 
 
-def cfg_beats(raw: list[dict]) -> list[int]:
-    cols = {k: np.array([int(d[k]) for d in raw], dtype=np.int64) for k in LAYER_FIELDS}
-    return pack(STREAMS["cfg"]["layout"], cols, len(raw))
-
-
-def raw_of(lay: LayerConfig) -> dict:
-    return {k: int(getattr(lay, k)) for k in LAYER_FIELDS}
-
-
-def decode(ints) -> dict:
-    got = unpack(STREAMS["o"]["layout"], list(ints))
-    return {f: np.asarray(got[f], dtype=np.int64) for f in STREAM_FIELDS}
-
-
-def check_layer(lay: LayerConfig, got: dict, rng, where: str):
+def check_layer(lay: ConvLayer, got: dict, rng, where: str):
     exp = address_stream(lay, R)
     for f in STREAM_FIELDS:
         if len(got[f]) != len(exp[f]) or not np.array_equal(got[f], exp[f]):
@@ -80,23 +55,7 @@ def split(lays, ints):
     return out
 
 
-async def stream_layers(bench, lays, *, idle=None, stall=None):
-    src = bench.source("cfg", cfg_beats([raw_of(x) for x in lays]), idle=idle)
-    snk = bench.sink("o", sum(x.elements(R) for x in lays), stall=stall)
-    budget = 8 * (sum(x.elements(R) for x in lays) + len(lays) * (HW.setup_cycles + 4)) + 200
-    await bench.run(budget, extra_cycles=HW.setup_cycles + 10)
-    return src, snk
-
-
-async def fresh_bench(dut):
-    bench = StreamBench(dut)
-    bench.source("cfg", [])
-    bench.sink("o", 0)
-    await bench.reset()
-    return bench
-
-
-@cocotb.test(skip=RESULT is not None)
+@cocotb.test()
 async def layers_back_to_back(dut):
     """Every layer programmed back to back without reset, no stalls: each stream equals the
     golden one; the memory model rebuilds NumPy's im2col; exactly one element per cycle with
@@ -117,7 +76,7 @@ async def layers_back_to_back(dut):
     assert dut.error.value == 0
 
 
-@cocotb.test(skip=RESULT is not None)
+@cocotb.test()
 async def layers_random_stalls(dut):
     """Random idle on cfg and random backpressure on o (20% and 50%, bursts)."""
     rng = np.random.default_rng(SEED + 1)
@@ -130,7 +89,7 @@ async def layers_random_stalls(dut):
             check_layer(lay, got, rng, f"stall p={p} layer {i}")
 
 
-@cocotb.test(skip=RESULT is not None)
+@cocotb.test()
 async def invalid_configurations(dut):
     """Each invalid cfg raises error and emits nothing; the next valid layer clears error and
     streams correctly (no reset in between)."""
@@ -156,7 +115,7 @@ async def invalid_configurations(dut):
         check_layer(good, decode(snk.received[before:]), rng, f"after {name}")
 
 
-@cocotb.test(skip=RESULT is not None)
+@cocotb.test()
 async def reset_mid_layer(dut):
     """Reset at several points (during setup, early and late in a layer), then a clean layer
     comes out exactly with nothing left over."""
@@ -177,19 +136,3 @@ async def reset_mid_layer(dut):
         check_layer(small, decode(snk.received), rng, f"after reset at {stop}")
         snk.received.clear()
         snk.expected = 0
-
-
-@cocotb.test(skip=RESULT is None)
-async def run_layers(dut):
-    """sim/im2col.py: stream the layers, no stalls, and save the raw fields and cycle counts."""
-    bench = await fresh_bench(dut)
-    src, snk = await stream_layers(bench, LAYERS)
-    fields = decode(snk.received)
-    off, layer_cycles = 0, []
-    for lay in LAYERS:
-        n = lay.elements(R)
-        layer_cycles.append(snk.transfer_cycles[off + n - 1] - snk.transfer_cycles[off] + 1)
-        off += n
-    stats = {"fields": list(STREAM_FIELDS), "layer_cycles": layer_cycles,
-             "total_cycles": snk.transfer_cycles[-1] - src.transfer_cycles[0] + 1}
-    np.savez(RESULT, stats=json.dumps(stats), **fields)

@@ -9,8 +9,9 @@ import os
 import numpy as np
 from amaranth.hdl import Shape
 
-from convgen.hdl.im2col import LAYER_FIELDS, Im2colConfig, LayerConfig
-from convgen.hdl.params import ConfigError
+from convgen.core.layer import LAYER_FIELDS, ConvLayer
+from convgen.hdl.im2col import Im2colConfig
+from convgen.core.params import ConfigError
 
 __all__ = ["CATEGORIES", "random_layer", "random_layers", "onnx_conv_fixtures", "invalid_layers",
            "onnx_test_data_dir"]
@@ -35,15 +36,15 @@ CATEGORIES = {
 }
 
 
-def _fits(hw: Im2colConfig, lay: LayerConfig) -> bool:
+def _fits(hw: Im2colConfig, lay: ConvLayer) -> bool:
     try:
-        lay.check_fits(hw)
+        hw.check_layer(lay)
         return True
     except ConfigError:
         return False
 
 
-def random_layer(rng, hw: Im2colConfig, category: str = "free", max_elements: int = 4000) -> LayerConfig:
+def random_layer(rng, hw: Im2colConfig, category: str = "free", max_elements: int = 4000) -> ConvLayer:
     """A valid layer of ``category`` inside ``hw``'s maxima with at most ``max_elements``
     stream elements (redrawn until it fits)."""
     spec = CATEGORIES[category]
@@ -84,7 +85,7 @@ def random_layer(rng, hw: Im2colConfig, category: str = "free", max_elements: in
                 continue
             groups = int(rng.choice(divisors))
         try:
-            lay = LayerConfig(h, w, c, kh, kw, sh, sw, *pads, dh, dw, groups, bool(spec.get("indirect", False)))
+            lay = ConvLayer(h, w, c, kh, kw, sh, sw, *pads, dh, dw, groups, bool(spec.get("indirect", False)))
         except ConfigError:
             continue
         if _fits(hw, lay) and lay.elements(hw.tile_rows) <= max_elements:
@@ -93,7 +94,7 @@ def random_layer(rng, hw: Im2colConfig, category: str = "free", max_elements: in
 
 
 def random_layers(seed: int, hw: Im2colConfig, per_category: int = 1, max_elements: int = 4000,
-                  categories=None) -> list[tuple[str, LayerConfig]]:
+                  categories=None) -> list[tuple[str, ConvLayer]]:
     rng = np.random.default_rng(seed)
     out = []
     for cat in categories or CATEGORIES:
@@ -111,13 +112,13 @@ def onnx_test_data_dir() -> str:
     return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 
 
-def onnx_conv_fixtures(indirect: bool = False) -> list[tuple[str, LayerConfig]]:
+def onnx_conv_fixtures(indirect: bool = False) -> list[tuple[str, ConvLayer]]:
     """Every ``pytorch-converted/test_Conv2d_*`` model of the installed onnx wheel: its Conv's
     attributes and input shape, read through the onnx package (the files are not copied)."""
     import onnx
     from onnx import helper
 
-    from convgen.golden.im2col import layer_from_onnx_attrs
+    from convgen.core.layer import conv_layer_from_onnx
 
     out = []
     for path in sorted(glob.glob(os.path.join(onnx_test_data_dir(), "pytorch-converted", "test_Conv2d_*"))):
@@ -125,7 +126,8 @@ def onnx_conv_fixtures(indirect: bool = False) -> list[tuple[str, LayerConfig]]:
         conv = next(n for n in model.graph.node if n.op_type == "Conv")
         attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
         shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
-        lay = layer_from_onnx_attrs(shapes[conv.input[0]], attrs, indirect=indirect)
+        shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
+        lay = conv_layer_from_onnx(attrs, shapes[conv.input[0]], shapes[conv.input[1]], indirect=indirect)
         out.append((os.path.basename(path), lay))
     return out
 

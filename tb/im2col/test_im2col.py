@@ -13,10 +13,12 @@ import os
 import pytest
 
 from convgen.hdl.im2col import Im2colConfig
-from convgen.sim.im2col import TEST_MODULE, build_im2col, layers_payload
+from convgen.sim.im2col import build_im2col, layers_payload
 from convgen.sim.tools import SIMULATORS
 from convgen.tb.common.launch import run_regression
 from convgen.tb.im2col.layers import onnx_conv_fixtures, random_layers
+
+TEST_MODULE = "convgen.tb.im2col.cocotb_im2col"
 
 CONFIGS = {
     # row-major im2col order (tile_rows=1); maxima cover every ONNX fixture and 7x7 kernels
@@ -34,7 +36,7 @@ def layer_set(name: str, per_category: int = 1, max_elements: int = 2000, seed: 
     fixtures = []
     for fname, lay in onnx_conv_fixtures() + [(f"{n}[indirect]", lay) for n, lay in onnx_conv_fixtures(indirect=True)]:
         try:
-            fixtures.append((fname, lay.check_fits(hw)))
+            fixtures.append((fname, hw.check_layer(lay)))
         except Exception:
             pass
     return hw, lays + fixtures

@@ -13,12 +13,12 @@ import os
 import cocotb
 import numpy as np
 
-from convgen.golden.quant import INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCALE_MIN
+from convgen.core.quant import INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCALE_MIN, entry_channel
 from convgen.golden.requant import RequantParams, requantize
 from convgen.hdl.requant import RequantConfig
 from convgen.sim.packing import pack, unpack
 from convgen.sim.requant import param_fields
-from convgen.tb.common.streams import StreamBench, random_pattern
+from convgen.sim.streams import StreamBench, random_pattern
 
 with open(os.environ["CONVGEN_MANIFEST"]) as _f:
     MANIFEST = json.load(_f)
@@ -92,7 +92,7 @@ class Scoreboard:
         got = unpack(STREAMS["o"]["layout"], self.snk.received)
         assert len(got) == len(self.beats), f"{len(got)} outputs for {len(self.beats)} beats"
         acc = np.array([a for a, _ in self.beats], dtype=np.int64).reshape(len(self.beats), CFG.lanes)
-        ch = np.array([g for _, g in self.beats], dtype=np.int64)[:, None] * CFG.lanes + np.arange(CFG.lanes)
+        ch = entry_channel(np.array([g for _, g in self.beats], dtype=np.int64)[:, None], np.arange(CFG.lanes), CFG.lanes)
         if isinstance(params, RequantParams):
             exp = requantize(acc, params, channel=ch)
         else:
@@ -246,7 +246,7 @@ async def parameter_writes_mid_stream(dut):
         mixed["mult"] = (p0.scale.copy() if CFG.rounding == "onnx" else p0.multiplier.copy())
         mixed["shift"] = None if CFG.rounding == "onnx" else p0.shift.copy()
         for k in range(done):
-            ch = f1["group"][k] * CFG.lanes + f1["lane"][k]
+            ch = entry_channel(f1["group"][k], f1["lane"][k], CFG.lanes)
             for name in ("bias", "zero_point", "act_min", "act_max"):
                 mixed[name][ch] = getattr(p1, name)[ch]
             if CFG.rounding == "onnx":

@@ -17,7 +17,7 @@ from convgen.golden.gemm import gemm
 from convgen.hdl.systolic import SystolicConfig
 from convgen.sim.packing import pack, unpack
 from convgen.sim.systolic import tile_streams
-from convgen.tb.common.streams import StreamBench, random_pattern
+from convgen.sim.streams import StreamBench, random_pattern
 
 with open(os.environ["CONVGEN_MANIFEST"]) as _f:
     MANIFEST = json.load(_f)

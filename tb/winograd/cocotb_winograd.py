@@ -20,7 +20,7 @@ from convgen.golden.winograd import (conv3x3_direct, direct_1d, filter_transform
 from convgen.hdl.winograd import WinogradConfig, WinogradConv3x3
 from convgen.sim.packing import pack, unpack
 from convgen.sim.winograd import conv_beats
-from convgen.tb.common.streams import StreamBench, random_pattern
+from convgen.sim.streams import StreamBench, random_pattern
 
 with open(os.environ["CONVGEN_MANIFEST"]) as _f:
     MANIFEST = json.load(_f)

@@ -1,15 +1,15 @@
 """Exact integer ranges, used to derive every datapath width from the parameters.
 
 A width is never guessed: each block describes the range of values a signal can take and
-asks for the smallest Amaranth shape that holds it. golden/ and sim/ use the same ranges
-(for operand checks and overflow limits), so the rule lives in one place.
+asks for the smallest two's complement (or unsigned) width that holds it. golden/ and sim/
+use the same ranges (for operand checks and overflow limits), so the rule lives in one place.
+This module is plain Python; :mod:`convgen.hdl.shapes` turns a range into an Amaranth
+``Shape`` and back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from amaranth.hdl import Shape, signed, unsigned
 
 __all__ = ["IntRange"]
 
@@ -30,10 +30,6 @@ class IntRange:
             return cls(-(1 << (width - 1)), (1 << (width - 1)) - 1)
         return cls(0, (1 << width) - 1)
 
-    @classmethod
-    def of_shape(cls, shape: Shape) -> "IntRange":
-        return cls.of_operand(shape.width, shape.signed)
-
     def __mul__(self, other: "IntRange") -> "IntRange":
         corners = [a * b for a in (self.lo, self.hi) for b in (other.lo, other.hi)]
         return IntRange(min(corners), max(corners))
@@ -53,17 +49,20 @@ class IntRange:
         return self.lo < 0
 
     @property
-    def shape(self) -> Shape:
-        """The smallest shape holding every value of the range."""
+    def width(self) -> int:
+        """Bits of the smallest operand holding every value of the range: two's complement
+        if the range has a negative value (``is_signed``), else unsigned; at least 1."""
         if self.is_signed:
             width = 1
             while not (-(1 << (width - 1)) <= self.lo and self.hi <= (1 << (width - 1)) - 1):
                 width += 1
-            return signed(width)
-        return unsigned(max(1, self.hi.bit_length()))
+            return width
+        return max(1, self.hi.bit_length())
 
-    def fits(self, shape: Shape) -> bool:
-        return IntRange.of_shape(shape).lo <= self.lo and self.hi <= IntRange.of_shape(shape).hi
+    def fits_operand(self, width: int, is_signed: bool) -> bool:
+        """Every value of the range is representable as a ``width``-bit operand."""
+        r = IntRange.of_operand(width, is_signed)
+        return r.lo <= self.lo and self.hi <= r.hi
 
     def max_terms(self, acc: "IntRange") -> int:
         """Largest n such that any sum of n values of this range stays inside ``acc``."""

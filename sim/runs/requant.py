@@ -6,7 +6,7 @@ import os
 
 import cocotb
 
-from convgen.tb.common.streams import StreamBench
+from convgen.sim.streams import StreamBench
 
 
 @cocotb.test()

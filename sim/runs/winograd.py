@@ -9,7 +9,7 @@ import cocotb
 import numpy as np
 
 from convgen.sim.packing import pack, unpack
-from convgen.tb.common.streams import StreamBench
+from convgen.sim.streams import StreamBench
 
 
 @cocotb.test()
