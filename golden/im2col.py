@@ -7,8 +7,8 @@
 - :func:`indirection_buffer`: one pointer per (output pixel, kh, kw) to a C-vector start.
 - :func:`gather`: a memory model that rebuilds the patch matrix from a stream of addresses
   and pad flags, knowing only the documented ordering.
-- :func:`conv_im2col` (patch matrix @ weights) and :func:`conv_direct` (plain loops), which
-  tests check against each other.
+- :func:`conv_im2col` (patch matrix @ weights), which tests check against the convolution
+  oracle :func:`convgen.golden.conv.conv2d_nhwc`.
 
 Images are NHWC without the batch axis: ``x[h, w, c]``; element address ``(ih*W + iw)*C + ch``.
 Weights are ``w[cout, kh, kw, c_per_group]`` (OHWI), output channel ``o`` belongs to group
@@ -22,7 +22,7 @@ import numpy as np
 from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError
 
-__all__ = ["im2col", "address_stream", "indirection_buffer", "gather", "conv_im2col", "conv_direct",
+__all__ = ["im2col", "address_stream", "indirection_buffer", "gather", "conv_im2col",
            "STREAM_FIELDS"]
 
 STREAM_FIELDS = ("addr", "pad", "fill", "first", "last", "lane_last", "end")
@@ -134,30 +134,3 @@ def conv_im2col(x, w, layer: ConvLayer) -> np.ndarray:
     og = cout // L.groups
     y = np.concatenate([patches[g] @ w[g * og:(g + 1) * og].reshape(og, -1).T for g in range(L.groups)], axis=1)
     return y.reshape(L.out_h, L.out_w, cout)
-
-
-def conv_direct(x, w, layer: ConvLayer) -> np.ndarray:
-    """Direct convolution by plain loops over every output and tap (the independent oracle)."""
-    L = layer
-    x = np.asarray(x, dtype=np.int64)
-    w = np.asarray(w, dtype=np.int64)
-    cout = w.shape[0]
-    og = cout // L.groups
-    y = np.zeros((L.out_h, L.out_w, cout), dtype=np.int64)
-    for oh in range(L.out_h):
-        for ow in range(L.out_w):
-            for o in range(cout):
-                g = o // og
-                acc = 0
-                for kh in range(L.kh):
-                    ih = oh * L.stride_h - L.pad_top + kh * L.dil_h
-                    if not 0 <= ih < L.h:
-                        continue
-                    for kw in range(L.kw):
-                        iw = ow * L.stride_w - L.pad_left + kw * L.dil_w
-                        if not 0 <= iw < L.w:
-                            continue
-                        for ci in range(L.c_per_group):
-                            acc += int(x[ih, iw, g * L.c_per_group + ci]) * int(w[o, kh, kw, ci])
-                y[oh, ow, o] = acc
-    return y

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from convgen.core.intrange import IntRange
+from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
 from convgen.core.quant import (INT32, MULTIPLIER_MAX, MULTIPLIER_MIN, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS,
                                SHIFT_MAX, SHIFT_MIN)
 
+from .conv import conv2d_nchw
 from .quant import (check_onnx_scale, multiply_by_quantized_multiplier,
                     multiply_by_quantized_multiplier_single, ort_scale, quantize_multiplier,
                     scale_onnx_float, wrap32)
@@ -191,24 +193,17 @@ def qgemm(x, w, x_zero_point, w_zero_point, p: RequantParams) -> np.ndarray:
     return requantize(wrap32(acc), p)
 
 
-def qconv2d(x, w, x_zero_point, w_zero_point, p: RequantParams, *, stride=1, pad=0) -> np.ndarray:
-    """Direct quantized convolution, NCHW input ``x[N, C, H, W]``, weights ``w[M, C, kh, kw]``,
-    zero padding with the input zero point (what a zero real value quantizes to). Returns
-    ``y[N, M, OH, OW]``."""
-    x = np.asarray(x, dtype=np.int64) - int(x_zero_point)
+def qconv2d(x, w, x_zero_point, w_zero_point, p: RequantParams, *, stride=1, pad=0, dilation=1,
+            groups=1) -> np.ndarray:
+    """Quantized convolution in ONNX layouts, NCHW input ``x[N, C, H, W]``, weights
+    ``w[M, C/groups, kh, kw]``: the exact accumulators of the convolution oracle
+    :func:`convgen.golden.conv.conv2d_nchw` (padding reads the input zero point), wrapped to
+    int32 and requantized per output channel. ``stride``/``dilation`` an int or pair, ``pad`` an
+    int or (top, left, bottom, right). Returns ``y[N, M, OH, OW]``."""
+    x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
-    zw = np.broadcast_to(np.asarray(w_zero_point, dtype=np.int64), (w.shape[0],))
-    w = w - zw[:, None, None, None]
     n, c, h, wd = x.shape
-    m, _, kh, kw = w.shape
-    xp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad), dtype=np.int64)
-    xp[:, :, pad:pad + h, pad:pad + wd] = x
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (wd + 2 * pad - kw) // stride + 1
-    acc = np.zeros((n, m, oh, ow), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]  # n c oh ow
-            acc += np.einsum("ncij,mc->nmij", patch, w[:, :, i, j])
+    layer = ConvLayer.square(h, wd, c, tuple(w.shape[2:]), stride, pad, dilation, groups, c_out=w.shape[0])
+    acc = conv2d_nchw(x, w, layer, x_zero_point, w_zero_point)
     y = requantize(wrap32(acc.transpose(0, 2, 3, 1)), p)  # channels last
     return y.transpose(0, 3, 1, 2)

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError, check_int
 from convgen.core.winograd import AT, AT_4, BT, BT_4, FILTER_SCALE, FILTER_SHIFT, G, G2, G_4, check_identity
+
+from .conv import conv2d_nchw
 
 __all__ = [
     "BT", "G", "AT", "G2", "FILTER_SCALE", "FILTER_SHIFT", "BT_4", "G_4", "AT_4",
@@ -107,18 +110,13 @@ def check_conv_operands(x, w, *, data_width: int = 8, weight_width: int = 8):
 
 
 def conv3x3_direct(x, w) -> np.ndarray:
-    """The independent oracle: direct 3x3 cross-correlation, stride 1, zero padding 1, int64
-    (exact for int8 with C_in up to 2**63 / (9 * 2**14))."""
+    """Direct 3x3 cross-correlation, stride 1, zero padding 1, int64: the convolution oracle
+    :func:`convgen.golden.conv.conv2d_nchw` in this module's layout (``x[C_in, H, W]``,
+    ``w[C_out, C_in, 3, 3]`` -> ``y[C_out, H, W]``)."""
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
     c_in, h, wd = x.shape
-    xp = np.zeros((c_in, h + 2, wd + 2), dtype=np.int64)
-    xp[:, 1:h + 1, 1:wd + 1] = x
-    y = np.zeros((w.shape[0], h, wd), dtype=np.int64)
-    for ky in range(3):
-        for kx in range(3):
-            y += np.einsum("oc,chw->ohw", w[:, :, ky, kx], xp[:, ky:ky + h, kx:kx + wd])
-    return y
+    return conv2d_nchw(x, w, ConvLayer.square(h, wd, c_in, 3, pad=1, c_out=w.shape[0]))
 
 
 def tile_positions(h: int, w: int) -> list[tuple[int, int]]:

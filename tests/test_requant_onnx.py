@@ -1,7 +1,9 @@
 """golden/requant.py mode "onnx" == ONNX Runtime (the oracle), exactly.
 
 Single-node QLinearMatMul and QLinearConv models are built in memory with onnx.helper and run
-on ORT's CPU provider (graph optimisations off). The golden reference ``qgemm``/``qconv2d``
+on ORT's CPU provider through ``convgen.golden.ort.session``, which asks for ORT's exact
+integer kernels: on AVX2 CPUs without VNNI ORT's default uint8 x int8 kernels saturate
+(tests/test_ort_cpu.py shows it where it happens). The golden reference ``qgemm``/``qconv2d``
 (integer accumulation + ``requantize`` with the float32 scale that ``ort_scale`` computes)
 must give the same bytes. Cases: int8 and uint8 activations, per-tensor and per-channel
 weight scales, nonzero zero points, dyadic scales that put many results exactly on .5,
@@ -10,10 +12,10 @@ biases over the whole int32 range.
 """
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from convgen.golden.ort import session
 from convgen.golden.requant import params_from_scales, qconv2d, qgemm
 
 ONNX_T = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8}
@@ -26,10 +28,7 @@ def _session(node, x_shape, x_dtype, inits):
         [numpy_helper.from_array(v, k) for k, v in inits.items()])
     # IR 10 / opset 20: what onnxruntime 1.31 accepts for QLinearMatMul and QLinearConv
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return session(model)
 
 
 def ort_qlinear_matmul(x, w, xs, xzp, ws, wzp, ys, yzp):

@@ -1,0 +1,87 @@
+"""ONNX Runtime as an oracle, configured to compute exact integer results on every CPU.
+
+ORT picks its quantized GEMM kernels by CPU. On x86 CPUs with AVX2 (or AVX-512) but without
+VNNI, the uint8-activation x int8-weight kernels (QLinearConv, QLinearMatMul, MatMulInteger,
+ConvInteger, ...) use ``vpmaddubsw``, which adds each pair of neighbouring u8 x s8 products in
+*saturating* int16: 255*127*2 = 64,770 becomes 32,767. Their results are then not the exact
+convolution, by up to dozens of LSB after requantization (../shared/TOOLCHAIN.md; measured on
+an AMD EPYC). VNNI CPUs and ARM compute exactly.
+
+ORT's own remedy is the session option ``session.x64quantprecision`` = ``"1"``
+(``kOrtSessionOptionsAvx2PrecisionMode`` in ``onnxruntime_session_options_config_keys.h``:
+"x64 SSE4.1/AVX2/AVX512(with no VNNI) has overflow problem with quantized matrix multiplication
+with U8S8. To avoid this we need to use slower U8U8 matrix multiplication instead."). It adds
+the graph transformer ``Avx2WeightS8ToU8Transformer``, which rewrites constant int8 weights
+``w`` as uint8 ``w + 128`` (and their zero point alike: the same products) so that the exact
+U8U8 kernels run. That transformer is registered at the *extended* optimization level
+(``graph_transformer_utils.cc``), so it does nothing under ``ORT_DISABLE_ALL``: :func:`session`
+therefore uses ``ORT_ENABLE_EXTENDED`` together with the option, for models with a uint8 input.
+Models with int8 activations run ORT's S8S8 kernels, which are exact on every CPU
+(../shared/TOOLCHAIN.md), and must not get the option: the transformer would make their weights
+uint8, and ORT has no int8 x uint8 QLinearConv kernel ("NOT_IMPLEMENTED", seen with ORT 1.31).
+
+:func:`u8s8_saturates` tells whether this CPU's *default* kernel saturates (a probe whose exact
+answer is known), which tests use to show the effect where it exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["session", "u8s8_saturates", "PROBE_EXACT", "PROBE_SATURATED"]
+
+#: the probe: x = [255]*4 (uint8) @ w = [127]*4 (int8); exact 4*255*127, saturated 2*32767
+PROBE_EXACT = 4 * 255 * 127
+PROBE_SATURATED = 2 * 32767
+
+
+def session(model, *, exact: bool = True, threads: int = 1):
+    """An ``InferenceSession`` of ``model`` (a ModelProto, bytes or a path) on the CPU provider.
+
+    ``exact=True`` (the default for every oracle use) requests ORT's non-saturating integer
+    kernels when the model has a uint8 input (see the module docstring); ``exact=False`` is
+    ORT's default configuration."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = threads  # the suite runs under xdist: spinning threads only compete
+    if hasattr(model, "SerializeToString"):
+        u8_input = any(i.type.tensor_type.elem_type == 2 for i in model.graph.input)  # TensorProto.UINT8
+    else:
+        import onnx
+
+        u8_input = any(i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+                       for i in onnx.load_model_from_string(model).graph.input) if isinstance(model, bytes) \
+            else any(i.type.tensor_type.elem_type == onnx.TensorProto.UINT8 for i in onnx.load(model).graph.input)
+    if exact and u8_input:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.add_session_config_entry("session.x64quantprecision", "1")
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _probe_model():
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((4, 8), 127, np.int8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 8])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def probe(*, exact: bool) -> int:
+    """The probe's result (every output element is the same dot product)."""
+    y = session(_probe_model(), exact=exact).run(None, {"x": np.full((1, 4), 255, np.uint8)})[0]
+    values = set(int(v) for v in np.asarray(y).ravel())
+    if len(values) != 1:
+        raise AssertionError(f"ORT probe: outputs differ among themselves: {sorted(values)}")
+    return values.pop()
+
+
+def u8s8_saturates() -> bool:
+    """True if ORT's default u8 x s8 kernel saturates pair sums on this CPU."""
+    return probe(exact=False) != PROBE_EXACT
