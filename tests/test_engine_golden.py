@@ -1,0 +1,140 @@
+"""The conv engine's golden model (golden/engine.py) against the convolution oracle
+(golden/conv.py + requantize) and against ONNX Runtime's QLinearConv, on every layer category
+the engine supports; the host slicing (plan) and the descriptor rules."""
+
+import numpy as np
+import pytest
+
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError
+from convgen.golden import engine as ge
+
+#: layer categories of issue 11 (h, w, c, k, stride, pads, dilation, groups, c_out)
+CASES = {
+    "1x1": ConvLayer.square(5, 6, 16, 1, c_out=12),
+    "3x3_pad": ConvLayer.square(7, 6, 8, 3, 1, 1, c_out=10),
+    "5x5_s2": ConvLayer.square(11, 9, 5, 5, 2, 2, c_out=7),
+    "7x7_s2_c3": ConvLayer.square(13, 12, 3, 7, 2, 3, c_out=9),
+    "11x11_s4_c3": ConvLayer.square(23, 21, 3, 11, 4, 2, c_out=5),
+    "c1": ConvLayer.square(6, 7, 1, 3, 1, 1, c_out=4),
+    "stride3": ConvLayer.square(10, 10, 4, 3, 3, 0, c_out=6),
+    "asym_pads": ConvLayer.square(6, 7, 6, 3, 1, (0, 2, 1, 0), c_out=5),
+    "dilation2": ConvLayer.square(9, 9, 4, 3, 1, 2, 2, c_out=8),
+    "nonsquare": ConvLayer(7, 9, 5, 1, 3, 1, 2, 0, 1, 0, 1, c_out=6),
+    "grouped": ConvLayer.square(6, 6, 12, 3, 1, 1, groups=3, c_out=6),
+    "grouped_wide": ConvLayer.square(5, 5, 8, 3, 1, 1, groups=2, c_out=20),
+    "depthwise": ConvLayer.square(7, 7, 12, 3, 1, 1, groups=12, c_out=12),
+    "depthwise_s2": ConvLayer.square(9, 8, 10, 3, 2, 1, groups=10, c_out=10),
+    "depthwise_m2": ConvLayer.square(6, 6, 6, 3, 1, 1, groups=6, c_out=12),
+    "depthwise_5x5": ConvLayer.square(8, 8, 9, 5, 1, 2, groups=9, c_out=9),
+}
+ENGINES = [(2, 4, 4), (4, 4, 4), (4, 8, 8), (3, 5, 2)]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("rows,cols,vec", ENGINES)
+def test_engine_golden_equals_oracle(name, rows, cols, vec):
+    rng = np.random.default_rng(abs(hash((name, rows, cols, vec))) % 2**32)
+    for x_signed, rounding in ((True, "onnx"), (False, "tflite"), (True, "tflite_single")):
+        q = ge.random_quant_conv(rng, CASES[name], x_signed=x_signed, rounding=rounding)
+        want = ge.reference_conv(q)
+        got = ge.engine_conv_q(q, rows=rows, cols=cols, vec=vec)
+        np.testing.assert_array_equal(got, want)
+        assert len(np.unique(want)) > 10  # not saturated: the comparison means something
+
+
+def test_depthwise_merges_groups_block_diagonally():
+    p = ge.plan(CASES["depthwise"], 8, 8, 8)
+    assert (p.c_slice, p.slices, p.ntiles, p.k) == (8, 2, 2, 72)
+    assert p.lane_channel[1].tolist() == [8, 9, 10, 11, -1, -1, -1, -1]
+    w = ge.pack_w(np.ones((12, 3, 3, 1), np.int64), p, 0).reshape(2, 9, 8, 8)
+    assert (w[0, 0] == np.eye(8)).all()           # one input channel per output lane
+    p2 = ge.plan(CASES["depthwise_m2"], 8, 8, 8)
+    assert (p2.c_slice, p2.ntiles) == (4, 2)      # 4 channels x multiplier 2 per tile
+    # every tile keeps `rows` PEs busy per beat: useful MACs = array MACs * depth_multiplier / cols
+    assert p.useful_macs <= p.array_macs
+
+
+def test_plan_standard_and_grouped():
+    p = ge.plan(CASES["grouped_wide"], 4, 8, 4)   # 2 groups of 10 output channels: 2 tiles each
+    assert (p.c_slice, p.slices, p.tiles_per_slice, p.ntiles, p.pixel_words) == (4, 2, 2, 4, 2)
+    assert p.lane_channel[1].tolist() == [8, 9, -1, -1, -1, -1, -1, -1]
+    p = ge.plan(CASES["1x1"], 4, 8, 4)
+    assert (p.c_slice, p.slices, p.ntiles, p.slice_words) == (16, 1, 2, 4)
+
+
+LIMITS = {"vec": 4, "rows": 4, "max_h": 32, "max_w": 32, "max_kernel": 11, "max_stride": 4, "max_pad": 5,
+          "max_dilation": 3, "max_pixel_words": 16, "max_tiles": 8, "max_k": 4096}
+
+
+def test_descriptor_rules():
+    p = ge.plan(CASES["3x3_pad"], 4, 4, 4)
+    d = ge.descriptor_fields(p, x_zero_point=3, w_zero_point=0, x_signed=True)
+    assert ge.descriptor_errors(d, LIMITS) == []
+    for field, value in (("kh", 0), ("kh", 12), ("stride_w", 5), ("pad_top", 6), ("ntiles", 9),
+                         ("slice_words", 1), ("pixel_tiles", 1), ("h", 0), ("x_zero_point", 128),
+                         ("c_slice", 2000)):
+        bad = dict(d, **{field: value})
+        assert ge.descriptor_errors(bad, LIMITS), (field, value)
+    assert ge.descriptor_errors(dict(d, x_signed=0, x_zero_point=200), LIMITS) == []
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigError, match="batch"):
+        ge.plan(ConvLayer(3, 3, 1, n=2), 2, 2, 2)
+    q = ge.random_quant_conv(np.random.default_rng(0), CASES["1x1"])
+    with pytest.raises(ConfigError, match="x values"):
+        ge.engine_conv(q.x + 300, q.w, q.layer, q.params, rows=2, cols=2, vec=2)
+
+
+# -- ONNX Runtime --------------------------------------------------------------------------
+def _ort_qlinearconv(q: ge.QuantConv, xs, ws, ys, yz, bias):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from convgen.golden.ort import session
+
+    L = q.layer
+    dt = np.int8 if q.x_signed else np.uint8
+    T = TensorProto.INT8 if q.x_signed else TensorProto.UINT8
+    x = q.x.transpose(2, 0, 1)[None].astype(dt)
+    inits = {"xs": np.array(xs, np.float32), "xzp": np.array(q.x_zero_point, dt),
+             "w": q.w.transpose(0, 3, 1, 2).astype(np.int8), "ws": np.asarray(ws, np.float32),
+             "wzp": np.array(q.w_zero_point, np.int8), "ys": np.array(ys, np.float32),
+             "yzp": np.array(yz, dt), "b": bias.astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xzp", "w", "ws", "wzp", "ys", "yzp", "b"], ["y"],
+                            pads=list(L.pads[:1]) + [L.pad_left, L.pad_bottom, L.pad_right],
+                            strides=[L.stride_h, L.stride_w], dilations=[L.dil_h, L.dil_w], group=L.groups)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", T, list(x.shape))],
+                              [helper.make_tensor_value_info("y", T, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    return session(model).run(None, {"x": x})[0][0].transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("name", ["3x3_pad", "7x7_s2_c3", "asym_pads", "dilation2", "grouped", "depthwise",
+                                  "depthwise_m2", "nonsquare"])
+@pytest.mark.parametrize("x_signed", [True, False])
+def test_engine_golden_equals_onnxruntime(name, x_signed):
+    """ORT's QLinearConv (w zero point 0: ORT requires it for int8 weights), through the
+    session helper that selects exact kernels for uint8 activations on every CPU."""
+    rng = np.random.default_rng(abs(hash((name, x_signed))) % 2**32)
+    L = CASES[name]
+    q = ge.random_quant_conv(rng, L, x_signed=x_signed, w_zero_point=0)
+    xs = np.float32(0.05)
+    ws = (rng.uniform(0.5, 2.0, L.c_out) * 0.01).astype(np.float32)
+    ys = np.float32(float(xs) * float(ws.mean()) * 128 * 128 * np.sqrt(L.kh * L.kw * L.c_per_group) * 1.5 / 100)
+    yz = 3 if x_signed else 130
+    bias = rng.integers(-5000, 5000, L.c_out)
+    arrays = {"x": q.x.transpose(2, 0, 1)[None].astype(np.int8 if x_signed else np.uint8),
+              "w": q.w.transpose(0, 3, 1, 2).astype(np.int8), "x_scale": xs,
+              "x_zero_point": np.array(q.x_zero_point, np.int8 if x_signed else np.uint8), "w_scale": ws,
+              "w_zero_point": np.int8(0), "y_scale": ys,
+              "y_zero_point": np.array(yz, np.int8 if x_signed else np.uint8), "B": bias.astype(np.int32),
+              "strides": [L.stride_h, L.stride_w], "pads": [L.pad_top, L.pad_left, L.pad_bottom, L.pad_right],
+              "dilations": [L.dil_h, L.dil_w], "group": L.groups}
+    qq = ge.quant_conv_from_arrays(arrays)
+    assert qq.layer.geometry() == L.geometry()
+    want = _ort_qlinearconv(qq, xs, ws, ys, yz, bias)
+    got = ge.engine_conv_q(qq, rows=4, cols=8, vec=8)
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 10
