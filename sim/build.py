@@ -32,13 +32,39 @@ from convgen.core.params import check_choice
 
 from .tools import SIMULATORS, simulator_env, simulator_version
 
-__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "VERILATOR_SIM_FLAGS"]
+__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory",
+           "VERILATOR_SIM_FLAGS"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 
 
 class SimulationFailed(RuntimeError):
     """A cocotb run failed; the message names the log and, if recorded, the waveform."""
+
+
+@contextlib.contextmanager
+def work_directory(prefix: str, work_dir=None, keep: bool = False):
+    """The directory a run writes its stimulus, logs and results into.
+
+    ``work_dir`` given: that directory (created if needed), never deleted. Otherwise a new
+    temporary directory named ``<prefix>*``, deleted when the block ends: on success, on a bad
+    input error and on Ctrl-C alike, unless ``keep``. It is kept only when the simulation itself
+    failed (:class:`SimulationFailed`), because the error names the log inside it."""
+    if work_dir is not None:
+        path = Path(work_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    remove = not keep
+    try:
+        yield path
+    except SimulationFailed:
+        remove = False
+        raise
+    finally:
+        if remove:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -10,10 +10,8 @@ the measured cycle counts.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +19,7 @@ from convgen.core.layer import LAYER_FIELDS, ConvLayer
 from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig, manifest_extra
 from convgen.core.params import ConfigError
 
-from .build import Build, SimulationFailed, build_component, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
 
 __all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE"]
 
@@ -61,7 +59,7 @@ class Im2colResult:
 
 
 def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "verilator",
-               work_dir=None) -> Im2colResult:
+               work_dir=None, keep: bool = False) -> Im2colResult:
     """Stream ``layers`` (ConvLayer, programmed back to back without reset) on the RTL."""
     hw = hw or Im2colConfig()
     layers = list(layers)
@@ -72,22 +70,21 @@ def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "veri
             raise ConfigError(f"layers must be ConvLayer objects, not {type(lay).__name__}")
         hw.check_layer(lay)
     bld = build_im2col(hw, simulator)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-im2col-"))
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "layers.json").write_text(json.dumps(layers_payload(layers)))
-    env = {"CONVGEN_LAYERS": str(work / "layers.json"), "CONVGEN_RESULT": str(work / "result.npz")}
-    start = time.monotonic()
-    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
-    wall = time.monotonic() - start
-    if not res.passed:
-        raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
-    out = np.load(work / "result.npz")
-    stats = json.loads(str(out["stats"]))
-    streams = []
-    offset = 0
-    for lay in layers:
-        n = lay.elements(hw.tile_rows)
-        streams.append({f: out[f][offset:offset + n].astype(np.int64) for f in stats["fields"]})
-        offset += n
-    return Im2colResult(streams=streams, cycles=stats["layer_cycles"], total_cycles=stats["total_cycles"],
-                        elements=offset, simulator=simulator, wall_seconds=wall)
+    with work_directory("convgen-im2col-", work_dir, keep) as work:
+        (work / "layers.json").write_text(json.dumps(layers_payload(layers)))
+        env = {"CONVGEN_LAYERS": str(work / "layers.json"), "CONVGEN_RESULT": str(work / "result.npz")}
+        start = time.monotonic()
+        res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
+        wall = time.monotonic() - start
+        if not res.passed:
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        out = np.load(work / "result.npz")
+        stats = json.loads(str(out["stats"]))
+        streams = []
+        offset = 0
+        for lay in layers:
+            n = lay.elements(hw.tile_rows)
+            streams.append({f: out[f][offset:offset + n].astype(np.int64) for f in stats["fields"]})
+            offset += n
+        return Im2colResult(streams=streams, cycles=stats["layer_cycles"], total_cycles=stats["total_cycles"],
+                            elements=offset, simulator=simulator, wall_seconds=wall)

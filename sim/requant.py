@@ -8,10 +8,8 @@ the block under cocotb, and returns the outputs with the measured cycles.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +18,7 @@ from convgen.core.params import ConfigError
 from convgen.core.quant import channel_entry
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
 
 __all__ = ["param_fields", "input_fields", "generate", "build_requant", "run_requant", "RequantResult",
            "RUN_MODULE"]
@@ -93,7 +91,7 @@ class RequantResult:
 
 
 def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = "verilator",
-                work_dir=None) -> RequantResult:
+                work_dir=None, keep: bool = False) -> RequantResult:
     """Requantize ``acc`` (int32, shape ``[rows, channels]`` or ``[channels]``) on the RTL."""
     acc = np.asarray(acc)
     if acc.size and not np.issubdtype(acc.dtype, np.integer):
@@ -110,27 +108,26 @@ def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = 
     cfg = RequantConfig(lanes=lanes, groups=groups, rounding=params.rounding,
                         out_width=params.out_width, out_signed=params.out_signed)
     bld = build_requant(cfg, simulator)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-requant-"))
-    work.mkdir(parents=True, exist_ok=True)
-    from .packing import pack
+    with work_directory("convgen-requant-", work_dir, keep) as work:
+        from .packing import pack
 
-    streams = bld.manifest["streams"]
-    pf = param_fields(cfg, params)
-    inp = input_fields(cfg, acc2)
-    p_beats = pack(streams["p"]["layout"], pf, len(pf["group"]))
-    i_beats = pack(streams["i"]["layout"], inp, len(inp["group"]))
-    stim = {"p": [str(x) for x in p_beats], "i": [str(x) for x in i_beats]}
-    (work / "stimulus.json").write_text(json.dumps(stim))
-    env = {"CONVGEN_STIMULUS": str(work / "stimulus.json"), "CONVGEN_RESULT": str(work / "result.json")}
-    start = time.monotonic()
-    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
-    wall = time.monotonic() - start
-    if not res.passed:
-        raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
-    from .packing import unpack
+        streams = bld.manifest["streams"]
+        pf = param_fields(cfg, params)
+        inp = input_fields(cfg, acc2)
+        p_beats = pack(streams["p"]["layout"], pf, len(pf["group"]))
+        i_beats = pack(streams["i"]["layout"], inp, len(inp["group"]))
+        stim = {"p": [str(x) for x in p_beats], "i": [str(x) for x in i_beats]}
+        (work / "stimulus.json").write_text(json.dumps(stim))
+        env = {"CONVGEN_STIMULUS": str(work / "stimulus.json"), "CONVGEN_RESULT": str(work / "result.json")}
+        start = time.monotonic()
+        res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
+        wall = time.monotonic() - start
+        if not res.passed:
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        from .packing import unpack
 
-    out = json.loads((work / "result.json").read_text())
-    beats = unpack(streams["o"]["layout"], [int(x) for x in out["o"]])
-    y = outputs_to_array(cfg, beats, acc2.shape[0], params.channels)
-    return RequantResult(y=y[0] if squeeze else y, cycles=out["cycles"], values=acc2.size,
-                         simulator=simulator, wall_seconds=wall)
+        out = json.loads((work / "result.json").read_text())
+        beats = unpack(streams["o"]["layout"], [int(x) for x in out["o"]])
+        y = outputs_to_array(cfg, beats, acc2.shape[0], params.channels)
+        return RequantResult(y=y[0] if squeeze else y, cycles=out["cycles"], values=acc2.size,
+                             simulator=simulator, wall_seconds=wall)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from convgen.golden.gemm import check_operand, tile_schedule
 from convgen.core.params import ConfigError
 from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
 
 __all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
 
@@ -112,7 +111,7 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
              a_width: int = 8, b_width: int = 8, a_signed: bool = True, b_signed: bool = True,
              acc_width: int = 32, pipeline_product: bool = True, pipeline_operands: bool = False,
              allow_wrap: bool = False,
-             work_dir=None, progress: bool = False) -> GemmResult:
+             work_dir=None, keep: bool = False, progress: bool = False) -> GemmResult:
     """Compute ``a @ b`` on the RTL of a ``rows x cols`` array.
 
     Raises ConfigError for bad parameters, operands out of range, mismatched shapes, or a K
@@ -148,32 +147,31 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
         b_last.append(s["b_last"])
 
     bld = build_systolic(cfg, simulator)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-gemm-"))
-    work.mkdir(parents=True, exist_ok=True)
-    np.savez(work / "stimulus.npz", a=np.concatenate(a_parts), b_data=np.concatenate(b_data),
-             b_last=np.concatenate(b_last), out_rows=np.int64(len(tiles) * rows))
-    env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
-    start = time.monotonic()
-    if progress:
-        progress_file = work / "progress.txt"
-        progress_file.write_text("")
-        env["CONVGEN_PROGRESS_FILE"] = str(progress_file)
-        ideal = cfg.ideal_cycles(m, k, n)
-        print(f"convgen: {len(tiles)} tiles, about {ideal:,} cycles at full utilization", file=sys.stderr)
-        with _tail(progress_file):
+    with work_directory("convgen-gemm-", work_dir, keep) as work:
+        np.savez(work / "stimulus.npz", a=np.concatenate(a_parts), b_data=np.concatenate(b_data),
+                 b_last=np.concatenate(b_last), out_rows=np.int64(len(tiles) * rows))
+        env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
+        start = time.monotonic()
+        if progress:
+            progress_file = work / "progress.txt"
+            progress_file.write_text("")
+            env["CONVGEN_PROGRESS_FILE"] = str(progress_file)
+            ideal = cfg.ideal_cycles(m, k, n)
+            print(f"convgen: {len(tiles)} tiles, about {ideal:,} cycles at full utilization", file=sys.stderr)
+            with _tail(progress_file):
+                res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
+        else:
             res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
-    else:
-        res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
-    wall = time.monotonic() - start
-    if not res.passed:
-        raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
-    out = np.load(work / "result.npz", allow_pickle=True)
-    rows_out = out["rows"]
-    stats = json.loads(str(out["stats"]))
-    c = np.zeros((m, n), dtype=rows_out.dtype)
-    for i, t in enumerate(tiles):
-        block = rows_out[i * rows:(i + 1) * rows]
-        c[t.m0:t.m0 + t.m, t.n0:t.n0 + t.n] = block[:t.m, :t.n]
-    return GemmResult(c=c, cycles=stats["cycles"], ideal_cycles=cfg.ideal_cycles(m, k, n),
-                      tiles=len(tiles), simulator=simulator, wall_seconds=wall,
-                      sim_seconds=stats["sim_seconds"], simulated_cycles=stats["simulated_cycles"])
+        wall = time.monotonic() - start
+        if not res.passed:
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        out = np.load(work / "result.npz", allow_pickle=True)
+        rows_out = out["rows"]
+        stats = json.loads(str(out["stats"]))
+        c = np.zeros((m, n), dtype=rows_out.dtype)
+        for i, t in enumerate(tiles):
+            block = rows_out[i * rows:(i + 1) * rows]
+            c[t.m0:t.m0 + t.m, t.n0:t.n0 + t.n] = block[:t.m, :t.n]
+        return GemmResult(c=c, cycles=stats["cycles"], ideal_cycles=cfg.ideal_cycles(m, k, n),
+                          tiles=len(tiles), simulator=simulator, wall_seconds=wall,
+                          sim_seconds=stats["sim_seconds"], simulated_cycles=stats["simulated_cycles"])

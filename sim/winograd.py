@@ -9,10 +9,8 @@ cocotb and returns the output with the measured cycles and the multiplies used.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +18,7 @@ from convgen.golden.winograd import assemble, check_conv_operands, extract_tiles
 from convgen.core.params import ConfigError, check_choice
 from convgen.hdl.winograd import BLOCKS, WinogradConfig, WinogradConv3x3, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb
+from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
 
 __all__ = ["conv_beats", "generate", "build_winograd", "run_winograd_conv", "ConvResult", "LAYOUTS"]
 
@@ -80,7 +78,7 @@ class ConvResult:
 
 
 def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw", data_width: int = 8,
-                      weight_width: int = 8, out_width: int = 32, work_dir=None) -> ConvResult:
+                      weight_width: int = 8, out_width: int = 32, work_dir=None, keep: bool = False) -> ConvResult:
     """``y = conv3x3(x, w)`` (stride 1, zero padding 1) on the WinogradConv3x3 RTL.
 
     ``x`` is ``[C_in, H, W]`` (``layout="nchw"``) or ``[H, W, C_in]`` (``"nhwc"``); a leading
@@ -104,22 +102,21 @@ def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw
                           f"1..{cfg.max_channels} for int{data_width} x int{weight_width}")
     beats = conv_beats(x, w)
     bld = build_winograd(cfg, simulator)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-winograd-"))
-    work.mkdir(parents=True, exist_ok=True)
-    np.savez(work / "stimulus.npz", d=beats["d"], g=beats["g"], last=beats["last"],
-             out_beats=np.int64(beats["out_beats"]))
-    env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
-    start = time.monotonic()
-    res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
-    wall = time.monotonic() - start
-    if not res.passed:
-        raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
-    out = np.load(work / "result.npz", allow_pickle=False)
-    stats = json.loads(str(out["stats"]))
-    y = assemble(out["y"].reshape(c_out, -1, 2, 2), c_out, h, wd).astype(np.int64)
-    if layout == "nhwc":
-        y = y.transpose(1, 2, 0)
-    n_beats = len(beats["last"])
-    return ConvResult(y=np.ascontiguousarray(y), cycles=stats["cycles"], beats=n_beats,
-                      multiplies=WinogradConv3x3.MULTIPLIERS * n_beats,
-                      direct_multiplies=9 * c_in * c_out * h * wd, simulator=simulator, wall_seconds=wall)
+    with work_directory("convgen-winograd-", work_dir, keep) as work:
+        np.savez(work / "stimulus.npz", d=beats["d"], g=beats["g"], last=beats["last"],
+                 out_beats=np.int64(beats["out_beats"]))
+        env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
+        start = time.monotonic()
+        res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
+        wall = time.monotonic() - start
+        if not res.passed:
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        out = np.load(work / "result.npz", allow_pickle=False)
+        stats = json.loads(str(out["stats"]))
+        y = assemble(out["y"].reshape(c_out, -1, 2, 2), c_out, h, wd).astype(np.int64)
+        if layout == "nhwc":
+            y = y.transpose(1, 2, 0)
+        n_beats = len(beats["last"])
+        return ConvResult(y=np.ascontiguousarray(y), cycles=stats["cycles"], beats=n_beats,
+                          multiplies=WinogradConv3x3.MULTIPLIERS * n_beats,
+                          direct_multiplies=9 * c_in * c_out * h * wd, simulator=simulator, wall_seconds=wall)
