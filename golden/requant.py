@@ -9,6 +9,9 @@
      double rounding (golden/quant.py);
    - ``"tflite_single"``: ``(v*M + 2**(30-shift)) >> (31-shift)``, saturated to int32;
    - ``"onnx"``: ``round_half_even(float32(v) * scale[c])`` in float32, as ONNX Runtime;
+   - ``"tflite_opt"``: TFLite's optimized kernels: SRDHM, then a right shift rounding ties up
+     (golden/quant.py ``multiply_by_quantized_multiplier_opt``);
+   - ``"xnnpack"``: the ``onnx`` arithmetic with XNNPACK's scale range (below 256);
 
 3. ``out = clamp(y + zero_point[c], act_min[c], act_max[c])`` (exact integer addition).
 
@@ -26,15 +29,15 @@ import numpy as np
 from convgen.core.intrange import IntRange
 from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
-from convgen.core.quant import (INT32, MULTIPLIER_MAX, MULTIPLIER_MIN, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS,
-                               SHIFT_MAX, SHIFT_MIN)
+from convgen.core.quant import (FLOAT_ROUNDINGS, GOLDEN_ROUNDINGS, INT32, MULTIPLIER_MAX, MULTIPLIER_MIN,
+                               OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN)
 
 from .conv import conv2d_nchw
-from .quant import (check_onnx_scale, multiply_by_quantized_multiplier,
+from .quant import (check_onnx_scale, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_opt,
                     multiply_by_quantized_multiplier_single, ort_scale, quantize_multiplier,
                     scale_onnx_float, wrap32)
 
-__all__ = ["ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX", "SHIFT_MIN", "SHIFT_MAX",
+__all__ = ["ROUNDINGS", "GOLDEN_ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX", "SHIFT_MIN", "SHIFT_MAX",
            "RequantParams", "requantize", "scale_values", "qgemm", "qconv2d", "params_from_scales"]
 
 
@@ -64,11 +67,11 @@ class RequantParams:
 
     Parameters
     ----------
-    rounding : "tflite", "tflite_single" or "onnx"
+    rounding : "tflite", "tflite_single", "onnx" (the RTL's modes) or "tflite_opt", "xnnpack"
     bias : int32 per channel
     multiplier : int in [2**30, 2**31) per channel (tflite modes)
     shift : int in -31..30 per channel (tflite modes; positive = left shift)
-    scale : float32 in [2**-126, 1) per channel (onnx)
+    scale : float32 in [2**-126, 1) per channel (onnx), in [2**-126, 256) (xnnpack)
     zero_point, act_min, act_max : per channel, in the output range
     out_width, out_signed : the output type (default int8)
 
@@ -90,7 +93,7 @@ class RequantParams:
     def make(cls, rounding: str, channels: int, *, bias=0, multiplier=None, shift=None, scale=None,
              zero_point=0, act_min=None, act_max=None, out_width: int = 8, out_signed: bool = True,
              check_multiplier: bool = True) -> "RequantParams":
-        check_choice("rounding", rounding, ROUNDINGS)
+        check_choice("rounding", rounding, GOLDEN_ROUNDINGS)
         channels = check_int("channels", channels, 1)
         out_width = check_int("out_width", out_width, OUT_WIDTH_MIN, OUT_WIDTH_MAX)
         check_bool("out_signed", out_signed)
@@ -98,15 +101,15 @@ class RequantParams:
         kind = f" ({'int' if out_signed else 'uint'}{out_width})"
         bias = _per_channel("bias", bias, channels)
         _check_range("bias", bias, INT32, " (int32)")
-        if rounding == "onnx":
+        if rounding in FLOAT_ROUNDINGS:
             if scale is None:
-                raise ConfigError("rounding 'onnx' needs scale (float32 per channel), not multiplier/shift")
+                raise ConfigError(f"rounding {rounding!r} needs scale (float32 per channel), not multiplier/shift")
             if multiplier is not None or shift is not None:
-                raise ConfigError("rounding 'onnx' takes scale, not multiplier/shift")
+                raise ConfigError(f"rounding {rounding!r} takes scale, not multiplier/shift")
             scale = np.atleast_1d(np.asarray(scale))
             if scale.ndim != 1 or scale.size not in (1, channels):
                 raise ConfigError(f"scale must have 1 or {channels} values (one per channel), not shape {scale.shape}")
-            scale = check_onnx_scale(np.repeat(scale, channels) if scale.size == 1 else scale)
+            scale = check_onnx_scale(np.repeat(scale, channels) if scale.size == 1 else scale, mode=rounding)
         else:
             if scale is not None:
                 raise ConfigError(f"rounding {rounding!r} takes multiplier and shift, not scale "
@@ -142,7 +145,9 @@ def scale_values(v, p: RequantParams, channel=None) -> np.ndarray:
         return multiply_by_quantized_multiplier(v, p.multiplier[idx], p.shift[idx])
     if p.rounding == "tflite_single":
         return multiply_by_quantized_multiplier_single(v, p.multiplier[idx], p.shift[idx])
-    return scale_onnx_float(v, p.scale[idx])
+    if p.rounding == "tflite_opt":
+        return multiply_by_quantized_multiplier_opt(v, p.multiplier[idx], p.shift[idx])
+    return scale_onnx_float(v, p.scale[idx])  # onnx, xnnpack
 
 
 def requantize(acc, p: RequantParams, channel=None) -> np.ndarray:
@@ -166,13 +171,14 @@ def requantize(acc, p: RequantParams, channel=None) -> np.ndarray:
 
 def params_from_scales(rounding: str, x_scale, w_scale, y_scale, *, bias=0, zero_point=0,
                        act_min=None, act_max=None, out_width=8, out_signed=True) -> RequantParams:
-    """Parameters for a layer with float scales. ``onnx``: the float32 scale as ONNX Runtime
-    computes it; tflite modes: ``quantize_multiplier(x_scale * w_scale / y_scale)`` in double,
-    as TFLite's kernels prepare it."""
+    """Parameters for a layer with float scales. ``onnx``, ``xnnpack``: the float32 scale as
+    ONNX Runtime and XNNPACK compute it; tflite modes: ``quantize_multiplier(x_scale * w_scale /
+    y_scale)`` in double, as TFLite's kernels prepare it. (Fused-activation bounds differ by
+    path: golden/quant.py ``tflite_activation_bounds``, ``xnnpack_activation_bounds``.)"""
     ws = np.atleast_1d(np.asarray(w_scale, dtype=np.float64))
     channels = max(ws.size, np.atleast_1d(np.asarray(bias)).size)
-    if rounding == "onnx":
-        return RequantParams.make("onnx", channels, bias=bias, scale=ort_scale(x_scale, ws, y_scale),
+    if rounding in FLOAT_ROUNDINGS:
+        return RequantParams.make(rounding, channels, bias=bias, scale=ort_scale(x_scale, ws, y_scale),
                                   zero_point=zero_point, act_min=act_min, act_max=act_max,
                                   out_width=out_width, out_signed=out_signed)
     real = float(np.float32(x_scale)) * ws.astype(np.float32).astype(np.float64) / float(np.float32(y_scale))
