@@ -16,7 +16,7 @@ from .intrange import IntRange
 __all__ = ["INT32_MIN", "INT32_MAX", "INT32", "UINT32", "ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX",
            "SHIFT_MIN", "SHIFT_MAX", "OUT_WIDTH_MIN", "OUT_WIDTH_MAX", "ONNX_SCALE_MIN", "ONNX_SCALE_MAX",
            "channel_entry", "entry_channel", "GOLDEN_ROUNDINGS", "FLOAT_ROUNDINGS", "XNNPACK_SCALE_MIN",
-           "XNNPACK_SCALE_MAX"]
+           "XNNPACK_SCALE_MAX", "float_scale_ranges"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -52,6 +52,30 @@ ONNX_SCALE_MAX = float(np.nextafter(np.float32(1), np.float32(0)))    # largest 
 #: (xnn_create_convolution2d_nhwc_qs8_qc8w: "requantization scale ... is greater or equal to 256.0")
 XNNPACK_SCALE_MIN = ONNX_SCALE_MIN
 XNNPACK_SCALE_MAX = float(np.nextafter(np.float32(256), np.float32(0)))  # largest float32 < 256
+
+
+def float_scale_ranges(mode: str) -> dict[str, IntRange]:
+    """Ranges that depend on the accepted scale range in the float-scale modes (``onnx``,
+    ``xnnpack``), for the integer emulation of ``round_half_even(float32(v) * scale)``
+    (golden/quant.py ``scale_onnx_int``, hdl/requant.py). Derived, not guessed:
+
+    - ``eb``: the scale's biased float32 exponent, 1 (2**-126) .. that of the largest scale;
+    - ``u``: the right shift of ``R << 8`` that gives the result, ``135 - hi - fexp - eb`` with
+      ``hi`` in 0..1 and the int32->float32 exponent ``fexp = 8 - lz`` in -23..8 (``lz`` in
+      0..31). A negative ``u`` (scales >= 1) is an exact left shift by ``-u``;
+    - ``y``: the rounded product. ``|float32(v)| <= 2**31`` and the float32 product rounds to at
+      most ``float32(2**31 * scale_max) = 2**31 * scale_max`` (a power-of-two multiple of a
+      float32 is exact), so ``|y| <= 2**31 * scale_max``.
+    """
+    if mode not in FLOAT_ROUNDINGS:
+        raise ValueError(f"mode must be one of {FLOAT_ROUNDINGS}, not {mode!r}")
+    smax = ONNX_SCALE_MAX if mode == "onnx" else XNNPACK_SCALE_MAX
+    _, e = np.frexp(np.float32(smax))        # smax = m * 2**e, m in [0.5, 1)
+    eb = IntRange(1, int(e) - 1 + 127)
+    hi, fexp = IntRange(0, 1), IntRange(-23, 8)
+    u = IntRange(135 - hi.hi - fexp.hi - eb.hi, 135 - hi.lo - fexp.lo - eb.lo)
+    y_max = int(np.float64(smax) * 2 ** 31)
+    return {"eb": eb, "u": u, "y": IntRange(-y_max, y_max)}
 
 
 def channel_entry(channel, lanes: int):

@@ -255,3 +255,23 @@ def test_integer_float_emulation_covers_xnnpack_scales():
     s[n // 8: n // 4] = np.exp2(rng.integers(0, 8, n // 8)).astype(np.float32)  # exact ties
     s = np.minimum(s, np.float32(255.99998))
     assert np.array_equal(scale_onnx_int(v, s), scale_onnx_float(v, s))
+
+
+@pytest.mark.parametrize("mode", ["onnx", "xnnpack"])
+def test_float_scale_ranges_hold_and_are_reached(mode):
+    """core.quant.float_scale_ranges: the rounded product stays in ``y`` and reaches both ends;
+    ``eb`` is the exponent field of the largest scale."""
+    from convgen.core.quant import ONNX_SCALE_MAX, XNNPACK_SCALE_MAX, float_scale_ranges
+    r = float_scale_ranges(mode)
+    smax = np.float32(ONNX_SCALE_MAX if mode == "onnx" else XNNPACK_SCALE_MAX)
+    assert int((smax.view(np.uint32) >> 23) & 0xFF) == r["eb"].hi
+    rng = np.random.default_rng(2)
+    v = np.concatenate([rng.integers(-(2 ** 31), 2 ** 31, 100_000), [-(2 ** 31), 2 ** 31 - 1]])
+    s = np.concatenate([np.exp2(rng.uniform(-30, np.log2(float(smax)), 100_000)).astype(np.float32),
+                        [smax, smax]]).astype(np.float32)
+    s = np.minimum(s, smax)
+    y = scale_onnx_float(v, s)
+    assert y.min() >= r["y"].lo and y.max() <= r["y"].hi
+    assert y[-2] == r["y"].lo and scale_onnx_float(2 ** 31 - 1, smax) <= r["y"].hi
+    assert np.array_equal(scale_onnx_int(v, s), y)
+    assert r["u"].lo == (0 if mode == "onnx" else -8)
