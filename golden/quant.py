@@ -228,7 +228,7 @@ def _rne_shift(x, n) -> np.ndarray:
 def rounding_shift_right_half_up(x, exponent) -> np.ndarray:
     """``(x + 2**(e-1)) >> e`` for ``e > 0`` (``x`` for ``e == 0``), ``0 <= e <= 31``, with no
     int32 overflow: division by ``2**e`` rounding ties up (toward +infinity). This is NEON's
-    ``SRSHL``/``vrshlq_s32`` by ``-e``, TFLite's ``DivideByPOT<DepthwiseConvOutputRounding::kUpward>``
+    ``SRSHL`` by ``-e``, TFLite's ``DepthwiseConvRound``/``DivideByPOT<DepthwiseConvOutputRounding::kUpward>``
     and the rounding right shift of ruy's kernels. It differs from RoundingDivideByPOT only on
     negative exact ties (``x < 0``, ``x mod 2**e == 2**(e-1)``), where it gives one more."""
     x, e = _i64(x), _i64(exponent)

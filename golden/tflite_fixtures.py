@@ -313,10 +313,10 @@ def opt_ties_up_channels(fx: ConvFixture) -> np.ndarray:
     - CONV_2D: every channel (ruy's kernels: SQRDMULH + SRSHL on NEON; the same on x86 AVX,
       AVX2+FMA and AVX-512, each measured by forcing ruy's path with ``RUY_PATHS``).
     - DEPTHWISE_CONV_2D (``optimized_integer_ops::DepthwiseConvPerChannel``): the output stage
-      converts the channels in vector blocks of 8 with ``vqrdmulhq_s32`` + ``vrshlq_s32`` (NEON,
-      or NEON_2_SSE on x86) and the remaining ``C mod 8`` channels with the scalar
-      ``MultiplyByQuantizedMultiplier`` of the reference kernels: channel ``c`` rounds ties up
-      iff ``c < 8 * (C // 8)`` (measured on 165,738 outputs of 300 random layers, 0 exceptions).
+      converts whole blocks of 8 channels with NEON code (SQRDMULH + a rounding shift; NEON_2_SSE
+      on x86) and the remaining ``C mod 8`` channels with scalar code that rounds like the
+      reference ``MultiplyByQuantizedMultiplier``: channel ``c`` rounds ties up iff
+      ``c < 8 * (C // 8)`` (measured on 165,738 outputs of 300 random layers, 0 exceptions).
     """
     c = fx.channels
     if fx.op == "conv":
@@ -393,6 +393,7 @@ def designed_fixtures() -> list[ConvFixture]:
       XNNPACK accepts scales below 256);
     - ``left_shift_wrap``: positive shifts whose ``acc << shift`` overflows int32;
     - ``saturate``: biases far beyond both ends of int8;
+    - ``near_int32_max``: SRDHM results so close to INT32_MAX that adding ``2**(e-1)`` leaves int32;
     - ``relu6_tie``, ``relu_n1_tie``: output scales whose ReLU6 / ReLU_N1_TO_1 bounds are exact
       .5 ties, zero points even (TFLite rounds them away from zero, XNNPACK to even);
     - ``conv_pow2``: a 3x3 CONV_2D with power-of-two scales (ties through the GEMM kernels).
@@ -444,6 +445,10 @@ def designed_fixtures() -> list[ConvFixture]:
     fixtures.append(dw1x1("saturate", [1, 1, 1, 1, 1, 1, 1, 1], [2.0 ** -3, 2.0 ** -3, 0.37, 0.37, 2.0 ** -8, 2.0 ** -8, 1.0, 1.0],
                           [2 ** 20, -(2 ** 20), 2 ** 31 - 200, -(2 ** 31) + 200, 140 * 256 + 127, -140 * 256 - 128, 200, -200],
                           out_zp=10, note="results beyond both ends of int8"))
+    # accumulators near INT32_MAX with M = 2**31 - 128: SRDHM + 2**(e-1) exceeds int32 (the
+    # scalar kUpward code would wrap in 32 bits; the vector kernels do not, nor does the golden)
+    fixtures.append(dw1x1("near_int32_max", [1] * 8, [(1 - 2.0 ** -24) * 2.0 ** -e for e in (1, 8, 9, 10, 12, 16, 20, 30)],
+                          [2 ** 31 - 129] * 8, note="rounding offset beyond int32"))
     # ReLU6 and ReLU_N1_TO_1 bounds at exactly .5 (even zero points)
     for name, act, lim, ks in (("relu6_tie", "relu6", 6.0, (12, 40)), ("relu_n1_tie", "relu_n1_to_1", 1.0, (20, 50))):
         for k in ks:
