@@ -35,12 +35,14 @@ PROBE_EXACT = 4 * 255 * 127
 PROBE_SATURATED = 2 * 32767
 
 
-def session(model, *, exact: bool = True, threads: int = 1):
+def session(model, *, exact: bool = True, threads: int = 1, config: dict | None = None):
     """An ``InferenceSession`` of ``model`` (a ModelProto, bytes or a path) on the CPU provider.
 
     ``exact=True`` (the default for every oracle use) requests ORT's non-saturating integer
     kernels when the model has a uint8 input (see the module docstring); ``exact=False`` is
-    ORT's default configuration."""
+    ORT's default configuration. ``config`` adds session config entries (key -> value), for
+    example ``{"session.qdqisint8allowed": "1"}``, which keeps an int8 QDQ model on ORT's int8
+    kernels on x86 (without it ORT leaves some of its QDQ groups unfused, in float)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -57,6 +59,8 @@ def session(model, *, exact: bool = True, threads: int = 1):
     if exact and u8_input:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.add_session_config_entry("session.x64quantprecision", "1")
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(str(key), str(value))
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
