@@ -421,7 +421,6 @@ def _int_op_step(node, inits, inputs, output) -> Step:
 
 def _steps_qoperator(g, inits, consumers, input_name, outputs) -> list:
     steps = []
-    quantized = set()           # tensor names holding quantized values
     for node in g.node:
         op, attrs = node.op_type, _attr(node)
         if op == "Constant":
@@ -490,7 +489,6 @@ def _steps_qoperator(g, inits, consumers, input_name, outputs) -> list:
                 signed=_signed(zy))))
         else:  # INT_OPS on a quantized tensor
             steps.append(_int_op_step(node, inits, [I[0]], node.output[0]))
-        quantized.add(node.output[0])
     return steps
 
 
@@ -694,8 +692,6 @@ def _exec(step: Step, args: list, conv: Callable) -> np.ndarray:
                            p["c_zp"], p["signed"])
     if op == "QGemm":
         a = args[0].T if p["trans_a"] else args[0]
-        if a.ndim != 2:
-            a = a.reshape(a.shape[0], -1) if step.p.get("flatten") else a
         n = p["b"].shape[1]
         try:
             rp = params_from_scales("onnx", p["a_scale"], p["b_scale"], p["y_scale"], bias=np.asarray(p["bias"]),

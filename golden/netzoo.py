@@ -218,7 +218,6 @@ def resnet_float(*, size: int = 224, blocks=(3, 4, 6, 3), width: int = 64, class
     g = _Graph("resnet", seed, (1, 3, size, size))
     x = g.conv("input", width, 7, stride=2)
     x = g.maxpool(x, 3, 2, pad=1)
-    c_in = width
     for stage, n in enumerate(blocks):
         mid = width * 2 ** stage
         for i in range(n):
@@ -228,7 +227,6 @@ def resnet_float(*, size: int = 224, blocks=(3, 4, 6, 3), width: int = 64, class
             y = g.conv(y, mid * 4, 1, act=None)
             short = g.conv(x, mid * 4, 1, stride=stride, act=None) if i == 0 else x
             x = g.act(g.add(y, short), "relu")
-            c_in = mid * 4
     return g.model(g.gap_fc(x, classes))
 
 
