@@ -275,3 +275,21 @@ def test_zoo_is_deterministic_and_cached():
     a.doc_string = b.doc_string
     assert {i.name: bytes(i.raw_data) for i in a.graph.initializer} == {i.name: bytes(i.raw_data) for i in b.graph.initializer}
     assert netzoo.build_path("every_kind", "qdq", seed=1) != p1
+
+
+def test_relu_and_clip_on_int8_tensors():
+    """Relu and Clip left on a QOperator int8 tensor run on the integers, as ORT runs them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"], name="q"),
+             helper.make_node("Relu", ["q"], ["r"], name="relu"),
+             helper.make_node("Clip", ["r", "lo", "hi"], ["c"], name="clip"),
+             helper.make_node("DequantizeLinear", ["c", "s", "z"], ["y"], name="dq")]
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(-7, np.int8), "z"),
+             numpy_helper.from_array(np.array(-3, np.int8), "lo"), numpy_helper.from_array(np.array(90, np.int8), "hi")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    x = (np.random.default_rng(0).standard_normal((1, 2, 5, 5)) * 4).astype(np.float32)
+    rows = _exact(m, x)
+    assert [r["op"] for r in rows] == ["QuantizeLinear", "Relu", "Clip", "DequantizeLinear"]
