@@ -1,0 +1,23 @@
+"""Small stream pieces the blocks are built from, each written once.
+
+- :func:`index_range`: shape of a counter with no zero-width signal.
+- :class:`FlatArrayLayout`: an ``ArrayLayout`` without per-element debug wires (iCE40 ABC).
+- :func:`with_payload`, :func:`retyped`: stream interfaces for ``wiring.connect`` with a new
+  payload (a combinational map) or a typed view of an untyped FIFO stream.
+- :class:`Queue`: a typed ``SyncFIFOBuffered``.
+- :class:`StepQueue`: the output queue whose ``i.ready`` is a pipeline's global step enable.
+- :class:`PipelineStage`: one pipeline register (``i.ready`` depends on ``o.ready``).
+- :class:`SkidBuffer`: one pipeline register with a registered ``i.ready``.
+- :class:`ReducePipeline`: valid/ready control of N stages and a frame reduction.
+
+docs/adding-a-block.md says when to use which.
+"""
+
+from .layout import FlatArrayLayout, index_range
+from .pipeline import ReducePipeline
+from .queue import Queue, StepQueue
+from .stage import PipelineStage, SkidBuffer
+from .streams import retyped, with_payload
+
+__all__ = ["index_range", "FlatArrayLayout", "with_payload", "retyped", "Queue", "StepQueue",
+           "PipelineStage", "SkidBuffer", "ReducePipeline"]

@@ -1,0 +1,159 @@
+"""Typed FIFO queues on valid/ready streams."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from convgen.core.params import check_bool, check_int
+
+from .streams import retyped
+
+__all__ = ["Queue", "StepQueue"]
+
+
+class Queue(wiring.Component):
+    """A first-in first-out queue of ``depth`` beats of ``shape``: ``SyncFIFOBuffered``
+    with typed stream ports.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Payload shape of both streams (a layout, ``signed(n)``, ``range(n)``, ...).
+    depth : int, >= 1
+        Beats the queue holds, its output register included.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(shape))
+        Beats in. ``i.ready`` is "not full" and comes from registers only.
+    o : Out(stream.Signature(shape))
+        The same beats in the same order. ``o.valid`` and ``o.payload`` are registers.
+    level : Out(range(depth + 1))
+        Beats held, the output register included.
+
+    Protocol: amaranth.lib.stream; no combinational path between ``i`` and ``o``. Reset
+    (synchronous) empties the queue.
+
+    Timing: a beat accepted in cycle ``t`` into an empty queue is offered on ``o`` from cycle
+    ``t + 2`` on (``t + 1`` for ``depth == 1``). With ``depth >= 3`` the queue sustains one
+    beat per cycle; ``depth == 2`` sustains one beat every two cycles (the inner queue of one
+    entry is not writable while it is read) and ``depth == 1`` one every two cycles as well.
+    """
+
+    def __init__(self, shape, depth: int):
+        self._shape = shape
+        self._depth = check_int("depth", depth, 1)
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "level": Out(range(self._depth + 1)),
+        })
+
+    @property
+    def shape(self):
+        """Payload shape."""
+        return self._shape
+
+    @property
+    def depth(self) -> int:
+        """Capacity in beats."""
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self._shape).width, depth=self._depth)
+        wiring.connect(m, wiring.flipped(self.i), retyped(m, fifo.w_stream, self._shape, consumer=True))
+        wiring.connect(m, retyped(m, fifo.r_stream, self._shape, consumer=False), wiring.flipped(self.o))
+        m.d.comb += self.level.eq(fifo.level)
+        return m
+
+
+class StepQueue(wiring.Component):
+    """The output queue of a pipeline that advances in lock step: ``i.ready`` is the
+    pipeline's global step enable.
+
+    Every register of the producing pipeline updates only in cycles where ``i.ready`` is
+    high (a *step*), and the pipeline writes at most one beat per step (``i.valid``, from a
+    register). A full queue therefore freezes the whole pipeline, and no stall pattern on
+    ``o`` can lose or duplicate a beat. ``i.ready`` never depends on ``o.ready`` (nor on
+    ``i.valid``): it is a function of registers, so a consumer's backpressure reaches the
+    pipeline one cycle later through the queue level, never combinationally.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Payload shape.
+    depth : int
+        Beats the queue holds (>= 3; >= 5 with ``registered_enable``).
+    registered_enable : bool
+        ``False``: the enable is the queue's "not full" (``en = w_rdy`` of the inner
+        ``SyncFIFOBuffered``), computed from its level registers by a little logic.
+        ``True``: the enable is itself a flip-flop,
+        ``en(t) = [level(t-1) <= depth - 3]``, so its fanout (every register of a large
+        array) starts at a flip-flop (see docs/systolic.md, "Global step enable").
+
+    Attributes
+    ----------
+    i : In(stream.Signature(shape))
+        ``i.ready`` is the step enable ``en``; a beat is written when ``i.valid & en``.
+    o : Out(stream.Signature(shape))
+        The beats in order; ``o.valid`` and ``o.payload`` are registers.
+
+    Why the registered threshold is safe: at most one beat is written per step, so when
+    ``en(t)`` is high, ``level(t) <= level(t-1) + 1 <= depth - 2``. The buffered FIFO's inner
+    queue holds ``depth - 1`` beats and ``level`` counts them plus the output register, so the
+    inner queue is never full when a write happens, whatever the output register holds.
+    (The bound has one entry of margin: the output register is empty only if the inner queue
+    was empty a cycle before, so ``depth - 2`` would be safe as well. ``depth - 1``, a
+    registered "not full", loses beats; tb/lib shows it.)
+
+    Timing: a beat written in step ``t`` is offered on ``o`` from cycle ``t + 2`` on (the
+    ``fifo_latency`` of 2 cycles that the blocks' cycle formulas count). With ``o.ready``
+    always high the queue holds two beats in steady state, so ``en`` stays high and the
+    pipeline advances in every cycle: that needs ``depth >= 3`` for the combinational enable
+    and ``depth >= 5`` for the registered one (threshold ``depth - 3 >= 2``).
+    """
+
+    def __init__(self, shape, depth: int, *, registered_enable: bool = False):
+        self._shape = shape
+        self._registered = check_bool("registered_enable", registered_enable)
+        self._depth = check_int("depth", depth, 5 if registered_enable else 3)
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def registered_enable(self) -> bool:
+        return self._registered
+
+    @property
+    def threshold(self) -> int | None:
+        """Highest level at which the registered enable allows the next step (``depth - 3``);
+        None for the combinational enable."""
+        return self._depth - 3 if self._registered else None
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = Queue(self._shape, self._depth)
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+        if not self._registered:
+            wiring.connect(m, wiring.flipped(self.i), queue.i)
+            return m
+        # The flop holds "stall", not "enable", so that its reset value is 0: yosys' ABC9 on
+        # iCE40 crashes on a set-type enable flop.
+        stall = Signal()
+        m.d.sync += stall.eq(queue.level > self.threshold)
+        m.d.comb += [
+            self.i.ready.eq(~stall),
+            queue.i.valid.eq(self.i.valid & ~stall),
+            queue.i.payload.eq(self.i.payload),
+        ]
+        return m

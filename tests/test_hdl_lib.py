@@ -1,0 +1,104 @@
+"""Python-level checks of hdl/lib (the cocotb regression is tb/lib): parameter errors, the
+flat layout's bits and debug wires, index ranges, and that the blocks use the shared pieces
+rather than copies of them."""
+
+import re
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from convgen.core.params import ConfigError
+from convgen.hdl.generate import to_verilog
+from convgen.hdl.lib import (FlatArrayLayout, PipelineStage, Queue, ReducePipeline, SkidBuffer,
+                             StepQueue, index_range, with_payload)
+
+HDL = Path(__file__).resolve().parent.parent / "hdl"
+# pieces built only to check their parameters are never elaborated
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+def test_index_range_never_zero_width():
+    assert index_range(0) == range(2)
+    assert index_range(1) == range(2)
+    assert index_range(2) == range(2)
+    assert index_range(7) == range(7)
+    assert Shape.cast(index_range(1)).width == 1
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ConfigError, match="n must be"):
+            index_range(bad)
+
+
+def test_flat_array_layout_same_bits_as_array_layout():
+    flat, plain = FlatArrayLayout(signed(5), 3), data.ArrayLayout(signed(5), 3)
+    assert flat.size == plain.size == 15
+    for values in ([0, 0, 0], [-16, 15, -1], [3, -7, 9]):
+        assert flat.const(values).as_bits() == plain.const(values).as_bits()
+
+
+class _Passthrough(wiring.Component):
+    def __init__(self, layout):
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.stage = stage = PipelineStage(self.o.payload.shape())
+        wiring.connect(m, wiring.flipped(self.i), stage.i)
+        wiring.connect(m, stage.o, wiring.flipped(self.o))
+        return m
+
+
+def test_flat_array_layout_emits_no_element_wires():
+    """The reason the class exists (yosys' ABC reintegration on iCE40): no ``o__payload[k]``."""
+    plain = to_verilog(_Passthrough(data.ArrayLayout(signed(5), 3)), "plain")
+    flat = to_verilog(_Passthrough(FlatArrayLayout(signed(5), 3)), "flat")
+    assert re.search(r"\\o__payload\[0\]", plain)
+    assert not re.search(r"payload\[0\] ", flat)
+
+
+def test_parameter_errors():
+    with pytest.raises(ConfigError, match="depth"):
+        Queue(8, 0)
+    with pytest.raises(ConfigError, match="depth"):
+        StepQueue(8, 2)
+    with pytest.raises(ConfigError, match="depth"):
+        StepQueue(8, 4, registered_enable=True)
+    with pytest.raises(ConfigError, match="registered_enable"):
+        StepQueue(8, 6, registered_enable=1)
+    with pytest.raises(ConfigError, match="stages"):
+        ReducePipeline(data.StructLayout({"x": 4, "last": 1}), 8, stages=0)
+    with pytest.raises(TypeError, match="last"):
+        ReducePipeline(data.StructLayout({"x": 4}), 8, stages=1)
+    with pytest.raises(TypeError, match="last"):
+        ReducePipeline(data.StructLayout({"x": 4, "last": 2}), 8, stages=1)
+
+
+def test_step_queue_threshold():
+    assert StepQueue(8, 6, registered_enable=True).threshold == 3
+    assert StepQueue(8, 4).threshold is None
+
+
+@pytest.mark.parametrize("shape", [unsigned(9), signed(9), range(300), data.StructLayout({"a": signed(4), "b": 5})])
+def test_pieces_elaborate_for_any_shape(shape):
+    for piece in (Queue(shape, 3), StepQueue(shape, 3), StepQueue(shape, 5, registered_enable=True),
+                  PipelineStage(shape), SkidBuffer(shape)):
+        to_verilog(piece, "piece")
+
+
+def test_with_payload_keeps_the_handshake():
+    src = stream.Signature(8).create()
+    payload = data.ArrayLayout(4, 2)(src.payload)  # any signal or view
+    out = with_payload(src, payload)
+    assert out.valid is src.valid and out.ready is src.ready and out.payload is payload
+
+
+@pytest.mark.parametrize("path", ["systolic.py", "requant.py", "winograd.py", "winograd_direct.py"])
+def test_blocks_use_the_shared_pieces(path):
+    """No block keeps its own copy of a hdl/lib piece."""
+    text = (HDL / path).read_text()
+    for copy in (r"def _index\(", r"class \w+\(data\.ArrayLayout\)", r"SyncFIFOBuffered\(",
+                 r"\.ready\.eq\(~\w+\.valid \| \w+\.ready\)",   # a hand-written pipeline register
+                 r"take2\.eq\(val2"):                               # the 3x3 engines' skeleton
+        assert not re.search(copy, text), f"{path} still has its own {copy!r}"
