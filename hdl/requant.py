@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
 from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
-from .lib import FlatArrayLayout, StepQueue, index_range
+from .lib import FlatArrayLayout, index_range, step_queue
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
@@ -169,10 +169,8 @@ class Requantizer(wiring.Component):
         cfg = self._config
         m = Module()
         # the output queue's i.ready is the global step enable (combinational from its level)
-        m.submodules.ofifo = ofifo = StepQueue(cfg.o_layout, OUTPUT_FIFO_DEPTH)
-        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
-        en = Signal()
-        m.d.comb += [en.eq(ofifo.i.ready), self.i.ready.eq(en), self.p.ready.eq(1)]
+        en, write_beat = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH)
+        m.d.comb += [self.i.ready.eq(en), self.p.ready.eq(1)]
 
         def reg(value, name, shape=None):
             """``value`` registered in cycles where the pipeline advances."""
@@ -212,7 +210,7 @@ class Requantizer(wiring.Component):
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
-        m.d.comb += [ofifo.i.valid.eq(valid), ofifo.i.payload.eq(Cat(*results))]
+        m.d.comb += write_beat(valid, Cat(*results))
         return m
 
     # -------------------------------------------------------------------------------------

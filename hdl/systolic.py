@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
-from .lib import StepQueue, index_range
+from .lib import index_range, step_queue
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
@@ -254,10 +254,7 @@ class SystolicArray(wiring.Component):
         # Global step enable: the array only advances while the output queue can take a row.
         # It is a register, so its large fanout starts at a flip-flop, and it never depends
         # combinationally on o.ready.
-        m.submodules.ofifo = ofifo = StepQueue(cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True)
-        wiring.connect(m, ofifo.o, wiring.flipped(self.o))
-        en = Signal()
-        m.d.comb += en.eq(ofifo.i.ready)
+        en, write_row = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True)
 
         def delayed(value, steps, name):
             """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
@@ -280,8 +277,7 @@ class SystolicArray(wiring.Component):
         m.d.comb += [
             out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
             out_row.last.eq(row_index == R - 1),
-            ofifo.i.valid.eq(row_done),
-            ofifo.i.payload.eq(out_row),
+            *write_row(row_done, out_row.as_value()),
         ]
         return m
 

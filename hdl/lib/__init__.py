@@ -15,9 +15,9 @@ docs/adding-a-block.md says when to use which.
 
 from .layout import FlatArrayLayout, index_range
 from .pipeline import ReducePipeline
-from .queue import Queue, StepQueue
+from .queue import Queue, StepQueue, step_queue
 from .stage import PipelineStage, SkidBuffer
 from .streams import retyped, with_payload
 
-__all__ = ["index_range", "FlatArrayLayout", "with_payload", "retyped", "Queue", "StepQueue",
+__all__ = ["index_range", "FlatArrayLayout", "with_payload", "retyped", "Queue", "StepQueue", "step_queue",
            "PipelineStage", "SkidBuffer", "ReducePipeline"]

