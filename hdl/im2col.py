@@ -19,23 +19,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError, check_int
+from .lib import index_range
 from .shapes import fits, shape_of
 
 __all__ = ["Im2colConfig", "Im2colAddressGenerator", "MAX_EXTENT"]
 
 MAX_EXTENT = 4096          # largest elaboration-time maximum of H, W or C
-
-
-def _index(n: int) -> range:
-    """Counter over ``n`` values, at least two (no zero-width signals: Verilator)."""
-    return range(max(n, 2))
 
 
 def _bits(max_value: int) -> int:
@@ -267,7 +263,7 @@ class Im2colAddressGenerator(wiring.Component):
         kw_off = Signal(shape_of(off_range), name="kw_off")
         kh_addr = Signal(shape_of(kh_addr_range), name="kh_addr")
         kw_addr = Signal(shape_of(kw_addr_range), name="kw_addr")
-        r = Signal(_index(R), name="r")
+        r = Signal(index_range(R), name="r")
 
         def pixel_state(prefix):
             return {

@@ -94,7 +94,7 @@ def test_with_payload_keeps_the_handshake():
     assert out.valid is src.valid and out.ready is src.ready and out.payload is payload
 
 
-@pytest.mark.parametrize("path", ["systolic.py", "requant.py", "winograd.py", "winograd_direct.py"])
+@pytest.mark.parametrize("path", ["systolic.py", "requant.py", "winograd.py", "winograd_direct.py", "im2col.py"])
 def test_blocks_use_the_shared_pieces(path):
     """No block keeps its own copy of a hdl/lib piece."""
     text = (HDL / path).read_text()
