@@ -152,7 +152,7 @@ class Im2colAddressGenerator(wiring.Component):
     Parameters
     ----------
     config : Im2colConfig
-        Or the same fields as keyword arguments.
+        Default: ``Im2colConfig()``.
 
     Attributes
     ----------
@@ -188,11 +188,10 @@ class Im2colAddressGenerator(wiring.Component):
     backpressure. Reset (``rst``, synchronous) aborts the layer.
     """
 
-    def __init__(self, config: Im2colConfig | None = None, **kwargs):
-        if config is None:
-            config = Im2colConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either an Im2colConfig or keyword parameters, not both")
+    def __init__(self, config: Im2colConfig | None = None):
+        config = Im2colConfig() if config is None else config
+        if not isinstance(config, Im2colConfig):
+            raise TypeError(f"config must be an Im2colConfig, not {config!r}")
         self._config = config
         super().__init__({
             "cfg": In(stream.Signature(config.cfg_layout)),

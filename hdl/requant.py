@@ -149,11 +149,10 @@ class Requantizer(wiring.Component):
     Timing: ``lanes`` values per cycle; latency ``config.latency`` cycles.
     """
 
-    def __init__(self, config: RequantConfig | None = None, **kwargs):
-        if config is None:
-            config = RequantConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a RequantConfig or keyword parameters, not both")
+    def __init__(self, config: RequantConfig | None = None):
+        config = RequantConfig() if config is None else config
+        if not isinstance(config, RequantConfig):
+            raise TypeError(f"config must be a RequantConfig, not {config!r}")
         self._config = config
         super().__init__({
             "i": In(stream.Signature(config.i_layout)),

@@ -200,7 +200,7 @@ class SystolicArray(wiring.Component):
     Parameters
     ----------
     config : SystolicConfig
-        Or pass the same fields as keyword arguments.
+        Default: ``SystolicConfig()``.
 
     Attributes
     ----------
@@ -229,11 +229,10 @@ class SystolicArray(wiring.Component):
     for K >= max(rows, cols); weight-stationary for K a multiple of rows and rows >= cols.
     """
 
-    def __init__(self, config: SystolicConfig | None = None, **kwargs):
-        if config is None:
-            config = SystolicConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a SystolicConfig or keyword parameters, not both")
+    def __init__(self, config: SystolicConfig | None = None):
+        config = SystolicConfig() if config is None else config
+        if not isinstance(config, SystolicConfig):
+            raise TypeError(f"config must be a SystolicConfig, not {config!r}")
         self._config = config
         super().__init__({
             "a": In(stream.Signature(config.a_layout)),

@@ -318,11 +318,10 @@ def _stage(m, i_stream, o_stream, result):
 
 
 class _Block(wiring.Component):
-    def __init__(self, config: WinogradConfig | None, kwargs, signature):
-        if config is None:
-            config = WinogradConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a WinogradConfig or keyword parameters, not both")
+    def __init__(self, config: WinogradConfig | None, signature):
+        config = WinogradConfig() if config is None else config
+        if not isinstance(config, WinogradConfig):
+            raise TypeError(f"config must be a WinogradConfig, not {config!r}")
         self._config = config
         super().__init__(signature(config))
 
@@ -346,8 +345,8 @@ class WinogradInputTransform(_Block):
 
     KIND = "input_transform"
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.d_shape, TILE * TILE))),
             "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.v_range), TILE * TILE))),
         })
@@ -378,8 +377,8 @@ class WinogradFilterTransform(_Block):
 
     KIND = "filter_transform"
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(c.g_shape, KSIZE * KSIZE))),
             "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.u_range), TILE * TILE))),
         })
@@ -414,8 +413,8 @@ class WinogradOutputTransform(_Block):
 
     KIND = "output_transform"
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(data.ArrayLayout(signed(c.acc_width), TILE * TILE))),
             "o": Out(stream.Signature(c.conv_out_layout)),
         })
@@ -438,8 +437,8 @@ class WinogradF23Core(wiring.Component):
     Ports are plain vectors (``d0..d3``, ``g0..g2`` in, ``y0``, ``y1`` out) so that the formal
     equivalence check (formal/winograd/) can compare it with a direct 3-tap FIR."""
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        cfg = config if config is not None else WinogradConfig(**kwargs)
+    def __init__(self, config: WinogradConfig | None = None):
+        cfg = config if config is not None else WinogradConfig()
         self._config = cfg
         sig = {f"d{k}": In(cfg.d_shape) for k in range(TILE)}
         sig.update({f"g{k}": In(cfg.g_shape) for k in range(KSIZE)})
@@ -483,8 +482,8 @@ class WinogradF23(_Block):
 
     KIND = "f23"
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(data.StructLayout({
                 "d": data.ArrayLayout(c.d_shape, TILE), "g": data.ArrayLayout(c.g_shape, KSIZE)}))),
             "o": Out(stream.Signature(FlatArrayLayout(shape_of(c.y1_range), OUT_TILE))),
@@ -528,8 +527,8 @@ class WinogradConv3x3(_Block):
     LATENCY = 3
     MULTIPLIERS = TILE * TILE
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(c.conv_in_layout)),
             "o": Out(stream.Signature(c.conv_out_layout)),
         })

@@ -26,8 +26,8 @@ class DirectConv3x3(_Block):
     LATENCY = 3
     MULTIPLIERS = OUT_TILE * OUT_TILE * KSIZE * KSIZE
 
-    def __init__(self, config: WinogradConfig | None = None, **kwargs):
-        super().__init__(config, kwargs, lambda c: {
+    def __init__(self, config: WinogradConfig | None = None):
+        super().__init__(config, lambda c: {
             "i": In(stream.Signature(c.conv_in_layout)),
             "o": Out(stream.Signature(c.conv_out_layout)),
         })

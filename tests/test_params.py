@@ -242,3 +242,19 @@ def test_numpy_int_params_are_usable():
     assert cfg.a_layout.size == 2 * 8
     assert cfg.o_layout.size == 3 * 24 + 1
     json.dumps(cfg.to_dict())
+
+
+def test_components_take_one_config_object():
+    """Each component takes its config object (default: the default config), nothing else."""
+    from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig
+    from convgen.hdl.requant import RequantConfig, Requantizer
+    from convgen.hdl.systolic import SystolicArray
+    from convgen.hdl.winograd import WinogradConv3x3
+
+    assert SystolicArray().config == SystolicConfig()
+    for cls, wrong in ((SystolicArray, RequantConfig()), (Requantizer, SystolicConfig()),
+                       (Im2colAddressGenerator, RequantConfig()), (WinogradConv3x3, Im2colConfig())):
+        with pytest.raises(TypeError, match="config must be"):
+            cls(wrong)
+        with pytest.raises(TypeError):
+            cls(rows=2)
