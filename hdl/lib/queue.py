@@ -143,12 +143,13 @@ class StepQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         en, write = step_queue(m, self.o, self._shape, self._depth,
-                               registered_enable=self._registered)
+                               registered_enable=self._registered, threshold=self.threshold)
         m.d.comb += [self.i.ready.eq(en), *write(self.i.valid, self.i.payload)]
         return m
 
 
-def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = False, name: str = "ofifo"):
+def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = False, threshold: int | None = None,
+               name: str = "ofifo"):
     """The :class:`StepQueue` mechanism built *inside* module ``m``: the one implementation,
     which :class:`StepQueue` itself uses.
 
@@ -161,7 +162,9 @@ def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = Fal
     ``o`` is the stream the queue drives (the block's flipped ``o`` port), ``shape`` its payload
     shape. The ``SyncFIFOBuffered`` becomes submodule ``name`` of ``m``. Returns ``(en,
     write)``: ``en`` is the step enable (a Signal), ``write(valid, payload)`` the statements
-    that write a beat in a step where ``valid`` is high."""
+    that write a beat in a step where ``valid`` is high. ``threshold`` (registered enable only)
+    defaults to ``depth - 3``, the safe bound derived in :class:`StepQueue`; the tests pass
+    another one to show that an unsafe bound loses beats."""
     check_bool("registered_enable", registered_enable)
     check_int("depth", depth, 5 if registered_enable else 3)
     width = Shape.cast(shape).width
@@ -171,7 +174,7 @@ def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = Fal
         # The flop holds "stall", not "enable", so that its reset value is 0: yosys' ABC9 on
         # iCE40 crashes on a set-type enable flop. Threshold depth - 3: see StepQueue.
         stall = Signal()
-        m.d.sync += stall.eq(fifo.level > depth - 3)
+        m.d.sync += stall.eq(fifo.level > (depth - 3 if threshold is None else threshold))
         m.d.comb += en.eq(~stall)
     else:
         m.d.comb += en.eq(fifo.w_rdy)
