@@ -29,7 +29,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
-from convgen.hdl.params import ConfigError
+from convgen.core.params import ConfigError
+from convgen.core.quant import ROUNDINGS
 
 __all__ = ["Explorable", "EXPLORABLE", "register_explorable", "expand_grid", "explore",
            "pareto", "rows_to_csv", "plot", "CSV_FIELDS"]
@@ -105,7 +106,7 @@ register_explorable(Explorable(
     name="requant",
     params={
         "lanes": (int, (1, 2, 4), "values per cycle"),
-        "rounding": (str, ("tflite", "tflite_single", "onnx"), "rounding modes"),
+        "rounding": (str, ROUNDINGS, "rounding modes"),
         "groups": (int, (1,), "parameter-memory entries (channel groups)"),
     },
     build=_requant_build,

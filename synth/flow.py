@@ -23,8 +23,8 @@ import json
 import os
 from pathlib import Path
 
-from convgen.fileio import atomic_write_bytes, atomic_write_text
-from convgen.hdl.params import ConfigError, check_choice
+from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+from convgen.core.params import ConfigError, check_choice
 
 from . import pnr as P
 from . import yosys as Y

@@ -53,7 +53,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from convgen.hdl.params import ConfigError, check_choice, check_int
+from convgen.core.params import ConfigError, check_choice, check_int
 
 from . import yosys as Y
 

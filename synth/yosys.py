@@ -70,8 +70,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convgen.fileio import atomic_write_bytes, atomic_write_text
-from convgen.hdl.params import ConfigError, check_choice
+from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+from convgen.core.params import ConfigError, check_choice
 
 __all__ = [
     "TARGETS",
@@ -534,7 +534,7 @@ def _read_verilog(verilog) -> str:
 
 def _default_cache_dir() -> Path:
     # the same root as the simulation builds: $CONVGEN_CACHE or ~/.cache/convgen
-    from convgen.sim.build import cache_root
+    from convgen.core.cache import cache_root
 
     return cache_root()
 
