@@ -32,7 +32,7 @@ from convgen.core.params import check_choice
 
 from .tools import SIMULATORS, simulator_env, simulator_version
 
-__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory",
+__all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory", "locked",
            "VERILATOR_SIM_FLAGS"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
@@ -68,7 +68,9 @@ def work_directory(prefix: str, work_dir=None, keep: bool = False):
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def locked(path: Path):
+    """Hold an exclusive file lock on ``path`` (created if needed) for the block: concurrent
+    builders of one cache directory (xdist workers, two shells) wait for each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -123,7 +125,7 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
     verilog_path = directory / "rtl" / f"{module}.v"
     manifest_path = directory / "rtl" / f"{module}.json"
     marker = directory / "complete"
-    with _locked(directory.with_suffix(".lock")):
+    with locked(directory.with_suffix(".lock")):
         if not marker.exists():
             shutil.rmtree(directory, ignore_errors=True)
             (directory / "rtl").mkdir(parents=True)

@@ -19,8 +19,6 @@ resets mid-layer) on one model.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +37,7 @@ from convgen.core.params import ConfigError, check_choice
 from convgen.golden import engine as ge
 from convgen.hdl.engine import ConvEngine, EngineConfig, manifest_extra
 
+from .build import locked
 from .tools import SIMULATORS, SimulatorUnavailable, simulator_env, simulator_version
 
 __all__ = ["EngineBuild", "LayerJob", "LayerResult", "build_engine", "run_layers", "run_conv", "ConvResult",
@@ -274,17 +273,6 @@ int main(int argc, char** argv) {
 """
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 @dataclass(frozen=True)
 class EngineBuild:
     config: EngineConfig
@@ -317,7 +305,7 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
     exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{TB_TOP}")
     marker = directory / "complete"
     t0 = time.monotonic()
-    with _locked(directory.with_suffix(".lock")):
+    with locked(directory.with_suffix(".lock")):
         if not marker.exists():
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
