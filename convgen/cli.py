@@ -2,8 +2,13 @@
 
 Verbs: ``doctor`` (tool check), ``generate`` (Verilog + manifest), ``run`` (a computation on
 the RTL), ``synth`` (yosys resource report), ``demo`` (the main job on a default
-configuration, no input files). User mistakes print one line ``convgen: error: ...`` and exit
-with status 2; a missing simulator or tool exits with status 3 and says what to install.
+configuration, no input files), and the verbs of ``convgen.commands`` (``analyze``,
+``explore``). ``generate``, ``run`` and ``synth`` come from the block registry
+(``convgen.commands``: one entry per block, its options from the block's declared fields).
+
+User mistakes print one line ``convgen: error: ...`` naming the flag and exit with status 2;
+a missing simulator or tool exits with status 3 and says what to install; Ctrl-C exits with
+status 130.
 """
 
 from __future__ import annotations
@@ -18,37 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from convgen import __version__
+from convgen.core.fields import Field
 from convgen.core.params import ConfigError
 
-from .commands import block_command_modules
-
-EXIT_USAGE = 2
-EXIT_TOOL = 3
-
-
-class CLIError(Exception):
-    """A user mistake reported as one line (status 2 unless given)."""
-
-    def __init__(self, message: str, status: int = EXIT_USAGE):
-        super().__init__(message)
-        self.status = status
+from .commands import register_all
+from .commands.common import (EXIT_INTERRUPTED, EXIT_TOOL, EXIT_USAGE, SIM_FIELD, CLIError, add_fields,
+                              name_flags, read_fields, remember_flags)
 
 
-# ---- shared arguments ---------------------------------------------------------------------
-def add_sim(p, default="verilator"):
-    p.add_argument("--sim", default=default, help="icarus or verilator (default %(default)s)")
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage mistakes reported like every other error: one line, status 2."""
 
-
-def load_matrix(path: str, name: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CLIError(f"--{name}: no such file: {path}") from None
-    except (ValueError, OSError) as e:
-        raise CLIError(f"--{name}: {path} is not a NumPy .npy file ({e})") from None
-    if not isinstance(arr, np.ndarray):
-        raise CLIError(f"--{name}: {path} must hold a single array (.npy), not an archive")
-    return arr
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"convgen: error: {message} (see {self.prog} --help)\n")
 
 
 # ---- verbs --------------------------------------------------------------------------------
@@ -79,8 +66,14 @@ def cmd_demo(args) -> int:
     from convgen.hdl.systolic import SystolicConfig
     from convgen.sim.systolic import generate, run_gemm
     from convgen.synth import synthesize
+    from convgen.synth.flow import FLOW_FIELDS
 
-    cfg = SystolicConfig(rows=args.rows, cols=args.cols, dataflow=args.dataflow)
+    # every option before any work
+    cfg = SystolicConfig(**read_fields(args, _demo_fields()))
+    read_fields(args, [SIM_FIELD])
+    target = next(f for f in FLOW_FIELDS if f.name == "target")
+    for t in args.targets:
+        target.check(t, label="--targets")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="convgen-demo-"))
     t0 = time.monotonic()
     gen = generate(cfg, out_dir)
@@ -123,8 +116,14 @@ def _shape(text: str):
     return dims
 
 
+def _demo_fields() -> list[Field]:
+    from convgen.hdl.systolic import SystolicConfig
+
+    return [f for f in SystolicConfig.fields() if f.name in ("rows", "cols", "dataflow")]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="convgen", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="convgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"convgen {__version__}")
     sub = p.add_subparsers(dest="verb", required=True)
 
@@ -136,24 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
                        .add_subparsers(dest="block", required=True),
         "run": sub.add_parser("run", help="run a computation on the generated RTL")
                   .add_subparsers(dest="job", required=True),
-        "synth": sub.add_parser("synth", help="yosys resource report for a block")
+        "synth": sub.add_parser("synth", help="yosys (and nextpnr) resource report for a block")
                     .add_subparsers(dest="block", required=True),
     }
     verbs["top"] = sub  # for blocks or tools that add a verb of their own (e.g. `convgen analyze`)
-    for module in block_command_modules():
-        module.register(verbs)
+    register_all(verbs)
 
     dm = sub.add_parser("demo", help="generate, simulate and synthesize a default 8x8 array")
-    dm.add_argument("--rows", type=int, default=8)
-    dm.add_argument("--cols", type=int, default=8)
-    dm.add_argument("--dataflow", default="os")
-    add_sim(dm)
+    add_fields(dm, _demo_fields())
+    add_fields(dm, [SIM_FIELD])
     dm.add_argument("--shape", type=_shape, default=[64, 64, 64], help="GEMM MxKxN (default 64x64x64)")
-    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
     dm.add_argument("--targets", type=lambda t: t.split(","), default=["generic", "ecp5"],
                     help="comma-separated synthesis targets (default generic,ecp5)")
     dm.add_argument("--out", default=None, help="directory for the generated files (default: a temporary one)")
     dm.set_defaults(func=cmd_demo)
+    remember_flags(dm)
     return p
 
 
@@ -166,8 +163,11 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ConfigError, CLIError) as e:
-        print(f"convgen: error: {e}", file=sys.stderr)
+        print(f"convgen: error: {name_flags(str(e), getattr(args, '_flags', {}))}", file=sys.stderr)
         return getattr(e, "status", EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("convgen: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (SimulatorUnavailable, ToolUnavailable) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return EXIT_TOOL

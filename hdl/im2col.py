@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.layer import ConvLayer
+from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError, check_int
 from .lib import index_range
 from .shapes import fits, shape_of
@@ -39,7 +40,7 @@ def _bits(max_value: int) -> int:
 
 
 @dataclass(frozen=True)
-class Im2colConfig:
+class Im2colConfig(Config):
     """Elaboration-time parameters of an :class:`Im2colAddressGenerator`.
 
     Parameters
@@ -57,20 +58,15 @@ class Im2colConfig:
         stream (lanes of its ``a`` beat). 1 gives plain row-major im2col order.
     """
 
-    max_h: int = 64
-    max_w: int = 64
-    max_c: int = 64
-    max_kernel: int = 7
-    max_stride: int = 4
-    max_pad: int = 3
-    max_dilation: int = 3
-    tile_rows: int = 8
-
-    def __post_init__(self):
-        for name, lo, hi in (("max_h", 1, MAX_EXTENT), ("max_w", 1, MAX_EXTENT), ("max_c", 1, MAX_EXTENT),
-                             ("max_kernel", 1, 31), ("max_stride", 1, 15), ("max_pad", 0, 31),
-                             ("max_dilation", 1, 15), ("tile_rows", 1, 64)):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
+    # checked by Config.__post_init__ against these declarations
+    max_h: int = param(64, "largest input height", lo=1, hi=MAX_EXTENT)
+    max_w: int = param(64, "largest input width", lo=1, hi=MAX_EXTENT)
+    max_c: int = param(64, "largest channel count", lo=1, hi=MAX_EXTENT)
+    max_kernel: int = param(7, "largest kernel side", lo=1, hi=31)
+    max_stride: int = param(4, "largest stride", lo=1, hi=15)
+    max_pad: int = param(3, "largest padding", lo=0, hi=31)
+    max_dilation: int = param(3, "largest dilation", lo=1, hi=15)
+    tile_rows: int = param(8, "output pixels per GEMM tile = systolic rows (1 = row-major im2col)", lo=1, hi=64)
 
     @property
     def module_name(self) -> str:

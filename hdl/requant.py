@@ -20,7 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
-from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.fields import Config, param
+from convgen.core.params import ConfigError, check_int
 from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
 from .lib import FlatArrayLayout, index_range, step_queue
 from .shapes import fits, range_of, shape_of
@@ -36,7 +37,7 @@ _STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
 
 
 @dataclass(frozen=True)
-class RequantConfig:
+class RequantConfig(Config):
     """Parameters of a :class:`Requantizer`, checked on construction.
 
     Parameters
@@ -52,18 +53,14 @@ class RequantConfig:
         int8-like (default) or uint8-like output.
     """
 
-    lanes: int = 4
-    groups: int = 4
-    rounding: str = "tflite"
-    out_width: int = 8
-    out_signed: bool = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "lanes", check_int("lanes", self.lanes, 1, MAX_LANES))
-        object.__setattr__(self, "groups", check_int("groups", self.groups, 1, MAX_GROUPS))
-        check_choice("rounding", self.rounding, ROUNDINGS)
-        object.__setattr__(self, "out_width", check_int("out_width", self.out_width, OUT_WIDTH_MIN, OUT_WIDTH_MAX))
-        check_bool("out_signed", self.out_signed)
+    # checked by Config.__post_init__ against these declarations
+    lanes: int = param(4, "values per cycle", lo=1, hi=MAX_LANES)
+    groups: int = param(4, "parameter entries per lane (channel = group*lanes + lane)", lo=1, hi=MAX_GROUPS)
+    rounding: str = param("tflite", "the framework path to match bit for bit (docs/requant.md)",
+                          choices=ROUNDINGS)
+    out_width: int = param(8, "output bits", lo=OUT_WIDTH_MIN, hi=OUT_WIDTH_MAX)
+    out_signed: bool = param(True, "int8-like output (--out-unsigned: uint8-like)",
+                             flags=("--out-signed", "--out-unsigned"))
 
     @property
     def out_range(self) -> IntRange:

@@ -21,7 +21,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
-from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.fields import Config, param
+from convgen.core.params import ConfigError, check_int
 from .lib import index_range, step_queue
 from .shapes import fits, range_of, shape_of
 
@@ -34,8 +35,14 @@ MAX_DIM = 64
 OUTPUT_FIFO_DEPTH = 6
 
 
+def min_acc_width(a_width: int, a_signed: bool, b_width: int, b_signed: bool) -> int:
+    """Fewest accumulator bits that hold one product of the operand types."""
+    product = IntRange.of_operand(a_width, a_signed) * IntRange.of_operand(b_width, b_signed)
+    return product.width + (1 if (a_signed or b_signed) and not product.is_signed else 0)
+
+
 @dataclass(frozen=True)
-class SystolicConfig:
+class SystolicConfig(Config):
     """Parameters of a :class:`SystolicArray`, checked on construction.
 
     Parameters
@@ -63,28 +70,24 @@ class SystolicConfig:
         on FPGAs.
     """
 
-    rows: int = 8
-    cols: int = 8
-    dataflow: str = "os"
-    a_width: int = 8
-    b_width: int = 8
-    a_signed: bool = True
-    b_signed: bool = True
-    acc_width: int = 32
-    pipeline_product: bool = True
-    pipeline_operands: bool = False
-
-    def __post_init__(self):
-        # store plain ints (numpy integers are accepted but would leak into layouts and JSON)
-        for name, lo, hi in (("rows", 1, MAX_DIM), ("cols", 1, MAX_DIM), ("a_width", 1, 32), ("b_width", 1, 32)):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
-        check_choice("dataflow", self.dataflow, DATAFLOWS)
-        check_bool("a_signed", self.a_signed)
-        check_bool("b_signed", self.b_signed)
-        check_bool("pipeline_product", self.pipeline_product)
-        check_bool("pipeline_operands", self.pipeline_operands)
-        need = self.product_range.width + (1 if self.acc_signed and not self.product_range.is_signed else 0)
-        object.__setattr__(self, "acc_width", check_int("acc_width", self.acc_width, need, 64))
+    # Config.__post_init__ checks each field against its declaration, in this order, and
+    # stores plain ints (numpy integers are accepted but would leak into layouts and JSON).
+    rows: int = param(8, "array rows", lo=1, hi=MAX_DIM)
+    cols: int = param(8, "array columns", lo=1, hi=MAX_DIM)
+    dataflow: str = param("os", "os (output-stationary) or ws (weight-stationary)", choices=DATAFLOWS)
+    a_width: int = param(8, "bits of operand A", lo=1, hi=32)
+    b_width: int = param(8, "bits of operand B", lo=1, hi=32)
+    a_signed: bool = param(True, "operand A is two's complement, int8 (--a-unsigned: uint8)",
+                           flags=("--a-signed", "--a-unsigned"))
+    b_signed: bool = param(True, "operand B is two's complement, int8 (--b-unsigned: uint8)",
+                           flags=("--b-signed", "--b-unsigned"))
+    acc_width: int = param(32, "accumulator bits; wraps modulo 2**acc_width",
+                           lo=lambda v: min_acc_width(v["a_width"], v["a_signed"], v["b_width"], v["b_signed"]),
+                           lo_text="the product width", hi=64)
+    pipeline_product: bool = param(True, "register the product before the accumulator adder "
+                                         "(+1 cycle of latency, a shorter critical path)")
+    pipeline_operands: bool = param(False, "register both multiplier operands next to each multiplier "
+                                           "(+1 cycle of latency)")
 
     # -- arithmetic, derived once -------------------------------------------------------
     @property

@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 from convgen.core.winograd import AT, BT, FILTER_SHIFT, G2
 
 from convgen.core.intrange import IntRange
+from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError, check_int
 from .lib import FlatArrayLayout, PipelineStage, ReducePipeline, with_payload
 from .shapes import fits, range_of, shape_of
@@ -129,8 +130,14 @@ def _union(ranges) -> IntRange:
 
 
 # ---- configuration ------------------------------------------------------------------------
+def min_out_width(data_width: int, weight_width: int) -> int:
+    """Bits of one exact 3x3 dot product (C_in = 1) of signed operands."""
+    product = IntRange.of_operand(data_width, True) * IntRange.of_operand(weight_width, True)
+    return product.scale(KSIZE * KSIZE).width
+
+
 @dataclass(frozen=True)
-class WinogradConfig:
+class WinogradConfig(Config):
     """Parameters of the Winograd blocks, checked on construction.
 
     Parameters
@@ -144,15 +151,12 @@ class WinogradConfig:
         exact), at most 64. :attr:`max_channels` is the largest C_in that can never overflow.
     """
 
-    data_width: int = 8
-    weight_width: int = 8
-    out_width: int = 32
-
-    def __post_init__(self):
-        for name in ("data_width", "weight_width"):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), 2, 16))
-        need = self.direct_product_range.scale(KSIZE * KSIZE).width
-        object.__setattr__(self, "out_width", check_int("out_width", self.out_width, need, 64))
+    # checked by Config.__post_init__ against these declarations
+    data_width: int = param(8, "signed activation bits", lo=2, hi=16)
+    weight_width: int = param(8, "signed weight bits", lo=2, hi=16)
+    out_width: int = param(32, "output bits; C_in up to max_channels can never overflow",
+                           lo=lambda v: min_out_width(v["data_width"], v["weight_width"]),
+                           lo_text="the width of one 3x3 dot product", hi=64)
 
     # -- arithmetic ----------------------------------------------------------------------
     @property

@@ -1,10 +1,12 @@
 """Design-space exploration: sweep a block's main parameters through the synthesis flow.
 
 A block becomes explorable by adding an :class:`Explorable` to ``EXPLORABLE`` with
-:func:`register_explorable` (the systolic array is registered below): the parameters a sweep
-may vary, how to build ``(verilog, top, parameters)`` from one point, and the peak MACs (or
-other operations) per cycle of that point. ``convgen explore <block>`` gets one
-comma-separated option per parameter from it, so a new block needs no CLI code.
+:func:`register_explorable` (every block is registered below): its configuration class, which
+of its declared fields a sweep may vary and the values swept by default, how to build
+``(verilog, top, parameters)`` from one point, and the peak MACs (or other operations) per
+cycle of that point. Types, help texts, ranges and defaults come from the configuration's
+field declarations (``convgen.core.fields``), not from here. ``convgen explore <block>`` gets
+one comma-separated option per swept parameter from it, so a new block needs no CLI code.
 
 ``explore(block, grid, target, ...)`` runs every point of the grid (the Cartesian product of
 the value lists) in parallel worker processes and returns one row per point:
@@ -29,35 +31,79 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
+from convgen.core.fields import Field, check_fields, fields_of
 from convgen.core.params import ConfigError
-from convgen.core.quant import ROUNDINGS
+from convgen.hdl.im2col import Im2colConfig
+from convgen.hdl.requant import RequantConfig
+from convgen.hdl.systolic import SystolicConfig
+from convgen.hdl.winograd import WinogradConfig
 
-__all__ = ["Explorable", "EXPLORABLE", "register_explorable", "expand_grid", "explore",
+__all__ = ["Explorable", "EXPLORABLE", "DEFAULT", "CHOICES", "register_explorable", "expand_grid", "explore",
            "pareto", "rows_to_csv", "plot", "CSV_FIELDS"]
+
+
+#: sweep values meaning "the field's declared default" / "every declared choice"
+DEFAULT = "default"
+CHOICES = "choices"
 
 
 @dataclass(frozen=True)
 class Explorable:
     """How to sweep one block.
 
-    ``params``: parameter name -> (type: int or str, default values, help text).
-    ``build(point) -> (verilog, top, full parameter dict)`` (runs in a worker process; must be
-    a module-level function). ``macs_per_cycle(point) -> int``: peak operations per cycle.
-    ``series``: parameters that name a curve in the plot (the others are the x axis).
+    ``config``: the block's configuration class; its declared fields (``convgen.core.fields``)
+    give each swept parameter's type, help and allowed range. ``sweep``: parameter -> values
+    swept when none are given: a tuple, :data:`DEFAULT` (the field's default), :data:`CHOICES`
+    (every choice), or ``()`` with ``follows`` (``cols`` follows ``rows``, point by point).
+    ``extra``: swept parameters that are not fields of ``config`` (``engine``), declared as
+    :class:`~convgen.core.fields.Field`. ``notes``: how the sweep treats a parameter, added to
+    its help. ``build(point) -> (verilog, top, full parameter dict)`` (runs in a worker
+    process; must be a module-level function). ``macs_per_cycle(point) -> int``: peak
+    operations per cycle. ``series``: parameters that name a curve in the plot.
     """
 
     name: str
-    params: dict[str, tuple[type, tuple, str]]
+    config: type
+    sweep: dict[str, object]
     build: Callable[[dict], tuple[str, str, dict]]
     macs_per_cycle: Callable[[dict], int]
     series: tuple[str, ...] = ()
     unit: str = "MAC"
+    extra: tuple[Field, ...] = ()
+    follows: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Field]:
+        """Swept parameter -> its declaration, in sweep order."""
+        declared = {f.name: f for f in (*fields_of(self.config), *self.extra)}
+        unknown = set(self.sweep) - set(declared)
+        if unknown:
+            raise TypeError(f"explorable {self.name}: {sorted(unknown)} not declared by "
+                            f"{self.config.__name__} or extra")
+        return {n: declared[n] for n in self.sweep}
+
+    def defaults(self, name: str) -> tuple:
+        """The values swept for ``name`` when none are given (``()``: follows another)."""
+        v, f = self.sweep[name], self.params[name]
+        return (f.default,) if v == DEFAULT else f.choices if v == CHOICES else tuple(v)
+
+    def help(self, name: str) -> str:
+        f = self.params[name]
+        return f.help + (f"; {self.notes[name]}" if name in self.notes else "")
+
+    def check(self, point: dict) -> None:
+        """ConfigError naming the parameter unless ``point`` is a valid configuration."""
+        extra = {f.name for f in self.extra}
+        check_fields(self.extra, {k: v for k, v in point.items() if k in extra})
+        self.config(**{k: v for k, v in point.items() if k not in extra})
 
 
 EXPLORABLE: dict[str, Explorable] = {}
 
 
 def register_explorable(spec: Explorable) -> Explorable:
+    spec.params  # every swept name is declared
     EXPLORABLE[spec.name] = spec
     return spec
 
@@ -65,7 +111,7 @@ def register_explorable(spec: Explorable) -> Explorable:
 # ---- the systolic array -------------------------------------------------------------------
 def _systolic_build(point: dict):
     from convgen.hdl.generate import to_verilog
-    from convgen.hdl.systolic import SystolicArray, SystolicConfig
+    from convgen.hdl.systolic import SystolicArray
 
     cfg = SystolicConfig(**point)
     return to_verilog(SystolicArray(cfg), cfg.module_name), cfg.module_name, cfg.to_dict()
@@ -77,12 +123,10 @@ def _systolic_macs(point: dict) -> int:
 
 register_explorable(Explorable(
     name="systolic",
-    params={
-        "rows": (int, (2, 4, 8), "array rows"),
-        "cols": (int, (), "array columns (default: the same as rows, point by point)"),
-        "dataflow": (str, ("os", "ws"), "os and/or ws"),
-        "acc_width": (int, (32,), "accumulator bits"),
-    },
+    config=SystolicConfig,
+    sweep={"rows": (2, 4, 8), "cols": (), "dataflow": CHOICES, "acc_width": DEFAULT},
+    follows={"cols": "rows"},
+    notes={"cols": "default: the same as rows, point by point"},
     build=_systolic_build,
     macs_per_cycle=_systolic_macs,
     series=("dataflow", "acc_width"),
@@ -92,7 +136,7 @@ register_explorable(Explorable(
 # ---- the requantizer: lanes x rounding mode ------------------------------------------------
 def _requant_build(point: dict):
     from convgen.hdl.generate import to_verilog
-    from convgen.hdl.requant import RequantConfig, Requantizer
+    from convgen.hdl.requant import Requantizer
 
     cfg = RequantConfig(**point)
     return to_verilog(Requantizer(cfg), cfg.module_name), cfg.module_name, cfg.to_dict()
@@ -104,11 +148,8 @@ def _requant_values(point: dict) -> int:
 
 register_explorable(Explorable(
     name="requant",
-    params={
-        "lanes": (int, (1, 2, 4), "values per cycle"),
-        "rounding": (str, ROUNDINGS, "rounding modes"),
-        "groups": (int, (1,), "parameter-memory entries (channel groups)"),
-    },
+    config=RequantConfig,
+    sweep={"lanes": (1, 2, 4), "rounding": CHOICES, "groups": (1,)},
     build=_requant_build,
     macs_per_cycle=_requant_values,
     series=("rounding",),
@@ -119,7 +160,7 @@ register_explorable(Explorable(
 # ---- the im2col address generator: tile rows x layer maxima ----------------------------------
 def _im2col_build(point: dict):
     from convgen.hdl.generate import to_verilog
-    from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig
+    from convgen.hdl.im2col import Im2colAddressGenerator
 
     cfg = Im2colConfig(**point, max_w=point["max_h"])
     return to_verilog(Im2colAddressGenerator(cfg), cfg.module_name), cfg.module_name, cfg.to_dict()
@@ -131,11 +172,9 @@ def _one_per_cycle(point: dict) -> int:
 
 register_explorable(Explorable(
     name="im2col",
-    params={
-        "max_c": (int, (64, 512), "largest channel count"),
-        "max_h": (int, (64, 224), "largest input height (and width)"),
-        "tile_rows": (int, (8,), "systolic array rows served"),
-    },
+    config=Im2colConfig,
+    sweep={"max_c": (64, 512), "max_h": (64, 224), "tile_rows": DEFAULT},
+    notes={"max_h": "max_w follows it"},
     build=_im2col_build,
     macs_per_cycle=_one_per_cycle,
     series=("max_c",),
@@ -146,7 +185,7 @@ register_explorable(Explorable(
 # ---- Winograd F(2x2,3x3) against the direct 3x3 engine of equal throughput ---------------------
 def _conv3x3_build(point: dict):
     from convgen.hdl.generate import to_verilog
-    from convgen.hdl.winograd import BLOCKS, WinogradConfig
+    from convgen.hdl.winograd import BLOCKS
     from convgen.hdl.winograd_direct import DirectConv3x3
 
     point = dict(point)
@@ -166,11 +205,10 @@ def _conv3x3_macs(point: dict) -> int:
 
 register_explorable(Explorable(
     name="conv3x3",
-    params={
-        "engine": (str, ("winograd", "direct"), "winograd and/or direct"),
-        "data_width": (int, (8,), "activation bits"),
-        "weight_width": (int, (8,), "weight bits"),
-    },
+    config=WinogradConfig,
+    extra=(Field("engine", "winograd", "3x3 convolution engine: Winograd F(2x2,3x3) or the direct "
+                                       "engine of equal throughput", choices=("winograd", "direct")),),
+    sweep={"engine": CHOICES, "data_width": DEFAULT, "weight_width": DEFAULT},
     build=_conv3x3_build,
     macs_per_cycle=_conv3x3_macs,
     series=("engine",),
@@ -179,18 +217,19 @@ register_explorable(Explorable(
 
 # ---- the sweep ----------------------------------------------------------------------------
 def expand_grid(spec: Explorable, values: dict[str, list]) -> list[dict]:
-    """All points of the grid. A parameter given no values takes its defaults; the
-    systolic ``cols`` with no values follows ``rows`` (square arrays)."""
+    """All points of the grid. A parameter given no values takes its sweep defaults; one
+    that ``follows`` another takes its value point by point (systolic ``cols`` = ``rows``)."""
     names = list(spec.params)
     lists = []
     for n in names:
-        v = list(values.get(n) or spec.params[n][1])
+        v = list(values.get(n) or spec.defaults(n))
         lists.append(v if v else [None])
     points = []
     for combo in itertools.product(*lists):
         p = dict(zip(names, combo))
-        if spec.name == "systolic" and p.get("cols") is None:
-            p["cols"] = p["rows"]
+        for follower, leader in spec.follows.items():
+            if p.get(follower) is None:
+                p[follower] = p[leader]
         p = {k: v for k, v in p.items() if v is not None}
         if p not in points:
             points.append(p)
@@ -242,15 +281,15 @@ def _label(spec: Explorable, row: dict) -> str:
 
 def explore(block: str, values: dict[str, list], target: str, *, device=None, pnr=False,
             jobs: int = 1, freq=None, seed: int = 1, cache_dir=None, progress=True) -> list[dict]:
-    from convgen.synth.flow import check_target_device
+    from convgen.synth.flow import check_flow_options
 
     if block not in EXPLORABLE:
         raise ConfigError(f"block must be one of {', '.join(map(repr, EXPLORABLE))}, not {block!r}")
-    device = check_target_device(target, device, pnr)
+    device = check_flow_options(target, device, pnr, freq, seed)
     spec = EXPLORABLE[block]
     points = expand_grid(spec, values)
     for p in points:  # check every point before any tool runs
-        _check_point(spec, p)
+        spec.check(p)
     if progress is True:
         progress = sys.stderr
     rows: list[dict | None] = [None] * len(points)
@@ -279,13 +318,6 @@ def explore(block: str, values: dict[str, list], target: str, *, device=None, pn
             for f in as_completed(futs):
                 report(futs[f], f.result())
     return [r for r in rows if r is not None]
-
-
-def _check_point(spec: Explorable, point: dict) -> None:
-    if spec.name == "systolic":
-        from convgen.hdl.systolic import SystolicConfig
-
-        SystolicConfig(**point)  # raises ConfigError naming the parameter
 
 
 def throughput(row: dict) -> float | None:

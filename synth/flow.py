@@ -24,12 +24,13 @@ import os
 from pathlib import Path
 
 from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+from convgen.core.fields import Field, check_fields
 from convgen.core.params import ConfigError, check_choice
 
 from . import pnr as P
 from . import yosys as Y
 
-__all__ = ["FLOW_SCHEMA", "run_flow", "flow_markdown", "check_target_device", "add_synth_args"]
+__all__ = ["FLOW_SCHEMA", "FLOW_FIELDS", "run_flow", "flow_markdown", "check_flow_options", "check_target_device"]
 
 FLOW_SCHEMA = "convgen.synth.flow/1"
 _RES = ("luts", "ffs", "carries", "dsps", "brams", "lutrams")
@@ -39,24 +40,53 @@ _LOGIC_BEL = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
 _DSP_BEL = {"ice40": "ICESTORM_DSP", "ecp5": "MULT18X18D"}
 
 
-def check_target_device(target: str, device: str | None, pnr: bool) -> str | None:
-    """Validate target/device/--pnr together; returns the device (default per target)."""
-    check_choice("target", target, Y.TARGETS)
+#: the options of one run of the flow, declared once: ``convgen synth <block>`` and
+#: ``convgen explore <block>`` take them as ``--target`` ... ``--seed``
+FLOW_FIELDS = (
+    Field("target", "generic", "generic (technology-independent, with a CMOS transistor estimate), "
+                               "ice40 (synth_ice40 -dsp) or ecp5 (synth_ecp5)", choices=Y.TARGETS),
+    Field("device", None, "device for place and route: ice40: up5k (default); ecp5: 25k, 45k or 85k "
+                          "(default 85k)", kind=str),
+    Field("pnr", False, "place and route with nextpnr: device utilisation and post-route Fmax"),
+    Field("freq", None, "target frequency for nextpnr in MHz (default ice40 100, ecp5 200; needs --pnr); "
+                        "Fmax is reported whatever it is", kind=float, lo=1, hi=2000, metavar="MHZ"),
+    Field("seed", 1, "nextpnr placer seed", lo=0, hi=2**31 - 1),
+)
+
+
+def check_flow_options(target: str, device: str | None = None, pnr: bool = False, freq=None, seed: int = 1,
+                       *, label=None) -> str | None:
+    """Check the options of one flow run together, before any tool runs; returns the device
+    (the target's default if None). ``label(name)`` names an option in errors (the CLI passes
+    its flags, e.g. ``--freq``)."""
+    name = label or (lambda n: n)
+    checked = check_fields(FLOW_FIELDS, dict(target=target, device=device, pnr=pnr, freq=freq, seed=seed),
+                           label=lambda f: name(f.name))
+    target, device, pnr, freq = (checked[k] for k in ("target", "device", "pnr", "freq"))
+    if freq is not None and not pnr:
+        raise ConfigError(f"{name('freq')} is the target frequency given to nextpnr: it needs {name('pnr')}")
     if target == "generic":
         if pnr:
-            raise ConfigError("--pnr needs a device target: target must be 'ice40' or 'ecp5' "
-                              "for place and route, not 'generic'")
+            raise ConfigError(f"{name('pnr')} needs a device target: {name('target')} must be 'ice40' or "
+                              f"'ecp5' for place and route, not 'generic'")
         if device is not None:
-            raise ConfigError("device applies to ice40 (up5k) and ecp5 (25k, 45k, 85k), "
-                              "not to target 'generic'")
+            raise ConfigError(f"{name('device')} applies to ice40 (up5k) and ecp5 (25k, 45k, 85k), "
+                              f"not to target 'generic'")
         return None
-    return P.check_device(target, device)
+    if device is None:
+        return P.DEFAULT_DEVICE[target]
+    return check_choice(name("device"), device, tuple(P.DEVICES[target]))
+
+
+def check_target_device(target: str, device: str | None, pnr: bool) -> str | None:
+    """Validate target/device/pnr together; returns the device (default per target)."""
+    return check_flow_options(target, device, pnr)
 
 
 def run_flow(verilog: str, top: str, target: str, *, block: str, parameters: dict,
              device: str | None = None, pnr: bool = False, out_dir=None, freq_mhz=None,
              seed: int = 1, cache_dir=None) -> dict:
-    device = check_target_device(target, device, pnr)
+    device = check_flow_options(target, device, pnr, freq_mhz, seed)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -137,17 +167,3 @@ def flow_markdown(docs) -> str:
         lines.append("LUTs/FFs/DSPs: yosys, bare design. Placed cells: nextpnr, design plus its "
                      "3-pin I/O harness (see docs/synth.md).")
     return "\n".join(lines) + "\n"
-
-
-def add_synth_args(p, out_help="directory for report.json, report.md, design.v and the tool logs"):
-    """--target/--device/--pnr/--freq/--seed/--out of `convgen synth <block>`, for every block's command module (see docs/synth.md)."""
-    p.add_argument("--target", default="generic", help="generic, ice40 or ecp5 (default generic)")
-    p.add_argument("--device", default=None,
-                   help="ice40: up5k (default); ecp5: 25k, 45k or 85k (default 85k)")
-    p.add_argument("--pnr", action="store_true",
-                   help="place and route with nextpnr: device utilisation and post-route Fmax")
-    p.add_argument("--freq", type=float, default=None,
-                   help="target frequency for nextpnr in MHz (default ice40 100, ecp5 200); "
-                        "Fmax is reported whatever it is")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
-    p.add_argument("--out", default=None, help=out_help)

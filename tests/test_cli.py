@@ -17,11 +17,12 @@ def run(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--rows", "0"], "rows must be an integer in 1..64, not 0"),
-    (["--cols", "65"], "cols must be an integer in 1..64, not 65"),
-    (["--dataflow", "xs"], "dataflow must be one of 'os', 'ws', not 'xs'"),
-    (["--a-width", "0"], "a_width must be an integer in 1..32, not 0"),
-    (["--acc-width", "8"], "acc_width must be an integer in 16..64, not 8"),
+    (["--rows", "0"], "--rows must be an integer in 1..64, not 0"),
+    (["--cols", "65"], "--cols must be an integer in 1..64, not 65"),
+    (["--dataflow", "xs"], "--dataflow must be one of 'os', 'ws', not 'xs'"),
+    (["--a-width", "0"], "--a-width must be an integer in 1..32, not 0"),
+    (["--acc-width", "8"], "--acc-width must be an integer in 16..64, not 8"),
+    (["--rows", "eight"], "--rows must be an integer in 1..64, not 'eight'"),
 ])
 def test_generate_bad_parameters(capsys, tmp_path, argv, needle):
     out_dir = tmp_path / "out"
@@ -52,8 +53,8 @@ def _save(tmp_path, name, arr):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--b", "missing.npy"], "--b: no such file"),
-    (["--dataflow", "xs"], "dataflow must be one of"),
-    (["--sim", "modelsim"], "simulator must be one of 'icarus', 'verilator'"),
+    (["--dataflow", "xs"], "--dataflow must be one of"),
+    (["--sim", "modelsim"], "--sim must be one of 'icarus', 'verilator'"),
 ])
 def test_run_gemm_user_errors(capsys, tmp_path, argv, needle):
     rng = np.random.default_rng(0)

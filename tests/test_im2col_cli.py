@@ -38,7 +38,8 @@ def test_run_im2col_matches_golden(simulator, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--h", "6", "--w", "5", "--c", "3", "--groups", "2"], "groups must divide c=3"),
     (["--h", "2", "--w", "5", "--c", "3", "--kernel", "3"], "output height must be >= 1"),
-    (["--h", "20", "--w", "5", "--c", "3"], "h must be an integer in 1..12"),
+    (["--h", "20", "--w", "5", "--c", "3"], "--h must be an integer in 1..12"),
+    (["--h", "0", "--w", "5", "--c", "3"], "--h must be an integer >= 1, not 0"),
     (["--h", "6", "--w", "5", "--c", "3", "--pad", "1,2"], "--pad"),
 ])
 def test_run_im2col_rejects_bad_layers(args, message, tmp_path):
@@ -55,4 +56,4 @@ def test_generate_im2col(tmp_path):
     assert manifest["block"] == "im2col" and set(manifest["streams"]) == {"cfg", "o"}
     assert manifest["timing"]["setup_cycles"] == info["setup_cycles"]
     r = cli("generate", "im2col", "--tile-rows", "0", "-o", str(tmp_path / "bad"))
-    assert r.returncode == 2 and "tile_rows must be an integer in 1..64" in r.stderr
+    assert r.returncode == 2 and "--tile-rows must be an integer in 1..64" in r.stderr

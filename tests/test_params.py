@@ -260,3 +260,58 @@ def test_components_take_one_config_object():
             cls(wrong)
         with pytest.raises(TypeError):
             cls(rows=2)
+
+
+# ----------------------------------------------------------------------------- declared fields
+
+def test_field_declarations_drive_the_checks():
+    from dataclasses import dataclass
+
+    from convgen.core.fields import Config, Field, check_fields, fields_of, param
+
+    @dataclass(frozen=True)
+    class Toy(Config):
+        width: int = param(8, "bits", lo=1, hi=32)
+        mode: str = param("a", "mode", choices=("a", "b"))
+        wide: int = param(16, "at least width", lo=lambda v: v["width"], lo_text="width", hi=64)
+        flag: bool = param(True, "a flag")
+
+    f = {x.name: x for x in fields_of(Toy)}
+    assert [x.name for x in fields_of(Toy)] == ["width", "mode", "wide", "flag"]
+    assert f["width"].kind is int and f["mode"].kind is str and f["flag"].kind is bool
+    assert f["width"].allowed() == "1..32" and f["mode"].allowed() == "a, b"
+    assert f["wide"].allowed() == "width to 64"
+    assert f["width"].flag == "--width" and f["flag"].cli_flags == ("--flag", "--no-flag")
+    assert Toy(width=np.int64(4), wide=4).width == 4 and type(Toy(width=np.int64(4)).width) is int
+    with pytest.raises(ConfigError, match=r"^wide must be an integer in 10\.\.64, not 9$"):
+        Toy(width=10, wide=9)
+    with pytest.raises(ConfigError, match=r"^mode must be one of 'a', 'b', not 'c'$"):
+        Toy(mode="c")
+    with pytest.raises(ConfigError, match=r"^flag must be True or False, not 1$"):
+        Toy(flag=1)
+    # the command line: text parsed, the flag named, a dependent bound checked too
+    assert f["width"].parse("12") == 12 and f["width"].parse("x") == "x"
+    with pytest.raises(ConfigError, match=r"^--width must be an integer in 1\.\.32, not 'x'$"):
+        f["width"].check(f["width"].parse("x"), label="--width")
+    with pytest.raises(ConfigError, match=r"^--wide must be an integer in 20\.\.64, not 8$"):
+        check_fields(fields_of(Toy), {"width": 20, "mode": "a", "wide": 8, "flag": True},
+                     label=lambda x: x.flag)
+    # without the field it depends on, a dependent bound is not checked
+    assert check_fields(fields_of(Toy), {"wide": 8}) == {"wide": 8}
+    assert Field("freq", None, "MHz", kind=float, lo=1, hi=2000).check(None) is None
+    with pytest.raises(ConfigError, match=r"^freq must be a number in 1\.\.2000, not -5\.0$"):
+        Field("freq", None, "MHz", kind=float, lo=1, hi=2000).check(-5.0)
+
+
+def test_every_block_config_is_declared():
+    """Each block's config declares every field (name, default, range or choices, help)."""
+    from convgen.core.fields import fields_of
+    from convgen.hdl.im2col import Im2colConfig
+    from convgen.hdl.requant import RequantConfig
+    from convgen.hdl.winograd import WinogradConfig
+
+    for cls in (SystolicConfig, RequantConfig, Im2colConfig, WinogradConfig):
+        cfg = cls()
+        for f in fields_of(cls):
+            assert f.help and getattr(cfg, f.name) == f.default
+            assert f.kind is bool or f.choices or (f.lo is not None and f.hi is not None), (cls, f.name)

@@ -32,11 +32,11 @@ def _save(tmp_path, name, arr):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--lanes", "0"], "lanes must be an integer in 1..64, not 0"),
-    (["--lanes", "65"], "lanes must be an integer in 1..64, not 65"),
-    (["--groups", "1025"], "groups must be an integer in 1..1024, not 1025"),
-    (["--rounding", "floor"], "rounding must be one of 'tflite', 'tflite_single', 'onnx', not 'floor'"),
-    (["--out-width", "1"], "out_width must be an integer in 2..16, not 1"),
+    (["--lanes", "0"], "--lanes must be an integer in 1..64, not 0"),
+    (["--lanes", "65"], "--lanes must be an integer in 1..64, not 65"),
+    (["--groups", "1025"], "--groups must be an integer in 1..1024, not 1025"),
+    (["--rounding", "floor"], "--rounding must be one of 'tflite', 'tflite_single', 'onnx', not 'floor'"),
+    (["--out-width", "1"], "--out-width must be an integer in 2..16, not 1"),
 ])
 def test_generate_bad_parameters(capsys, tmp_path, argv, needle):
     out_dir = tmp_path / "out"
@@ -53,8 +53,9 @@ def test_generate_bad_parameters(capsys, tmp_path, argv, needle):
     ([], 1 << 30, 31, "shift must be in -31..30, not 31"),
     ([], 1 << 30, -32, "shift must be in -31..30, not -32"),
     (["--act-min", "10", "--act-max", "5"], 1 << 30, -3, "act_min"),
-    (["--zero-point", "200"], 1 << 30, -3, "zero_point must be in -128..127"),
-    (["--lanes", "0"], 1 << 30, -3, "lanes must be an integer in 1..64, not 0"),
+    (["--zero-point", "200"], 1 << 30, -3, "--zero-point must be in -128..127"),
+    (["--zero-point", "x"], 1 << 30, -3, "--zero-point must be an integer, not 'x'"),
+    (["--lanes", "0"], 1 << 30, -3, "--lanes must be an integer in 1..64, not 0"),
 ])
 def test_run_bad_parameters(capsys, tmp_path, extra, mult, shift, needle):
     acc = _save(tmp_path, "acc.npy", np.zeros((2, 4), dtype=np.int64))

@@ -6,6 +6,12 @@ import argparse
 import json
 import sys
 
+from convgen.hdl.systolic import SystolicConfig
+
+from .common import CLIError, add_fields, read_fields
+
+_DATAFLOW = next(f for f in SystolicConfig.fields() if f.name == "dataflow")
+
 
 def _array(text: str):
     try:
@@ -28,11 +34,9 @@ def _input_shape(text: str):
 
 def cmd_analyze(args) -> int:
     from convgen.analyze import analyze, format_csv, format_table, load_layers
-    from convgen.cli import CLIError
     from convgen.core.params import check_int
-    from convgen.hdl.systolic import SystolicConfig
 
-    cfg = SystolicConfig(rows=args.array[0], cols=args.array[1], dataflow=args.dataflow)
+    cfg = SystolicConfig(rows=args.array[0], cols=args.array[1], **read_fields(args, [_DATAFLOW]))
     check_int("groups", args.groups, 1)
     check_int("reduction", args.reduction, 1)
     if args.plot:
@@ -85,10 +89,11 @@ def register(verbs) -> None:
                                                 "Winograd, systolic-array cycles, what-if rewrites)")
     p.add_argument("model", help="ONNX model file")
     p.add_argument("--array", type=_array, default=(8, 8), help="systolic array RxC (default 8x8)")
-    p.add_argument("--dataflow", default="os", help="os or ws (default os)")
+    add_fields(p, [_DATAFLOW])
     p.add_argument("--winograd", action="store_true",
                    help="price 3x3 stride-1 layers on the array as Winograd F(2x2,3x3) GEMMs")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="a table (default), CSV or JSON, on stdout")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="PNG of per-layer MACs and cycles (needs matplotlib)")
     p.add_argument("--input-shape", type=_input_shape, action="append", metavar="[NAME=]1x3x224x224",
                    help="fix a dynamic input shape (repeat for several inputs)")

@@ -6,51 +6,50 @@ block's sweepable parameters becomes a comma-separated option (``--rows 2,4,8``)
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from convgen.core.fields import Field
 
-def _list_of(kind, name):
-    def parse(text: str):
-        out = []
-        for item in text.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            if kind is int:
-                try:
-                    out.append(int(item))
-                except ValueError:
-                    raise argparse.ArgumentTypeError(
-                        f"--{name.replace('_', '-')} must be comma-separated integers, not {text!r}") from None
-            else:
-                out.append(item)
-        if not out:
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} needs at least one value")
-        return out
-    return parse
+from .common import CLIError, add_fields, allowed_text, read_fields, remember_flags
+
+
+def _values(spec, args) -> dict[str, list]:
+    """The comma-separated values of each swept option, parsed and checked one by one
+    against the field's declaration (errors name the flag); whole points are checked later,
+    by ``explore``, before any tool runs."""
+    values = {}
+    for name, f in spec.params.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise CLIError(f"{f.flag} needs at least one value")
+        values[name] = [f.check(f.parse(t), label=f.flag) for t in items]
+    return values
 
 
 def cmd_explore(args) -> int:
-    from convgen.cli import CLIError
     from convgen.core.fileio import atomic_write_text
     from convgen.synth.explore import EXPLORABLE, explore, pareto, plot, rows_to_csv
+    from convgen.synth.flow import FLOW_FIELDS, check_flow_options
 
     spec = EXPLORABLE[args.block]
-    if args.jobs < 1:
-        raise CLIError(f"jobs must be an integer >= 1, not {args.jobs}")
-    values = {n: getattr(args, n) for n in spec.params}
-    rows = explore(args.block, values, args.target, device=args.device, pnr=args.pnr,
-                   jobs=args.jobs, freq=args.freq, seed=args.seed)
+    values = _values(spec, args)
+    flow = read_fields(args, FLOW_FIELDS)
+    check_flow_options(**flow, label={f.name: f.flag for f in FLOW_FIELDS}.get)
+    jobs = JOBS.check(JOBS.parse(args.jobs), label=JOBS.flag)
+    rows = explore(args.block, values, flow["target"], device=flow["device"], pnr=flow["pnr"],
+                   jobs=jobs, freq=flow["freq"], seed=flow["seed"])
     out = Path(args.out)
-    stem = f"explore_{args.block}_{args.target}" + ("_pnr" if args.pnr else "")
+    stem = f"explore_{args.block}_{flow['target']}" + ("_pnr" if flow["pnr"] else "")
     csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
     atomic_write_text(csv_path, rows_to_csv(spec, rows))
     dev = rows[0].get("device") if rows else ""
-    plot(spec, rows, png_path, f"convgen explore {args.block} --target {args.target}"
-         + (f" ({dev}, nextpnr post-route)" if args.pnr else " (yosys only)"))
+    plot(spec, rows, png_path, f"convgen explore {args.block} --target {flow['target']}"
+         + (f" ({dev}, nextpnr post-route)" if flow["pnr"] else " (yosys only)"))
     front = pareto(rows)
     thr = "GMAC/s" if front and front[0].get("gmacs") is not None else "MACs/cycle"
     print(f"Pareto-optimal points (LUTs, DSPs vs {thr}):")
@@ -70,19 +69,25 @@ def cmd_explore(args) -> int:
     return 0
 
 
+JOBS = Field("jobs", 1, "parallel worker processes", lo=1)
+OUT = Field("out", ".", "directory for the CSV and PNG", kind=str, metavar="DIR")
+
+
 def register(verbs) -> None:
     from convgen.synth.explore import EXPLORABLE
-    from convgen.synth.flow import add_synth_args
+    from convgen.synth.flow import FLOW_FIELDS
 
     ex = verbs["top"].add_parser("explore", help="sweep a block's parameters: CSV, plot, Pareto points")
-    blocks = ex.add_subparsers(dest="block", required=True)
+    blocks = ex.add_subparsers(dest="block", required=True, metavar="BLOCK")
     for name, spec in EXPLORABLE.items():
-        p = blocks.add_parser(name, help=f"sweep {name}")
-        for pname, (kind, default, help_text) in spec.params.items():
-            d = ",".join(map(str, default)) if default else "see help"
-            p.add_argument(f"--{pname.replace('_', '-')}", dest=pname, type=_list_of(kind, pname),
-                           default=None, help=f"{help_text}; comma-separated (default {d})")
-        add_synth_args(p, out_help="directory for the CSV and PNG (default: the current one)")
-        p.set_defaults(out=".")
-        p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+        p = blocks.add_parser(name, help=f"sweep {name}: " + ", ".join(spec.params),
+                              description=f"sweep {name}: every combination of the comma-separated values")
+        for pname, f in spec.params.items():
+            notes = [allowed_text(f), "comma-separated"]
+            if spec.defaults(pname):
+                notes.append("default " + ",".join(map(str, spec.defaults(pname))))
+            p.add_argument(f.flag, dest=pname, default=None, metavar="V[,V...]",
+                           help=f"{spec.help(pname)} ({', '.join(n for n in notes if n)})".replace("%", "%%"))
+        add_fields(p, (*FLOW_FIELDS, OUT, JOBS))
         p.set_defaults(func=cmd_explore)
+        remember_flags(p)

@@ -1,0 +1,257 @@
+"""What every verb of the command line shares: errors, input files, options from declarations,
+and the block registry that makes ``generate``, ``run`` and ``synth`` verbs from one entry.
+
+The dependency is one way: ``convgen.cli`` imports ``convgen.commands``, never the reverse.
+
+**Options from declarations.** A block's configuration fields are declared once
+(``convgen.core.fields``); :func:`add_fields` turns each into an option (``acc_width`` ->
+``--acc-width``, help with range and default) and :func:`read_fields` reads them back, parsed
+and checked, with errors naming the flag: ``--acc-width must be an integer in 16..64, not 8``.
+
+**Block registry.** A module in ``convgen/commands/`` that defines ``BLOCK = Block(...)`` gets,
+with no other code:
+
+- ``convgen generate <block> [config options] [block options] --out DIR``;
+- ``convgen synth <block> [config options] [block options] --target --device --pnr --freq --seed --out``;
+- one ``convgen run <job>`` per :class:`Run` in ``BLOCK.runs``, with the run's own options, the
+  config options (minus those the run sets itself) and ``--sim``.
+
+Every option is checked before any file is read or any tool runs; a bad value exits with
+status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convgen.core.fields import Field, fields_of
+from convgen.sim.tools import SIMULATORS
+
+__all__ = ["EXIT_USAGE", "EXIT_TOOL", "EXIT_INTERRUPTED", "CLIError", "load_matrix", "SIM_FIELD",
+           "add_fields", "allowed_text", "read_fields", "name_flags", "remember_flags", "Block", "Run", "add_block_verbs"]
+
+EXIT_USAGE = 2
+EXIT_TOOL = 3
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """A user mistake reported as one line (status 2 unless given)."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE):
+        super().__init__(message)
+        self.status = status
+
+
+def load_matrix(path: str, name: str) -> np.ndarray:
+    """The array in the .npy file given to ``--name``; CLIError naming the flag otherwise."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CLIError(f"--{name}: no such file: {path}") from None
+    except (ValueError, OSError) as e:
+        raise CLIError(f"--{name}: {path} is not a NumPy .npy file ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise CLIError(f"--{name}: {path} must hold a single array (.npy), not an archive")
+    return arr
+
+
+SIM_FIELD = Field("sim", "verilator", "simulator", choices=SIMULATORS)
+
+
+# ---- options from field declarations ----------------------------------------------------------
+def allowed_text(f: Field) -> str:
+    """The allowed values for a help text, or "" when the help already lists the choices."""
+    if f.choices and all(str(c) in f.help for c in f.choices):
+        return ""
+    return ("one of " if f.choices else "") + f.allowed()
+
+
+def _help(f: Field) -> str:
+    default = f.default
+    notes = [allowed_text(f)]
+    if default is not None and not f.required:
+        notes.append(f"default {default}")
+    notes = [n for n in notes if n]
+    text = f.help + (f" ({', '.join(notes)})" if notes else "")
+    return text.replace("%", "%%")
+
+
+def add_fields(p, fields: Iterable[Field]) -> None:
+    """One option per field (two for a bool with two spellings). Values stay text here;
+    :func:`read_fields` parses and checks them, so that every error is one line naming the
+    flag."""
+    for f in fields:
+        default = f.default
+        if f.kind is bool:
+            flags = f.cli_flags
+            g = p.add_mutually_exclusive_group() if len(flags) == 2 else p
+            if len(flags) == 2:
+                g.add_argument(flags[0], dest=f.name, action="store_true", default=default,
+                               help=(f.help + (" (default)" if default else "")).replace("%", "%%"))
+                g.add_argument(flags[1], dest=f.name, action="store_false",
+                               help=f"the opposite of {flags[0]}" + ("" if default else " (default)"))
+            else:
+                g.add_argument(flags[0], dest=f.name, action="store_false" if default else "store_true",
+                               default=default, help=f.help.replace("%", "%%"))
+            continue
+        p.add_argument(*f.cli_flags, dest=f.name, default=default, required=f.required,
+                       metavar=f.metavar or f.name.upper(), help=_help(f))
+
+
+def read_fields(args, fields: Iterable[Field]) -> dict:
+    """The fields' values from parsed ``args``: parsed, checked in declaration order (bounds
+    that depend on earlier fields included), ConfigError naming the flag otherwise."""
+    done: dict[str, Any] = {}
+    for f in fields:
+        done[f.name] = f.check(f.parse(getattr(args, f.name)), done, label=f.flag)
+    return done
+
+
+_LEADING_NAME = re.compile(r"^(\w+)( must | needs | applies )")
+
+
+def name_flags(message: str, flags: dict[str, str]) -> str:
+    """A library error names a parameter (``zero_point must be ...``); the user typed a flag:
+    name that (``--zero-point must be ...``) when the parameter is one of the verb's options."""
+    m = _LEADING_NAME.match(message)
+    if m and m.group(1) in flags:
+        return flags[m.group(1)] + message[len(m.group(1)):]
+    return message
+
+
+def remember_flags(p: argparse.ArgumentParser) -> None:
+    """Record dest -> flag of every option of ``p``, for :func:`name_flags` (``main`` applies
+    it to the verb's errors)."""
+    flags: dict[str, str] = {}
+    for a in p._actions:
+        long = [o for o in a.option_strings if o.startswith("--")]
+        if long and a.dest != "help":
+            flags.setdefault(a.dest, long[0])
+    p.set_defaults(_flags=flags)
+
+
+# ---- the block registry -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """``convgen run <name>``: a computation on the block's RTL.
+
+    ``func(args, cfg) -> int`` gets the parsed arguments and the checked configuration (built
+    before any input is read). ``options``: the run's own inputs, declared like config fields
+    (files, a layer), listed before the config options. ``exclude``: config fields the run sets
+    itself (``fixed`` gives their values).
+    """
+
+    name: str
+    help: str
+    func: Callable[[argparse.Namespace, Any], int]
+    options: tuple[Field, ...] = ()
+    exclude: tuple[str, ...] = ()
+    fixed: dict | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    """One registry entry: a block's verbs.
+
+    ``config``: its configuration class (fields declared with ``convgen.core.fields.param``).
+    ``component(cfg, opts) -> (component, module name)``: what ``synth`` synthesizes.
+    ``generate(cfg, out_dir, opts) -> dict``: writes ``<module>.v`` and ``<module>.json`` (the
+    block's ``sim.<block>.generate``) and returns the summary printed as JSON. ``options``:
+    choices of generate and synth that are not config fields (Winograd ``--kind``); ``opts``
+    holds their checked values.
+    """
+
+    name: str
+    help: str
+    config: type
+    component: Callable[[Any, dict], tuple[Any, str]]
+    generate: Callable[[Any, Any, dict], dict]
+    runs: tuple[Run, ...] = ()
+    options: tuple[Field, ...] = ()
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return fields_of(self.config)
+
+
+OUT_GENERATE = Field("out", None, "output directory for <module>.v and <module>.json", kind=str, required=True,
+                     flags=("--out", "-o", "--output"), metavar="DIR")
+OUT_SYNTH = Field("out", None, "directory for report.json, report.md, design.v and the tool logs (default: none)",
+                  kind=str, metavar="DIR")
+
+
+def _read(args, fields) -> dict:
+    """:func:`read_fields`, and the checked values replace the text in ``args``."""
+    values = read_fields(args, fields)
+    vars(args).update(values)
+    return values
+
+
+def _config(block: Block, args, exclude=(), fixed=None):
+    values = _read(args, [f for f in block.fields if f.name not in exclude])
+    return block.config(**values, **(fixed or {}))
+
+
+def _generate(block: Block, args) -> int:
+    cfg = _config(block, args)
+    opts = _read(args, block.options)
+    print(json.dumps(block.generate(cfg, args.out, opts), default=str))
+    return 0
+
+
+def _synth(block: Block, args) -> int:
+    from convgen.hdl.generate import to_verilog
+    from convgen.synth.flow import FLOW_FIELDS, check_flow_options, flow_markdown, run_flow
+
+    cfg = _config(block, args)
+    opts = _read(args, block.options)
+    flow = _read(args, FLOW_FIELDS)
+    flags = {f.name: f.flag for f in FLOW_FIELDS}
+    check_flow_options(**flow, label=flags.get)  # every option, before any work
+    component, top = block.component(cfg, opts)
+    doc = run_flow(to_verilog(component, top), top, flow["target"], block=block.name,
+                   parameters={**cfg.to_dict(), **opts}, device=flow["device"], pnr=flow["pnr"],
+                   out_dir=args.out, freq_mhz=flow["freq"], seed=flow["seed"])
+    print(flow_markdown([doc]))
+    return 0
+
+
+def _run(block: Block, run: Run, args) -> int:
+    cfg = _config(block, args, run.exclude, run.fixed)
+    _read(args, (SIM_FIELD, *run.options))
+    return run.func(args, cfg)
+
+
+def add_block_verbs(verbs: dict, block: Block) -> None:
+    """Add ``generate <block>``, ``synth <block>`` and the block's ``run`` jobs."""
+    g = verbs["generate"].add_parser(block.name, help=block.help, description=block.help)
+    add_fields(g, block.fields)
+    add_fields(g, block.options)
+    add_fields(g, (OUT_GENERATE,))
+    g.set_defaults(func=lambda args, b=block: _generate(b, args))
+    remember_flags(g)
+
+    from convgen.synth.flow import FLOW_FIELDS
+
+    s = verbs["synth"].add_parser(block.name, help=block.help, description=block.help)
+    add_fields(s, block.fields)
+    add_fields(s, block.options)
+    add_fields(s, (*FLOW_FIELDS, OUT_SYNTH))
+    s.set_defaults(func=lambda args, b=block: _synth(b, args))
+    remember_flags(s)
+
+    for run in block.runs:
+        r = verbs["run"].add_parser(run.name, help=run.help, description=run.help)
+        add_fields(r, run.options)
+        add_fields(r, [f for f in block.fields if f.name not in run.exclude])
+        add_fields(r, (SIM_FIELD,))
+        r.set_defaults(func=lambda args, b=block, j=run: _run(b, j, args))
+        remember_flags(r)
