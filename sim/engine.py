@@ -146,7 +146,7 @@ module {TB_TOP} (input clk);
     reg rst;
     reg [7:0] rst_hold;
     reg [8:0] cur, fin;
-    reg in_flight, err_q, finished;
+    reg err_q, finished;
     reg [31:0] writes, lfsr_y;
     reg [31:0] drain;
     initial begin
@@ -161,7 +161,7 @@ module {TB_TOP} (input clk);
         if (!$value$plusargs("max_cycles=%d", max_cycles)) max_cycles = 100000000;
         if (!$value$plusargs("reset_at=%d", reset_at)) reset_at = -1;
         if (!$value$plusargs("ywords=%d", ywords)) ywords = 1;
-        cyc = 0; cur = 0; fin = 0; in_flight = 0; err_q = 0; writes = 0; finished = 0; drain = 0;
+        cyc = 0; cur = 0; fin = 0; err_q = 0; writes = 0; finished = 0; drain = 0;
         rst = 1; rst_hold = 8'd4;
     end
     wire desc_valid = !rst && (cur < ndesc);
@@ -206,14 +206,14 @@ module {TB_TOP} (input clk);
         end
         if (!rst && cyc == reset_at) begin
             rst <= 1; rst_hold <= 8'd3;
-            if (in_flight) begin
+            if (cur > fin) begin   // a layer was accepted and has not finished
                 $display("LAYER %0d ABORT cycles=%0d writes=%0d", fin, cycles, writes);
-                fin <= fin + 9'd1; in_flight <= 0; writes <= 0;
+                fin <= fin + 9'd1; writes <= 0;
             end
         end else if (!rst) begin
             err_q <= error;
             if (desc_valid && desc_ready) begin
-                cur <= cur + 9'd1; in_flight <= 1;
+                cur <= cur + 9'd1;
             end
             if (y_v && y_r) begin
                 ymem[y_p[{aw - 1}:0]] <= y_p[{aw + cw - 1}:{aw}];
@@ -221,11 +221,11 @@ module {TB_TOP} (input clk);
             end
             if (done) begin
                 $display("LAYER %0d OK cycles=%0d writes=%0d", fin, cycles, writes);
-                fin <= fin + 9'd1; in_flight <= 0; writes <= 0;
+                fin <= fin + 9'd1; writes <= 0;
             end
             if (error && !err_q) begin
                 $display("LAYER %0d ERROR cycles=%0d writes=%0d", fin, cycles, writes);
-                fin <= fin + 9'd1; in_flight <= 0; writes <= 0;
+                fin <= fin + 9'd1; writes <= 0;
             end
         end
         if (!finished && (fin >= ndesc || cyc >= max_cycles)) begin
