@@ -279,7 +279,7 @@ def descriptor_fields(p: EnginePlan, *, x_zero_point: int, w_zero_point: int, x_
         "pad_bottom": L.pad_bottom, "pad_right": L.pad_right, "dil_h": L.dil_h, "dil_w": L.dil_w,
         "groups": L.groups, "c_slice": p.c_slice, "slice_words": p.slice_words, "slices": p.slices,
         "pixel_words": p.pixel_words, "tiles_per_slice": p.tiles_per_slice, "ntiles": p.ntiles,
-        "pixel_tiles": p.pixel_tiles, "m_total": p.m_total,
+        "pixel_tiles": p.pixel_tiles, "m_total": p.m_total, "out_h": L.out_h, "out_w": L.out_w,
         "x_base": x_base, "w_base": w_base, "p_base": p_base, "y_base": y_base,
         "x_zero_point": int(x_zero_point), "w_zero_point": int(w_zero_point), "x_signed": int(bool(x_signed)),
     }
@@ -321,6 +321,11 @@ def descriptor_errors(d: dict, limits: dict) -> list[str]:
     ow = (d["w"] + d["pad_left"] + d["pad_right"] - d["dil_w"] * (d["kw"] - 1) - 1)
     if oh < 0 or ow < 0:
         e.append("output height and width must be >= 1 (pads too small for the dilated kernel)")
+    elif d.get("out_h", oh // d["stride_h"] + 1) != oh // d["stride_h"] + 1 or \
+            d.get("out_w", ow // d["stride_w"] + 1) != ow // d["stride_w"] + 1:
+        e.append("out_h and out_w must be the output size of the geometry")
+    elif d["m_total"] != d.get("out_h", oh // d["stride_h"] + 1) * d.get("out_w", ow // d["stride_w"] + 1):
+        e.append("m_total must be out_h * out_w")
     vec = limits["vec"]
     if not (d["slice_words"] - 1) * vec < d["c_slice"] <= d["slice_words"] * vec:
         e.append(f"slice_words must be ceil(c_slice/{vec}) = {_cdiv(d['c_slice'], vec)}, not {d['slice_words']}")

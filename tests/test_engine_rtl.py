@@ -119,7 +119,7 @@ def test_bad_descriptors_raise_error_and_write_nothing(simulator, tmp_path):
     cfg = b.config
     names = ["3x3_pad1_uint8", "grouped_narrow"]
     good = _jobs(5, names)
-    bad_fields = [{"kh": 0}, {"ntiles": 2}, {"x_zero_point": 200}, {"out_h": 3}, {"pad_top": 7},
+    bad_fields = [{"kh": 0}, {"ntiles": 2}, {"x_zero_point": -5}, {"out_h": 3}, {"pad_top": 7},
                   {"slice_words": 2}, {"c_slice": 3000}, {"ntiles": 9}, {"m_total": 7}]
     jobs = [good[0]]
     for change in bad_fields:
