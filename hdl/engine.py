@@ -28,16 +28,13 @@ from convgen.core.quant import ROUNDINGS
 from .im2col import Im2colAddressGenerator, Im2colConfig
 from .requant import RequantConfig, Requantizer
 from .systolic import SystolicArray, SystolicConfig
+from .lib import index_range
 
 __all__ = ["EngineConfig", "ConvEngine", "manifest_extra"]
 
 OPERAND_WIDTH = 9     # int8/uint8 minus a zero point of the same type: -255..255
 PARAM_OUT_WIDTH = 9   # requantizer output: int8 and uint8 are both clamp ranges of signed 9
 STATES = ("IDLE", "CHECK1", "CHECK2", "DECIDE", "WAITG", "PARAMS", "RUN")
-
-
-def _index(n: int) -> range:
-    return range(max(n, 2))
 
 
 def _bits(v: int) -> int:
@@ -398,8 +395,8 @@ class ConvEngine(wiring.Component):
         p_total = Signal(range(cfg.max_tiles * C + 1), name="p_total")
         p_iss = Signal(range(cfg.max_tiles * C + 1), name="p_issued")
         p_rcv = Signal(range(cfg.max_tiles * C + 1), name="p_received")
-        p_lane = Signal(_index(C), name="p_lane")
-        p_grp = Signal(_index(cfg.max_tiles), name="p_group")
+        p_lane = Signal(index_range(C), name="p_lane")
+        p_grp = Signal(index_range(cfg.max_tiles), name="p_group")
         m.d.comb += [self.p_req.valid.eq(in_state("PARAMS") & (p_iss != p_total)),
                      self.p_req.payload.addr.eq(d.p_base + p_iss),
                      self.p_rsp.ready.eq(1),
@@ -456,15 +453,15 @@ class ConvEngine(wiring.Component):
         f_tap = Signal(range(TM + 1), name="f_tap")
         f_tapbase = Signal(range(TM * R + 1), name="f_tapbase")
         f_ch = Signal.like(d.slice_words, name="f_ch")
-        f_r = Signal(_index(R), name="f_r")
+        f_r = Signal(index_range(R), name="f_r")
         f_bank = Signal(name="f_bank")
         f_done = Signal(name="f_done")
         in_use = Signal(range(NB + 1), name="chunks_in_use")
-        iss_cb = Signal(_index(NB), name="issue_chunk_bank")
+        iss_cb = Signal(index_range(NB), name="issue_chunk_bank")
         s1_valid = Signal(name="s1_valid")
         s1_off = Signal(AW, name="s1_off")
-        s1_lane = Signal(_index(R), name="s1_lane")
-        s1_cb = Signal(_index(NB), name="s1_chunk_bank")
+        s1_lane = Signal(index_range(R), name="s1_lane")
+        s1_cb = Signal(index_range(NB), name="s1_chunk_bank")
         adv = Signal(name="f_adv")
         go = Signal(name="f_go")
         alloc = Signal(name="f_alloc")
@@ -516,8 +513,8 @@ class ConvEngine(wiring.Component):
                 for b in range(NB):
                     with m.Case(b):
                         m.d.sync += pads[b].bit_select(s1_lane, 1).eq(pad_bit)
-        r_lane = Signal(_index(R), name="rcv_lane")
-        r_cb = Signal(_index(NB), name="rcv_chunk_bank")
+        r_lane = Signal(index_range(R), name="rcv_lane")
+        r_cb = Signal(index_range(NB), name="rcv_chunk_bank")
         full_cnt = Signal(range(NB + 1), name="chunks_full")
         full_inc = Signal(name="full_inc")
         m.d.comb += [self.x_rsp.ready.eq(1), full_inc.eq(self.x_rsp.valid & (r_lane == R - 1))]
@@ -535,8 +532,8 @@ class ConvEngine(wiring.Component):
                 m.d.sync += r_lane.eq(r_lane + 1)
 
         # -- emit: chunk bank -> array a (one channel per beat, rows lanes) --------------------
-        e_cb = Signal(_index(NB), name="emit_chunk_bank")
-        e_j = Signal(_index(V), name="emit_beat")
+        e_cb = Signal(index_range(NB), name="emit_chunk_bank")
+        e_j = Signal(index_range(V), name="emit_beat")
         e_ch = Signal.like(d.slice_words, name="emit_word")
         e_end = Signal(name="emit_chunk_end")
         vc_last = Mux(e_ch == d.slice_words - 1, c_last - 1, V - 1)
@@ -585,7 +582,7 @@ class ConvEngine(wiring.Component):
             m.d.sync += b_k.eq(Mux(b_k == kk - 1, 0, b_k + 1))
 
         # -- array o -> requantizer i (parameter entry = output-channel tile) --------------------
-        q_r = Signal(_index(R), name="q_row")
+        q_r = Signal(index_range(R), name="q_row")
         q_nt = Signal.like(d.ntiles, name="q_tile")
         m.d.comb += [rq.i.valid.eq(arr.o.valid), arr.o.ready.eq(rq.i.ready),
                      rq.i.payload.group.eq(q_nt)]
@@ -597,7 +594,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += q_nt.eq(Mux(q_nt == d.ntiles - 1, 0, q_nt + 1))
 
         # -- write-back: requantizer o -> y_req (rows past the last pixel are dropped) ----------
-        y_r = Signal(_index(R), name="y_row")
+        y_r = Signal(index_range(R), name="y_row")
         y_nt = Signal.like(d.ntiles, name="y_tile")
         y_pt = Signal.like(d.pixel_tiles, name="y_pt")
         y_m0 = Signal(len(d.m_total) + 1, name="y_m0")
