@@ -36,7 +36,7 @@ from .im2col import im2col
 from .quant import wrap32
 from .requant import RequantParams, requantize
 
-__all__ = ["EnginePlan", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
+__all__ = ["EnginePlan", "random_qlinearconv_arrays", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
            "descriptor_errors", "engine_accumulators", "engine_conv", "PARAM_FIELDS"]
 
 #: fields of one parameter-memory word, in the order of the hardware's param layout
@@ -522,3 +522,28 @@ def random_quant_conv(rng: np.random.Generator, layer: ConvLayer, *, x_signed: b
                                     shift=[s for _, s in qm], zero_point=yz, act_min=act_min, act_max=yhi,
                                     out_width=9)
     return QuantConv(layer, x, w, xz, wz, x_signed, params)
+
+
+def random_qlinearconv_arrays(rng: np.random.Generator, layer: ConvLayer, *, x_signed: bool = True,
+                              per_channel: bool = True, bias: bool = True) -> dict:
+    """A random ONNX QLinearConv layer as its input names (``x`` NCHW, ``w`` OIHW, scales,
+    zero points, ``B``, attributes), as ``convgen run conv --layer`` takes it. The output scale
+    follows the accumulator spread so that outputs use the int8/uint8 range; ``w_zero_point``
+    is 0 (ONNX Runtime requires it for int8 weights)."""
+    dt = np.int8 if x_signed else np.uint8
+    lo, hi = (-128, 127) if x_signed else (0, 255)
+    x = rng.integers(lo, hi + 1, (1, layer.c, layer.h, layer.w)).astype(dt)
+    w = rng.integers(-128, 128, (layer.c_out, layer.c_per_group, layer.kh, layer.kw)).astype(np.int8)
+    xs = np.float32(rng.uniform(0.01, 0.1))
+    ws = (rng.uniform(0.5, 2.0, layer.c_out if per_channel else 1) * 0.01).astype(np.float32)
+    k = layer.kh * layer.kw * layer.c_per_group
+    ys = np.float32(float(xs) * float(ws.mean()) * 128 * 128 * np.sqrt(k) * 1.5 / 100)
+    arrays = {"x": x, "x_scale": xs, "x_zero_point": np.array(rng.integers(lo, hi + 1), dt),
+              "w": w, "w_scale": ws if per_channel else ws.reshape(()), "w_zero_point": np.int8(0),
+              "y_scale": ys, "y_zero_point": np.array(int(rng.integers(-20, 21)) + (0 if x_signed else 128), dt),
+              "strides": np.array([layer.stride_h, layer.stride_w]),
+              "pads": np.array([layer.pad_top, layer.pad_left, layer.pad_bottom, layer.pad_right]),
+              "dilations": np.array([layer.dil_h, layer.dil_w]), "group": np.array(layer.groups)}
+    if bias:
+        arrays["B"] = rng.integers(-(1 << 14), 1 << 14, layer.c_out).astype(np.int32)
+    return arrays

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["session", "u8s8_saturates", "PROBE_EXACT", "PROBE_SATURATED"]
+__all__ = ["session", "u8s8_saturates", "qlinear_conv", "PROBE_EXACT", "PROBE_SATURATED"]
 
 #: the probe: x = [255]*4 (uint8) @ w = [127]*4 (int8); exact 4*255*127, saturated 2*32767
 PROBE_EXACT = 4 * 255 * 127
@@ -89,3 +89,43 @@ def probe(*, exact: bool) -> int:
 def u8s8_saturates() -> bool:
     """True if ORT's default u8 x s8 kernel saturates pair sums on this CPU."""
     return probe(exact=False) != PROBE_EXACT
+
+
+def qlinear_conv(arrays: dict) -> np.ndarray:
+    """ORT's QLinearConv on one layer given by ONNX input names (``x`` NCHW int8/uint8,
+    ``x_scale``, ``x_zero_point``, ``w`` OIHW int8, ``w_scale`` (per tensor or channel),
+    ``w_zero_point``, ``y_scale``, ``y_zero_point``, optional ``B``; attributes ``strides``,
+    ``pads``, ``dilations``, ``group``): the output y (NCHW), from a single-node opset-20 model
+    run through :func:`session` (exact kernels on every CPU)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = np.asarray(arrays["x"])
+    dt = x.dtype
+    elem = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8}[dt]
+    y_dt = np.asarray(arrays.get("y_zero_point", np.zeros((), dt))).dtype
+    y_elem = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8}[y_dt]
+    inits = {"x_scale": np.asarray(arrays["x_scale"], np.float32).reshape(()),
+             "x_zero_point": np.asarray(arrays.get("x_zero_point", 0)).astype(dt).reshape(()),
+             "w": np.asarray(arrays["w"], np.int8),
+             "w_scale": np.asarray(arrays["w_scale"], np.float32).reshape(-1),
+             "w_zero_point": np.asarray(arrays.get("w_zero_point", 0)).astype(np.int8).reshape(()),
+             "y_scale": np.asarray(arrays["y_scale"], np.float32).reshape(()),
+             "y_zero_point": np.asarray(arrays.get("y_zero_point", 0)).astype(y_dt).reshape(())}
+    if inits["w_scale"].size == 1:
+        inits["w_scale"] = inits["w_scale"].reshape(())
+    inputs = ["x", *inits]
+    if "B" in arrays:
+        inits["B"] = np.asarray(arrays["B"], np.int32).reshape(-1)
+        inputs.append("B")
+    attrs = {}
+    for key in ("strides", "pads", "dilations"):
+        if key in arrays:
+            attrs[key] = [int(v) for v in np.asarray(arrays[key]).reshape(-1)]
+    if "group" in arrays:
+        attrs["group"] = int(np.asarray(arrays["group"]).reshape(-1)[0])
+    node = helper.make_node("QLinearConv", inputs, ["y"], **attrs)
+    graph = helper.make_graph([node], "qlinearconv", [helper.make_tensor_value_info("x", elem, list(x.shape))],
+                              [helper.make_tensor_value_info("y", y_elem, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    return session(model).run(None, {"x": x})[0]

