@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,65 +60,80 @@ def cmd_doctor(args) -> int:
     return 0 if ok else EXIT_TOOL
 
 
+#: the demo's layer: ResNet-50 conv2_x 3x3 (64 -> 64 channels, stride 1, pad 1, 56x56 in the network)
+DEMO_LAYER = dict(c=64, c_out=64, k=3, stride=1, pad=1, full_size=56)
+
+
 def cmd_demo(args) -> int:
-    from convgen.golden.gemm import gemm
-    from convgen.hdl.systolic import SystolicConfig
-    from convgen.sim.systolic import generate, run_gemm
-    from convgen.synth import synthesize
+    from convgen.core.layer import ConvLayer
+    from convgen.golden.engine import quant_conv_from_arrays, random_qlinearconv_arrays
+    from convgen.golden.ort import qlinear_conv
+    from convgen.sim.build import work_directory
+    from convgen.sim.engine import engine_config_for, generate, prepare_conv, run_conv
+    from convgen.synth import markdown_table, synthesize
     from convgen.synth.flow import FLOW_FIELDS
 
     # every option before any work
-    cfg = SystolicConfig(**read_fields(args, _demo_fields()))
+    values = read_fields(args, _demo_fields())
     read_fields(args, [SIM_FIELD])
     target = next(f for f in FLOW_FIELDS if f.name == "target")
     for t in args.targets:
         target.check(t, label="--targets")
-    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="convgen-demo-"))
+    if not 1 <= args.size <= 56:
+        raise CLIError(f"--size must be an integer in 1..56, not {args.size}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out: {args.out} exists and is not a directory")
+    d = DEMO_LAYER
+    layer = ConvLayer.square(args.size, args.size, d["c"], d["k"], d["stride"], d["pad"], c_out=d["c_out"],
+                             name="resnet50_conv2_x_3x3")
+    cfg = engine_config_for([layer], rows=values["rows"], cols=values["cols"])
     t0 = time.monotonic()
-    gen = generate(cfg, out_dir)
-    print(f"[1/4] generated {gen['verilog']} and {gen['manifest_path'].name} "
-          f"({cfg.rows}x{cfg.cols} {cfg.dataflow}, int8 x int8 -> int32, max K without overflow {cfg.max_k})")
-    rng = np.random.default_rng(args.seed)
-    m, k, n = args.shape
-    a = rng.integers(-128, 128, size=(m, k))
-    b = rng.integers(-128, 128, size=(k, n))
-    print(f"[2/4] running a random {m}x{k}x{n} GEMM on {args.sim} (builds once per configuration, cached)")
-    res = run_gemm(a, b, rows=cfg.rows, cols=cfg.cols, dataflow=cfg.dataflow, simulator=args.sim)
-    expected = gemm(a, b)
-    if not np.array_equal(res.c, expected):
-        bad = np.argwhere(res.c != expected)
-        raise CLIError(f"RTL result differs from golden at {len(bad)} positions, first {tuple(bad[0])}", 1)
-    print(f"[3/4] RTL == golden (exact int64 matmul) for all {m * n} outputs; "
-          f"cycles {res.cycles}, ideal {res.ideal_cycles}, utilization {res.utilization:.1%}, "
-          f"{res.summary()['sim_cycles_per_second']:,} simulated cycles/s")
-    reports = []
-    for target in args.targets:
-        reports.append(synthesize(gen["verilog"], cfg.module_name, target))
-    from convgen.synth import markdown_table
 
-    print(f"[4/4] yosys synthesis of {cfg.module_name}:")
-    print(markdown_table(reports))
-    print(json.dumps({"config": cfg.to_dict(), "shape": [m, k, n], **res.summary(),
-                      "synthesis": [r.to_dict() for r in reports],
-                      "seconds": round(time.monotonic() - t0, 1)}, default=str))
+    def say(text):
+        print(f"      {text} …", flush=True)
+
+    with work_directory("convgen-demo-", args.out, keep=args.keep) as out_dir:
+        where = "" if args.out or args.keep else " (a temporary folder, deleted at the end; --out DIR keeps it)"
+        print(f"[1/5] layer: ResNet-50 conv2_x 3x3, {d['c']} -> {d['c_out']} channels, stride 1, pad 1, at "
+              f"{args.size}x{args.size} instead of {d['full_size']}x{d['full_size']}; int8, per-channel weight "
+              f"scales, ONNX QLinearConv; {layer.macs:,} MACs", flush=True)
+        arrays = random_qlinearconv_arrays(np.random.default_rng(args.seed), layer)
+        q = quant_conv_from_arrays(arrays)
+        prepare_conv(q, config=cfg)   # the engine can run it: checked before the long steps
+        say(f"generating the {cfg.rows}x{cfg.cols} ConvEngine (Amaranth -> Verilog; about 10 s)")
+        gen = generate(cfg, out_dir)
+        print(f"[2/5] generated {gen['verilog']} and {gen['manifest_path'].name}{where}", flush=True)
+        res = run_conv(q, config=cfg, simulator=args.sim, progress=say)
+        want = qlinear_conv(arrays)[0].transpose(1, 2, 0)
+        if not np.array_equal(res.y, want):
+            bad = np.argwhere(res.y != want)
+            raise CLIError(f"RTL output differs from ONNX Runtime at {len(bad)} of {want.size} positions, "
+                           f"first (oh, ow, c) = {tuple(int(v) for v in bad[0])}", 1)
+        s = res.summary()
+        print(f"[3/5] ran on {args.sim}: {res.cycles:,} cycles (formula {res.formula_cycles:,}"
+              f"{', exact' if res.formula_exact and res.cycles == res.formula_cycles else ''}), "
+              f"{s['macs_per_cycle']} MACs/cycle of {cfg.rows * cfg.cols}, utilization {res.utilization:.1%}, "
+              f"{s['sim_cycles_per_second']:,} simulated cycles/s", flush=True)
+        print(f"[4/5] RTL == ONNX Runtime QLinearConv for all {want.size:,} outputs "
+              f"({len(np.unique(want))} distinct int8 values)", flush=True)
+        reports = []
+        for t in args.targets:
+            say(f"yosys synthesis for {t} (cached after the first time)")
+            reports.append(synthesize(gen["verilog"], cfg.module_name, t))
+        print(f"[5/5] yosys synthesis of {cfg.module_name} (engine only, memories outside):")
+        print(markdown_table(reports))
+        print(json.dumps({"layer": layer.name, "size": args.size, "config": cfg.to_dict(), "simulator": args.sim,
+                          "outputs_checked": int(want.size), **s,
+                          "synthesis": [r.to_dict() for r in reports],
+                          "seconds": round(time.monotonic() - t0, 1)}, default=str))
     return 0
 
 
 # ---- parser -------------------------------------------------------------------------------
-def _shape(text: str):
-    try:
-        dims = [int(x) for x in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must look like 64x64x64, not {text!r}") from None
-    if len(dims) != 3 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"shape must be MxKxN with each >= 1, not {text!r}")
-    return dims
-
-
 def _demo_fields() -> list[Field]:
-    from convgen.hdl.systolic import SystolicConfig
+    from convgen.hdl.engine import EngineConfig
 
-    return [f for f in SystolicConfig.fields() if f.name in ("rows", "cols", "dataflow")]
+    return [f for f in EngineConfig.fields() if f.name in ("rows", "cols")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,14 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     verbs["top"] = sub  # for blocks or tools that add a verb of their own (e.g. `convgen analyze`)
     register_all(verbs)
 
-    dm = sub.add_parser("demo", help="generate, simulate and synthesize a default 8x8 array")
+    dm = sub.add_parser("demo", help="a ResNet-50 conv layer on the ConvEngine RTL, checked against ONNX Runtime, "
+                                     "then synthesized")
     add_fields(dm, _demo_fields())
     add_fields(dm, [SIM_FIELD])
-    dm.add_argument("--shape", type=_shape, default=[64, 64, 64], help="GEMM MxKxN (default 64x64x64)")
-    dm.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
-    dm.add_argument("--targets", type=lambda t: t.split(","), default=["generic", "ecp5"],
-                    help="comma-separated synthesis targets (default generic,ecp5)")
-    dm.add_argument("--out", default=None, help="directory for the generated files (default: a temporary one)")
+    dm.add_argument("--size", type=int, default=14, help="input height and width of the layer (1..56; default 14)")
+    dm.add_argument("--seed", type=int, default=0, help="seed of the random layer (default 0)")
+    dm.add_argument("--targets", type=lambda t: t.split(","), default=["ecp5"],
+                    help="comma-separated synthesis targets: generic, ice40, ecp5 (default ecp5)")
+    dm.add_argument("--out", default=None, help="directory for the generated files (default: a temporary one, "
+                                                "deleted at the end)")
+    dm.add_argument("--keep", action="store_true", help="keep the temporary folder")
     dm.set_defaults(func=cmd_demo)
     remember_flags(dm)
     return p

@@ -165,3 +165,15 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_demo_checks_its_options_first(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for argv, needle in [(["--size", "0"], "--size must be an integer in 1..56, not 0"),
+                         (["--size", "57"], "--size must be an integer in 1..56, not 57"),
+                         (["--out", str(tmp_path / "file")], "--out: "),
+                         (["--cols", "65"], "--cols must be an integer in 1..64, not 65")]:
+        assert main(["demo", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["file"]
