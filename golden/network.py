@@ -792,11 +792,13 @@ def ort_tensors(model, x, names, *, net: Network | None = None) -> dict:
     return dict(zip(names, outs))
 
 
-def compare(model, x, *, conv: Callable | None = None, net: Network | None = None) -> list:
-    """Run the executor and ORT on ``x``; one row per step: name, op, output tensor, shape,
-    number of differing elements, largest difference. The last row is the graph output."""
+def compare(model, x, *, conv: Callable | None = None, net: Network | None = None,
+            result: Result | None = None) -> list:
+    """Run the executor (or take its ``result``) and ORT on ``x``; one row per step: name, op,
+    output tensor, shape, number of differing elements, largest difference. The last row is the
+    graph output."""
     net = net or load(model)
-    res = run(net, x, conv=conv)
+    res = result if result is not None else run(net, x, conv=conv)
     names = [s.output for s in net.steps]
     ref = ort_tensors(model, x, names, net=net)
     rows = []
