@@ -351,7 +351,7 @@ def measure(cfg, mem_words: int, layers: list[tuple[str, str, ConvLayer]], *, si
         progress(f"{cfg.rows}x{cfg.cols} {name:24s} {geometry(L):38s} cycles {lr.cycles:>9,} "
                  f"formula {'==' if rec['formula_equal'] else '!='} {formula:,} array {array:,} "
                  f"ratio {rec['ratio_engine_array']:.4f} MAC/cyc {rec['macs_per_cycle']:.2f} "
-                 f"sim {r.sim_seconds:.2f} s ({r.total_cycles / r.sim_seconds / 1e6:.2f} Mc/s) "
+                 f"sim {r.sim_seconds:.2f} s ({r.total_cycles / r.sim_seconds / 1e6:.3f} Mc/s) "
                  f"start {sim_start if sim_start is None else round(sim_start, 2)} s")
     return {"build": build, "records": records}
 
@@ -614,17 +614,17 @@ def render(res: dict) -> str:
         a("### 4. Simulation speed")
         a("")
         a(f"Over all {sp['runs']} runs of this array: {sp['cycles']:,} simulated cycles in {sp['seconds']} s of "
-          f"simulator processes = **{sp['cycles_per_second'] / 1e6:.2f} M cycles/s** (whole process: model "
+          f"simulator processes = **{sp['cycles_per_second'] / 1e6:.3f} M cycles/s** (whole process: model "
           f"start, `$readmemh` of the images, simulation, `$writememh` of the output)"
           + (f"; net of the image load and output dump ({sp['io_seconds']} s, measured by rerunning each process "
-             f"with `+ndesc=0`): **{sp['net_cycles_per_second'] / 1e6:.2f} M cycles/s**"
+             f"with `+ndesc=0`): **{sp['net_cycles_per_second'] / 1e6:.3f} M cycles/s**"
              if sp.get("net_cycles_per_second") else "")
-          + f". Per CPU second of the simulator: {sp['cycles_per_cpu_second'] / 1e6:.2f} M cycles/s"
-          + (f" ({sp['net_cycles_per_cpu_second'] / 1e6:.2f} net)" if sp.get("net_cycles_per_cpu_second") else "")
+          + f". Per CPU second of the simulator: {sp['cycles_per_cpu_second'] / 1e6:.3f} M cycles/s"
+          + (f" ({sp['net_cycles_per_cpu_second'] / 1e6:.3f} net)" if sp.get("net_cycles_per_cpu_second") else "")
           + ". The longest single run, "
           f"{sp['longest']['name']} ({sp['longest']['cycles']:,} cycles in {sp['longest']['seconds']} s): "
-          f"{sp['longest']['cycles_per_second'] / 1e6:.2f} M cycles/s"
-          + (f", {sp['longest']['net_cycles_per_second'] / 1e6:.2f} net" if sp['longest'].get('net_cycles_per_second')
+          f"{sp['longest']['cycles_per_second'] / 1e6:.3f} M cycles/s"
+          + (f", {sp['longest']['net_cycles_per_second'] / 1e6:.3f} net" if sp['longest'].get('net_cycles_per_second')
              else "") + ".")
         a("")
         if part.get("probe"):
@@ -811,9 +811,9 @@ def targets(res: dict) -> list[dict]:
         if size == 8:
             net = sp.get("net_cycles_per_second")
             t.append({"target": "8x8 Verilator simulation >= 1M cycles/s",
-                      "figure": f"{sp['cycles_per_second'] / 1e6:.2f} M/s whole process"
-                                + (f", {net / 1e6:.2f} M/s net of image I/O" if net else "")
-                                + f" ({sp['cycles_per_cpu_second'] / 1e6:.2f} M per CPU second)",
+                      "figure": f"{sp['cycles_per_second'] / 1e6:.3f} M/s whole process"
+                                + (f", {net / 1e6:.3f} M/s net of image I/O" if net else "")
+                                + f" ({sp['cycles_per_cpu_second'] / 1e6:.3f} M per CPU second)",
                       "status": "met" if sp["cycles_per_second"] >= 1e6 else
                                 ("met net of image I/O only" if net and net >= 1e6 else "MISSED")})
         if sp.get("start_seconds"):
