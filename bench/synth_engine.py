@@ -1,0 +1,144 @@
+"""ConvEngine with on-chip buffers (hdl/engine_soc.py) through the synthesis flow, placed and routed.
+
+    .venv/bin/python bench/synth_engine.py                 # both points below
+    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1
+
+Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen synth``):
+
+- ``ecp5``: the default 8x8 engine (maxima as EngineConfig's defaults, 16-bit addresses) with
+  4096-word x/w/y buffers and a 512-word parameter buffer, on LFE5U-85F;
+- ``ice40``: a 2x4 engine with maxima small enough for an iCE40UP5K (32x32 inputs, 16
+  channels in and out, 3x3 kernels, stride 2, pad 1) and 16K-word x and y buffers in SPRAM
+  (w and p in EBR), on iCE40UP5K.
+
+Writes bench/results/synth_engine.json (the flow reports) and prints the table; the Markdown
+write-up is bench/results/synth_engine.md. A point that does not fit is reported with
+nextpnr's numbers instead of failing the script. Runs are cached (~/.cache/convgen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from convgen.core.fileio import atomic_write_text
+from convgen.hdl.engine import EngineConfig
+from convgen.hdl.engine_soc import BufferConfig, EngineWithBuffers, soc_verilog
+from convgen.synth.flow import flow_markdown, run_flow
+from convgen.synth.pnr import DoesNotFit, PnrError
+from convgen.synth.yosys import synthesize
+
+POINTS = {
+    "ecp5": dict(target="ecp5", device="85k",
+                 config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16),
+                                     x_words=4096, w_words=4096, p_words=512, y_words=4096)),
+    "ice40": dict(target="ice40", device="up5k",
+                  config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=32, max_w=32, max_pixel_words=4,
+                                                   max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
+                                                   max_tiles=4, addr_width=14, fetch_banks=2, weight_fifo=4),
+                                      x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with today's RTL (see synth_engine.md)
+    "ice40_1x1": dict(target="ice40", device="up5k",
+                      config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,
+                                                       max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
+                                                       max_tiles=16, addr_width=14, fetch_banks=2, weight_fifo=4),
+                                          x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    # 1x1 with every maximum that costs registers cut down: 2 output channels, 16x16x8 inputs,
+    # the cheapest rounding (tflite_single), the smallest weight FIFO
+    "ice40_1x1_min": dict(target="ice40", device="up5k",
+                          config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=16, max_w=16,
+                                                           max_pixel_words=2, max_kernel=3, max_stride=2, max_pad=1,
+                                                           max_dilation=1, max_tiles=2, addr_width=14,
+                                                           rounding="tflite_single", fetch_banks=2, weight_fifo=2),
+                                              x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+}
+
+
+def _portable(obj):
+    from convgen.core.cache import cache_root
+
+    root = str(cache_root())
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_portable(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/") and not obj.startswith(root):
+        return Path(obj).name
+    if isinstance(obj, str):
+        return obj.replace(root, "$CONVGEN_CACHE")
+    return obj
+
+
+_LOG_RE = re.compile(r"read (\S+nextpnr\.log)")
+_USE_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+# nextpnr pads the clock name when there are several clocks: "for clock    'clk...'"
+_FMAX_RE = re.compile(r"^(?:Info|Warning): Max frequency for clock\s+'([^']+)': ([0-9.]+) MHz", re.M)
+
+
+def _from_log(message: str) -> dict:
+    """Utilisation and post-route Fmax read from a nextpnr log that the flow refused to parse,
+    clearly marked as such (see the report for why)."""
+    m = _LOG_RE.search(message)
+    if not m or not Path(m.group(1)).is_file():
+        return {}
+    log = Path(m.group(1)).read_text(errors="replace")
+    use = {n: {"used": int(u), "available": int(a)} for n, u, a in _USE_RE.findall(log)}
+    fmax = dict(_FMAX_RE.findall(log))       # the last (post-route) value of each clock wins
+    return {"utilisation_from_log": use, "fmax_mhz_from_log": {k: float(v) for k, v in fmax.items()}}
+
+
+def run_point(name: str, point: dict) -> dict:
+    bc = point["config"]
+    t0 = time.monotonic()
+    text = soc_verilog(EngineWithBuffers(bc), bc.module_name)
+    try:
+        doc = run_flow(text, bc.module_name, point["target"], block="engine", parameters=bc.to_dict(),
+                       device=point["device"], pnr=True)
+        doc["status"] = "ok"
+    except DoesNotFit as e:
+        doc = {"status": "does not fit", "message": str(e), "top": bc.module_name, "target": point["target"],
+               "device": point["device"], "parameters": bc.to_dict()}
+    except PnrError as e:
+        # placed and routed, but the flow did not accept the log (bench/results/synth_engine.md)
+        doc = {"status": "flow refused the nextpnr log", "message": str(e), "top": bc.module_name,
+               "target": point["target"], "device": point["device"], "parameters": bc.to_dict(), **_from_log(str(e))}
+    if doc["status"] != "ok":
+        syn = synthesize(text, bc.module_name, point["target"])     # cached: the bare design's resources
+        doc["resources"] = {k: getattr(syn, k) for k in ("luts", "ffs", "carries", "dsps", "brams", "lutrams")}
+        doc["cells"] = dict(sorted(syn.cells.items()))
+    doc["seconds"] = round(time.monotonic() - t0, 1)
+    doc["buffers_bits"] = bc.bits
+    print(f"{name}: {doc['status']} in {doc['seconds']} s", file=sys.stderr)
+    return doc
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=",".join(POINTS), help=f"comma-separated points: {', '.join(POINTS)}")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    path = out / "synth_engine.json"
+    docs = json.loads(path.read_text()) if path.is_file() else {}
+    only = args.only.split(",")
+    for name in only:
+        if name not in POINTS:
+            p.error(f"--only: unknown point {name!r} (choose from {', '.join(POINTS)})")
+    for name, point in POINTS.items():
+        if name in only:
+            docs[name] = _portable(run_point(name, point))
+    atomic_write_text(path, json.dumps(docs, indent=2, default=str) + "\n")
+    ok = [d for d in docs.values() if d.get("status") == "ok"]
+    print(flow_markdown(ok) if ok else "")
+    for d in docs.values():
+        if d.get("status") != "ok":
+            print(f"- {d['top']} on {d['target']}: {d['message']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
