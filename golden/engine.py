@@ -221,17 +221,12 @@ def pack_w(w_ohwi, p: EnginePlan, w_zero_point: int = 0) -> np.ndarray:
     out = np.full((p.ntiles, L.kh * L.kw, p.c_slice, p.cols), int(w_zero_point), dtype=np.int64)
     cg, ng = L.c_per_group, L.c_out_per_group
     wt = w.reshape(L.c_out, L.kh * L.kw, cg)
-    for t in range(p.ntiles):
-        s = t // p.tiles_per_slice
-        for j in range(p.cols):
-            n = int(p.lane_channel[t, j])
-            if n < 0:
-                continue
-            g = n // ng
-            for c in range(p.c_slice):
-                ci = int(p.slice_channel[s, c])
-                if ci >= 0 and ci // cg == g:
-                    out[t, :, c, j] = wt[n, :, ci - g * cg]
+    n = p.lane_channel                                              # [t, j]: output channel or -1
+    ci = p.slice_channel[np.arange(p.ntiles) // p.tiles_per_slice]  # [t, c]: input channel or -1
+    # lane j of tile t meets channel c of its slice iff both exist and are in the same group
+    ok = (n[:, :, None] >= 0) & (ci[:, None, :] >= 0) & (n[:, :, None] // ng == ci[:, None, :] // cg)
+    t, j, c = np.nonzero(ok)
+    out[t, :, c, j] = wt[n[t, j], :, ci[t, c] - (n[t, j] // ng) * cg]
     return out.reshape(p.ntiles * p.k, p.cols)
 
 

@@ -6,7 +6,8 @@ Per lane, every cycle: ``v = wrap32(acc + bias)``, ``y = scale(v)`` by ``roundin
 ``convgen.golden.requant.requantize`` (see docs/requant.md); the ONNX mode uses the integer
 algorithm of ``convgen.golden.quant.scale_onnx_int``, proved equal to float32 arithmetic there.
 
-Per-channel parameters live in a small parameter memory (registers, ``groups`` entries per lane)
+Per-channel parameters live in a parameter memory (one ``amaranth.lib.memory.Memory`` of ``groups``
+entries per lane)
 written through the ``p`` stream; each ``i`` beat names the entry (``group``) its lanes use.
 """
 
@@ -17,6 +18,7 @@ from functools import cached_property
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
@@ -177,27 +179,28 @@ class Requantizer(wiring.Component):
                 m.d.sync += r.eq(value)
             return r
 
-        # ---- parameter memory (registers, not reset) ------------------------------------
+        # ---- parameter memory: one Memory per lane, ``groups`` entries, not reset --------
+        # Written from the p stream; read synchronously with the pipeline's enable, so the
+        # read register is the first pipeline stage of the parameters (as a register of an
+        # Array mux would be, but block or LUT RAM on an FPGA and an array in simulation).
         fields = ["bias", "mult", "zero_point", "act_min", "act_max"]
         if cfg.rounding != "onnx":
             fields.append("shift")
         p = self.p.payload
-        mem = {f: [[Signal(cfg.p_layout[f].shape, name=f"mem_{f}_g{g}_l{l}", reset_less=True)
-                    for l in range(cfg.lanes)] for g in range(cfg.groups)] for f in fields}
-        with m.If(self.p.valid):
-            for g in range(cfg.groups):
-                for l in range(cfg.lanes):
-                    with m.If((p.group == g) & (p.lane == l)):
-                        for f in fields:
-                            m.d.sync += mem[f][g][l].eq(p[f])
+        entry = data.StructLayout({f: cfg.p_layout[f].shape for f in fields})
 
         take = Signal()
         m.d.comb += take.eq(self.i.valid & en)
         valid = reg(take, "v0")
         results = []
         for lane in range(cfg.lanes):
-            prm = {f: reg(Array(mem[f][g][lane] for g in range(cfg.groups))[self.i.payload.group],
-                          f"l{lane}_{f}0", cfg.p_layout[f].shape) for f in fields}
+            m.submodules[f"pmem{lane}"] = mem = Memory(shape=entry, depth=cfg.groups, init=[])
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(p.group), wp.en.eq(self.p.valid & (p.lane == lane))]
+            m.d.comb += [wp.data[f].eq(p[f]) for f in fields]
+            rp = mem.read_port(domain="sync")    # not transparent: a write is seen by later beats
+            m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(en)]
+            prm = {f: rp.data[f] for f in fields}
             acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
             results.append(self._lane(m, reg, lane, acc, prm))
         stages = cfg.stages

@@ -108,24 +108,35 @@ def test_run_conv_tflite_equals_litert_reference(tmp_path, capsys):
         np.testing.assert_array_equal(np.load(tmp_path / f"y{i}.npy"), want, err_msg=fx.name)
 
 
-def test_generate_engine(tmp_path, capsys):
+@pytest.mark.parametrize("bare", [False, True])
+def test_generate_engine(bare, tmp_path, capsys):
+    """By default the engine with on-chip buffers and a host bus; --bare the engine alone."""
     status, out, err = _run(["generate", "engine", "--rows", "2", "--cols", "3", "--max-h", "16", "--max-w", "16",
-                             "--max-tiles", "4", "-o", str(tmp_path / "out")], capsys)
+                             "--max-tiles", "4", "--x-words", "256", "-o", str(tmp_path / "out"),
+                             *(["--bare"] if bare else [])], capsys)
     assert status == 0, err
     info = json.loads(out)
+    assert info["buffers"] is (not bare)
     man = json.loads((tmp_path / "out" / f"{info['module']}.json").read_text())
     text = (tmp_path / "out" / f"{info['module']}.v").read_text()
     assert f"module {info['module']}(" in text or f"module {info['module']} (" in text
-    assert man["block"] == "engine" and man["parameters"]["rows"] == 2
+    assert man["block"] == "engine"
     assert {"memory_map", "timing", "engine"} <= set(man)
     ports = json.dumps(man)
-    for field in ("x_zero_point", "w_base", "act_max", "pad_left"):      # descriptor and parameter layouts
+    for field in ("x_zero_point", "w_base", "pad_left"):      # the descriptor layout
         assert field in ports
+    if bare:
+        assert "x_req" in ports and "act_max" in ports and "host_addr" not in ports
+    else:
+        assert man["buffers"]["x"]["words"] == 256 and "host_addr" in ports and "x_req" not in ports
 
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", "engine", "--rows", "0", "-o", "{tmp}/g"], "--rows must be an integer in 1..64, not 0"),
     (["generate", "engine", "--rounding", "fast", "-o", "{tmp}/g"], "--rounding must be one of"),
+    (["generate", "engine", "--x-words", "100", "-o", "{tmp}/g"], "--x-words must be a power of two in 16..65536"),
+    (["synth", "engine", "--spram", "xy", "--target", "ecp5"], "--spram puts buffers in iCE40 UltraPlus SPRAM"),
+    (["synth", "engine", "--spram", "xy", "--bare", "--target", "ice40"], "cannot go with --bare"),
     (["run", "conv", "--layer", "{tmp}/missing.npz", "--out", "{tmp}/y.npy"], "--layer: no such file"),
     (["run", "conv", "--layer", "{tmp}/one.npy", "--out", "{tmp}/y.npy"], "--layer: "),
     (["run", "conv", "--layer", "{tmp}/badkey.npz", "--out", "{tmp}/y.npy"], "--layer: unknown array 'bias'"),

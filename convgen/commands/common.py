@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +37,8 @@ import numpy as np
 from convgen.core.fields import Field, fields_of
 from convgen.sim.tools import SIMULATORS
 
-__all__ = ["EXIT_USAGE", "EXIT_TOOL", "EXIT_INTERRUPTED", "CLIError", "load_matrix", "SIM_FIELD",
+__all__ = ["EXIT_USAGE", "EXIT_TOOL", "EXIT_INTERRUPTED", "CLIError", "load_matrix", "check_output_file",
+           "check_output_dir", "keep_directory", "SIM_FIELD",
            "add_fields", "allowed_text", "read_fields", "name_flags", "remember_flags", "Block", "Run", "add_block_verbs"]
 
 EXIT_USAGE = 2
@@ -52,18 +56,95 @@ class CLIError(Exception):
 
 def load_matrix(path: str, name: str) -> np.ndarray:
     """The array in the .npy file given to ``--name``; CLIError naming the flag otherwise."""
+    flag = f"--{name}"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except FileNotFoundError:
+        raise CLIError(f"{flag}: no such file: {path}") from None
+    except IsADirectoryError:
+        raise CLIError(f"{flag}: {path} is a directory, not a .npy file") from None
+    except OSError as e:
+        raise CLIError(f"{flag}: cannot read {path} ({e.strerror})") from None
+    if magic.startswith(b"PK"):
+        raise CLIError(f"{flag}: {path} must hold a single array (.npy), not an archive")
+    if magic != b"\x93NUMPY":
+        raise CLIError(f"{flag}: {path} is not a NumPy .npy file (it does not start with the .npy header)")
     try:
         arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CLIError(f"--{name}: no such file: {path}") from None
-    except (ValueError, OSError) as e:
-        raise CLIError(f"--{name}: {path} is not a NumPy .npy file ({e})") from None
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CLIError(f"{flag}: {path} holds Python objects, not numbers (object arrays are not read)") from None
+        raise CLIError(f"{flag}: {path} is not a valid NumPy .npy file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise CLIError(f"{flag}: {path} is not a valid NumPy .npy file ({e})") from None
     if not isinstance(arr, np.ndarray):
-        raise CLIError(f"--{name}: {path} must hold a single array (.npy), not an archive")
+        raise CLIError(f"{flag}: {path} must hold a single array (.npy), not an archive")
     return arr
 
 
+# ---- output paths: checked before any work ------------------------------------------------------
+def _check_writable(directory: str, flag: str) -> None:
+    """``directory`` accepts new files. ``os.access`` first; then a real probe (a hidden file
+    created and removed at once, as the atomic writer will create its temporary file there),
+    because ``os.access`` says yes to root on a read-only directory and on sysfs."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag}: the directory {directory} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".convgen-probe-", dir=directory)
+    except OSError as e:
+        raise CLIError(f"{flag}: the directory {directory} is not writable ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str, flag: str = "--out", example: str = "y.npy") -> None:
+    """``path`` (an output file option) can be written, checked before any work: not a
+    directory or a device, its directory exists and is writable. A symlink is written through,
+    so its target is checked. CLIError naming ``flag`` otherwise."""
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        raise CLIError(f"{flag}: {path} is a directory; give a file name such as {os.path.join(path, example)}")
+    if os.path.exists(real) and not os.path.isfile(real):
+        raise CLIError(f"{flag}: {path} exists and is not a regular file")
+    parent = os.path.dirname(real)
+    if not os.path.exists(parent):
+        raise CLIError(f"{flag}: the directory {parent} does not exist")
+    if not os.path.isdir(parent):
+        raise CLIError(f"{flag}: {parent} is not a directory")
+    _check_writable(parent, flag)
+
+
+def check_output_dir(path: str, flag: str = "--out") -> None:
+    """``path`` (an output directory option) is a directory or can be created as one (missing
+    parents too), and new files can be written into it; checked before any work."""
+    real = os.path.realpath(path)
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise CLIError(f"{flag}: {path} exists and is not a directory")
+    existing = real
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CLIError(f"{flag}: {existing} is not a directory")
+    _check_writable(existing, flag)
+
+
+def keep_directory(args, prefix: str) -> str | None:
+    """With ``--keep``: a new temporary folder for the run (named on stderr), which the run
+    writes into and never deletes. Without: None, and the run uses a temporary folder it
+    deletes on success, on a bad input and on Ctrl-C (kept only when the simulation itself
+    failed, since the error names the log inside it)."""
+    if not getattr(args, "keep", False):
+        return None
+    path = tempfile.mkdtemp(prefix=prefix)
+    print(f"convgen: keeping the run folder {path}", file=sys.stderr, flush=True)
+    return path
+
+
 SIM_FIELD = Field("sim", "verilator", "simulator", choices=SIMULATORS)
+#: ``--keep`` of every run verb
+KEEP = Field("keep", False, "keep the run's temporary folder (stimulus, simulator log, results); its path is "
+                            "printed on stderr")
 
 
 # ---- options from field declarations ----------------------------------------------------------
@@ -166,7 +247,9 @@ class Block:
     ``generate(cfg, out_dir, opts) -> dict``: writes ``<module>.v`` and ``<module>.json`` (the
     block's ``sim.<block>.generate``) and returns the summary printed as JSON. ``options``:
     choices of generate and synth that are not config fields (Winograd ``--kind``); ``opts``
-    holds their checked values.
+    holds their checked values. ``verilog(component, name) -> str``: the text ``synth``
+    synthesizes (default ``hdl.generate.to_verilog``). ``check(cfg, opts, flow, flags)``: extra
+    checks of option combinations, run before any tool (``flags`` maps names to flags).
     """
 
     name: str
@@ -176,6 +259,8 @@ class Block:
     generate: Callable[[Any, Any, dict], dict]
     runs: tuple[Run, ...] = ()
     options: tuple[Field, ...] = ()
+    verilog: Callable[[Any, str], str] | None = None
+    check: Callable[[Any, dict, dict, dict], None] | None = None
 
     @property
     def fields(self) -> tuple[Field, ...]:
@@ -203,6 +288,7 @@ def _config(block: Block, args, exclude=(), fixed=None):
 def _generate(block: Block, args) -> int:
     cfg = _config(block, args)
     opts = _read(args, block.options)
+    check_output_dir(args.out, "--out")
     print(json.dumps(block.generate(cfg, args.out, opts), default=str))
     return 0
 
@@ -216,8 +302,13 @@ def _synth(block: Block, args) -> int:
     flow = _read(args, FLOW_FIELDS)
     flags = {f.name: f.flag for f in FLOW_FIELDS}
     check_flow_options(**flow, label=flags.get)  # every option, before any work
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    if block.check is not None:
+        block.check(cfg, opts, flow, getattr(args, "_flags", {}))
     component, top = block.component(cfg, opts)
-    doc = run_flow(to_verilog(component, top), top, flow["target"], block=block.name,
+    text = (block.verilog or to_verilog)(component, top)
+    doc = run_flow(text, top, flow["target"], block=block.name,
                    parameters={**cfg.to_dict(), **opts}, device=flow["device"], pnr=flow["pnr"],
                    out_dir=args.out, freq_mhz=flow["freq"], seed=flow["seed"])
     print(flow_markdown([doc]))

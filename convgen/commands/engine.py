@@ -13,14 +13,16 @@ import dataclasses
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from convgen.core.fields import Field
 from convgen.core.params import ConfigError
 from convgen.hdl.engine import ConvEngine, EngineConfig
+from convgen.hdl.engine_soc import BUFFER_FIELDS, EngineWithBuffers, check_buffer_target, soc_component, soc_verilog
 
-from .common import Block, CLIError, Run
+from .common import Block, CLIError, Run, check_output_file
 
 #: config fields ``run conv`` derives from the layer instead of taking them as options
 DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max_pad", "max_dilation",
@@ -30,12 +32,52 @@ LAYER_KEYS = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y
               "strides", "pads", "dilations", "group", "multiplier", "shift", "act_min", "act_max")
 
 
+BARE = Field("bare", False, "the engine alone, its memory ports at the module boundary (default: the engine "
+                            "with on-chip x/w/p/y buffers and a host bus, hdl/engine_soc.py)")
+OPTIONS = (BARE, *BUFFER_FIELDS)
+
+
+def _component(cfg, opts):
+    if opts.get("bare"):
+        return ConvEngine(cfg), cfg.module_name
+    return soc_component(cfg, opts)
+
+
+def _verilog(component, name) -> str:
+    from convgen.hdl.generate import to_verilog
+
+    return soc_verilog(component, name) if isinstance(component, EngineWithBuffers) else to_verilog(component, name)
+
+
+def _check(cfg, opts, flow, flags) -> None:
+    if opts.get("bare") and opts.get("spram"):
+        raise CLIError(f"{flags.get('spram', '--spram')} places on-chip buffers: it cannot go with --bare")
+    check_buffer_target(opts.get("spram", ""), flow["target"], label=lambda n: flags.get(n, n))
+
+
 def _generate(cfg, out_dir, opts) -> dict:
+    from convgen.core.fileio import atomic_directory
+    from convgen.hdl.engine_soc import manifest_extra as soc_extra
+    from convgen.hdl.generate import block_manifest
     from convgen.sim.engine import generate
 
-    out = generate(cfg, out_dir)
-    m = out["manifest"]
-    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "module": m["module"],
+    if opts.get("bare"):
+        out = generate(cfg, out_dir)
+        m = out["manifest"]
+        path, man = out["verilog"], out["manifest_path"]
+    else:
+        if opts.get("spram"):
+            raise CLIError("--spram applies to synthesis for iCE40 (convgen synth engine --target ice40)")
+        component, name = soc_component(cfg, opts)
+        text = soc_verilog(component, name)
+        m = block_manifest(component, name, block="engine", parameters=component.config.to_dict(),
+                           extra=soc_extra(component.config))
+        out_dir = Path(out_dir)
+        with atomic_directory(out_dir) as tmp:
+            (tmp / f"{name}.v").write_text(text)
+            (tmp / f"{name}.json").write_text(json.dumps(m, indent=2, default=str) + "\n")
+        path, man = out_dir / f"{name}.v", out_dir / f"{name}.json"
+    return {"verilog": str(path), "manifest": str(man), "module": m["module"], "buffers": not opts.get("bare"),
             "rows": cfg.rows, "cols": cfg.cols, "vec": cfg.vec, "max_k": cfg.max_k, "rounding": cfg.rounding}
 
 
@@ -79,7 +121,7 @@ def _run_conv(args, cfg) -> int:
     from convgen.sim.engine import engine_config_for, prepare_conv, run_conv
 
     # everything is checked before the build: the output path, the layer, the engine for it
-    _check_out(args.out)
+    check_output_file(args.out, "--out", "y.npy")
     q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
     engine = engine_config_for([q.layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding, vec=cfg.vec)
     engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
@@ -105,25 +147,15 @@ def _run_conv(args, cfg) -> int:
     return 0
 
 
-def _check_out(path: str) -> None:
-    """``--out`` can be written: not a directory, its parent a writable directory."""
-    import os
-
-    if os.path.isdir(path):
-        raise CLIError(f"--out: {path} is a directory; give a file name such as {os.path.join(path, 'y.npy')}")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise CLIError(f"--out: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"--out: the directory {parent} is not writable")
-
-
 BLOCK = Block(
     name="engine",
     help="ConvEngine: a whole INT8 convolution layer from memory (im2col, systolic array, requantizer)",
     config=EngineConfig,
-    component=lambda cfg, opts: (ConvEngine(cfg), cfg.module_name),
+    component=_component,
     generate=_generate,
+    options=OPTIONS,
+    verilog=_verilog,
+    check=_check,
     runs=(Run("conv", "one quantized convolution layer (ONNX QLinearConv or TFLite CONV_2D/DEPTHWISE_CONV_2D) "
                       "on the ConvEngine RTL", _run_conv, exclude=DERIVED, options=(
         Field("layer", None, "the layer as .npz: ONNX QLinearConv input names (x, x_scale, x_zero_point, w, "
