@@ -36,7 +36,8 @@ from convgen.hdl.engine import EngineConfig
 from .engine import EngineBuild, build_engine, engine_config_for, formula_cycles, job_from_quant, run_layers, \
     y_from_words
 
-__all__ = ["ConvRun", "NetworkRun", "quant_conv", "plan_network", "run_network", "scalesim_os_cycles"]
+__all__ = ["ConvRun", "NetworkRun", "EngineExecutor", "quant_conv", "plan_network", "run_network",
+           "scalesim_os_cycles", "layer_inputs", "layers_engine", "run_layer"]
 
 
 def scalesim_os_cycles(layer, rows: int, cols: int) -> int:
@@ -205,3 +206,59 @@ def run_network(model, x=None, *, rows: int = 8, cols: int = 8, simulator: str =
     rows_ = gn.compare(model, x, net=net, result=res)
     return NetworkRun(res.output, ex.runs, rows_, cfg, simulator, b.build_seconds, time.monotonic() - t0,
                       tensors=res.tensors)
+
+
+# ---- one convolution per test: sharding a network's regression --------------------------------
+def layer_inputs(model, x=None, *, input_seed: int = 0) -> list:
+    """Every convolution of ``model`` with the input the golden executor gives it (the ORT-exact
+    chain), as :class:`golden.network.QConv` objects, cached on disk by a hash of the model and
+    the input, behind a lock (pytest-xdist workers and execnet hosts that share the cache
+    compute it once). Each layer can then run on the RTL on its own (:func:`run_layer`)."""
+    import hashlib
+    import pickle
+
+    from convgen.core.cache import cache_root
+    from convgen.core.fileio import atomic_write_bytes
+
+    from .build import locked
+
+    net = gn.load(model)
+    if x is None:
+        x = np.random.default_rng(input_seed).standard_normal(net.input_shape).astype(np.float32)
+    m, _ = gn._load_model(model)
+    key = hashlib.sha256(m.SerializeToString() + np.asarray(x, np.float32).tobytes()).hexdigest()[:20]
+    path = cache_root() / "layers" / f"{key}.pkl"
+    with locked(path.with_suffix(".lock")):
+        if not path.exists():
+            seen: list = []
+
+            def record(q):
+                seen.append(q)
+                return gn.golden_conv(q)
+
+            res = gn.run(net, x, conv=record)
+            outs = [res.tensors[s.output] for s in net.conv_steps]
+            atomic_write_bytes(path, pickle.dumps(list(zip(seen, outs))))
+        return pickle.loads(path.read_bytes())
+
+
+def layers_engine(layers: list, *, rows: int, cols: int) -> tuple[EngineConfig, int]:
+    """One engine (and testbench memory size) for every layer of :func:`layer_inputs`, so that
+    every shard of a network uses the same cached build."""
+    quants = [quant_conv(q) for q, _ in layers]
+    cfg = engine_config_for([qc.layer for qc in quants], rows=rows, cols=cols, rounding="onnx")
+    words = max(max(job_from_quant(qc, cfg).words.values()) for qc in quants)
+    return cfg, max(1 << 16, 1 << (words - 1).bit_length())
+
+
+def run_layer(q: gn.QConv, expected: np.ndarray, config: EngineConfig, mem_words: int,
+              simulator: str = "verilator") -> ConvRun:
+    """One convolution of a network on the RTL, checked against ``expected`` (the golden
+    executor's output, which equals ORT's: tests/test_network_golden.py); ConfigError naming the
+    layer and the number of differing outputs otherwise."""
+    ex = EngineExecutor(build_engine(config, simulator, mem_words=mem_words))
+    y = ex(q)
+    bad = int((y != np.asarray(expected)).sum())
+    if bad:
+        raise ConfigError(f"layer {q.name!r}: {bad} of {y.size} outputs differ from the golden executor")
+    return ex.runs[0]
