@@ -136,11 +136,13 @@ def test_bad_descriptors_raise_error_and_write_nothing(simulator, tmp_path):
     _check(jobs[-1], r.layers[-1], names[1])
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", ["icarus"])
 @pytest.mark.parametrize("fault", ["pad_value", "tile_edge"])
 def test_injected_fault_is_caught(simulator, fault, tmp_path):
     """An elaboration-time fault (padded taps read memory instead of the zero point; the last
-    output pixel never written) makes the comparison fail."""
+    output pixel never written) makes the comparison fail. On Icarus only: the faulty engine
+    is the same Verilog path on both simulators, and a Verilator build of each would cost
+    minutes of the default suite."""
     b = _build(simulator, fault)
     names = ["3x3_pad1_uint8", "asym_pads"]
     jobs = _jobs(6, names)
