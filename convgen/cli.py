@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from convgen.core.params import ConfigError
 
 from .commands import register_all
 from .commands.common import (EXIT_INTERRUPTED, EXIT_TOOL, EXIT_USAGE, SIM_FIELD, CLIError, add_fields,
-                              name_flags, read_fields, remember_flags)
+                              check_output_dir, name_flags, read_fields, remember_flags)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,8 +80,8 @@ def cmd_demo(args) -> int:
         target.check(t, label="--targets")
     if not 1 <= args.size <= 56:
         raise CLIError(f"--size must be an integer in 1..56, not {args.size}")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise CLIError(f"--out: {args.out} exists and is not a directory")
+    if args.out:
+        check_output_dir(args.out, "--out")
     d = DEMO_LAYER
     layer = ConvLayer.square(args.size, args.size, d["c"], d["k"], d["stride"], d["pad"], c_out=d["c_out"],
                              name="resnet50_conv2_x_3x3")
@@ -172,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line: returns the exit status (0, 1 a failed run, 2 a user mistake, 3 a
+    missing tool, 130 Ctrl-C); every failure is one line on stderr."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # at any point: parsing imports every block, then the work
+        print("convgen: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv) -> int:
     from convgen.sim.build import SimulationFailed
     from convgen.sim.tools import SimulatorUnavailable
     from convgen.synth import SynthError, ToolUnavailable
@@ -182,9 +191,6 @@ def main(argv=None) -> int:
     except (ConfigError, CLIError) as e:
         print(f"convgen: error: {name_flags(str(e), getattr(args, '_flags', {}))}", file=sys.stderr)
         return getattr(e, "status", EXIT_USAGE)
-    except KeyboardInterrupt:
-        print("convgen: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except (SimulatorUnavailable, ToolUnavailable) as e:
         print(f"convgen: error: {e}", file=sys.stderr)
         return EXIT_TOOL
@@ -196,7 +202,13 @@ def main(argv=None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
+    except OSError as e:
+        # Output paths are checked before any work (commands.common.check_output_file/_dir), so
+        # this is the file system refusing later (disk full, a path changed meanwhile): one line
+        # naming the path. Only OSError: programming errors keep their traceback.
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        print(f"convgen: error: {where + ': ' if where else ''}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

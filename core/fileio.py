@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -13,15 +15,33 @@ __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory"]
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and
-    ``os.replace`` it into place, so readers never see a partial file."""
+    ``os.replace`` it into place, so readers never see a partial file.
+
+    A symlink at ``path`` is written through: its target is replaced (atomically, through a
+    temporary file in the target's directory) and the link stays. An existing file keeps its
+    permissions. A directory, device or other non-regular file at ``path`` is never replaced
+    (OSError naming it)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise OSError(errno.EEXIST, "exists and is not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp creates 0600 files; give the result the usual permissions (umask applied)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        if st is not None:
+            mode = stat.S_IMODE(st.st_mode)
+        else:  # mkstemp creates 0600 files; give the result the usual permissions (umask applied)
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

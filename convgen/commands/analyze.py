@@ -8,7 +8,7 @@ import sys
 
 from convgen.hdl.systolic import SystolicConfig
 
-from .common import CLIError, add_fields, read_fields
+from .common import CLIError, add_fields, check_output_file, read_fields
 
 _DATAFLOW = next(f for f in SystolicConfig.fields() if f.name == "dataflow")
 
@@ -44,6 +44,7 @@ def cmd_analyze(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise CLIError("--plot needs matplotlib, which is not installed (pip install matplotlib)", 3) from None
+        check_output_file(args.plot, "--plot", "layers.png")   # before the model is read
     model = load_layers(args.model, dict(args.input_shape or []))
     res = analyze(model, cfg, winograd=args.winograd, groups=args.groups, reduction=args.reduction,
                   sparsity=args.sparsity)

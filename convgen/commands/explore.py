@@ -12,7 +12,7 @@ from pathlib import Path
 
 from convgen.core.fields import Field
 
-from .common import CLIError, add_fields, allowed_text, read_fields, remember_flags
+from .common import CLIError, add_fields, allowed_text, check_output_dir, read_fields, remember_flags
 
 
 def _values(spec, args) -> dict[str, list]:
@@ -41,6 +41,7 @@ def cmd_explore(args) -> int:
     flow = read_fields(args, FLOW_FIELDS)
     check_flow_options(**flow, label={f.name: f.flag for f in FLOW_FIELDS}.get)
     jobs = JOBS.check(JOBS.parse(args.jobs), label=JOBS.flag)
+    check_output_dir(args.out, OUT.flag)   # before the sweep
     rows = explore(args.block, values, flow["target"], device=flow["device"], pnr=flow["pnr"],
                    jobs=jobs, freq=flow["freq"], seed=flow["seed"])
     out = Path(args.out)

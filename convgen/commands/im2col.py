@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig
 
-from .common import Block, CLIError, Run
+from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory
 
 
 def _pair(text: str, name: str, n: int = 2) -> tuple[int, ...]:
@@ -48,8 +48,11 @@ def _run(args, hw) -> int:
     from convgen.golden.im2col import STREAM_FIELDS
     from convgen.sim.im2col import run_im2col
 
+    check_output_file(args.out, "--out", "addr.npz")
+    if not args.out.endswith(".npz"):
+        raise CLIError(f"--out must name an .npz file (several arrays: addr, pad, ...), not {args.out}")
     lay = hw.check_layer(layer_config(args))  # every check before any simulation
-    res = run_im2col([lay], hw, simulator=args.sim)
+    res = run_im2col([lay], hw, simulator=args.sim, work_dir=keep_directory(args, "convgen-im2col-"))
     s = res.streams[0]
     buf = io.BytesIO()
     np.savez(buf, **{f: s[f] for f in STREAM_FIELDS}, layer=json.dumps(lay.to_dict()),
@@ -78,7 +81,8 @@ BLOCK = Block(
         Field("dilation", "1", "DH,DW or one value", metavar="DH[,DW]"),
         Field("groups", 1, "groups (C for depthwise)", lo=1),
         Field("indirect", False, "emit the indirection buffer (one pointer per output pixel and tap) instead"),
-        Field("out", None, "where to write the arrays (.npz: addr, pad, fill, first, last, lane_last, end)",
-              kind=str, required=True, metavar="OUT.npz"),
+        Field("out", None, "where to write the arrays: an .npz archive (the name must end in .npz) of addr, pad, "
+                           "fill, first, last, lane_last, end", kind=str, required=True, metavar="OUT.npz"),
+        KEEP,
     )),),
 )

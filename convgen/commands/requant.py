@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.requant import RequantConfig, Requantizer
 
-from .common import Block, CLIError, Run, load_matrix
+from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory, load_matrix
 
 
 def _generate(cfg, out_dir, opts) -> dict:
@@ -25,11 +25,28 @@ def _optional(path, name):
     return None if path is None else load_matrix(path, name)
 
 
+def _float32_scale(path):
+    """``--scale`` as float32. Other float types are accepted when every value is exactly a
+    float32 (ONNX Runtime computes and applies the scale in float32)."""
+    scale = load_matrix(path, "scale")
+    if scale.dtype != np.float32:
+        if not np.issubdtype(scale.dtype, np.floating) and not np.issubdtype(scale.dtype, np.integer):
+            raise CLIError(f"--scale: {path} must hold float32 values, not {scale.dtype}")
+        as32 = scale.astype(np.float32)
+        if not np.array_equal(as32.astype(np.float64), scale.astype(np.float64), equal_nan=True):
+            raise CLIError(f"--scale: {path} holds {scale.dtype} values that are not float32 numbers; ONNX Runtime "
+                           f"computes the scale in float32 (x_scale * w_scale, then / y_scale, each rounded to "
+                           f"float32): save it as a float32 array")
+        scale = as32
+    return scale
+
+
 def _run(args, cfg) -> int:
     from convgen.core.fileio import atomic_write_bytes
     from convgen.golden.requant import RequantParams
     from convgen.sim.requant import run_requant
 
+    check_output_file(args.out, "--out", "y.npy")   # before any input is read or tool runs
     acc = load_matrix(args.acc, "acc")
     channels = acc.shape[-1] if acc.ndim else 1
     bias = _optional(args.bias, "bias")
@@ -38,13 +55,14 @@ def _run(args, cfg) -> int:
     if cfg.rounding == "onnx":
         if args.scale is None or args.multiplier is not None:
             raise CLIError("--rounding onnx needs --scale (float32 .npy) and no --multiplier")
-        params = RequantParams.make("onnx", channels, scale=load_matrix(args.scale, "scale"), **kw)
+        params = RequantParams.make("onnx", channels, scale=_float32_scale(args.scale), **kw)
     else:
         if args.multiplier is None or args.shift is None or args.scale is not None:
             raise CLIError(f"--rounding {cfg.rounding} needs --multiplier and --shift (.npy), not --scale")
         params = RequantParams.make(cfg.rounding, channels, multiplier=load_matrix(args.multiplier, "multiplier"),
                                     shift=load_matrix(args.shift, "shift"), **kw)
-    res = run_requant(acc, params, lanes=cfg.lanes, simulator=args.sim)
+    res = run_requant(acc, params, lanes=cfg.lanes, simulator=args.sim,
+                      work_dir=keep_directory(args, "convgen-requant-"))
     buf = io.BytesIO()
     np.save(buf, res.y)
     atomic_write_bytes(args.out, buf.getvalue())
@@ -72,5 +90,6 @@ BLOCK = Block(
         Field("act_min", None, "clamp low (default: output minimum)", kind=int),
         Field("act_max", None, "clamp high (default: output maximum)", kind=int),
         Field("out", None, "where to write the outputs (.npy, int64)", kind=str, required=True, metavar="Y.npy"),
+        KEEP,
     ), exclude=("groups",), fixed={"groups": 1}),),  # run_requant sizes the parameter memory itself
 )

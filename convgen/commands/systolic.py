@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.systolic import SystolicArray, SystolicConfig
 
-from .common import Block, Run, load_matrix
+from .common import KEEP, Block, Run, check_output_file, keep_directory, load_matrix
 
 
 def _generate(cfg, out_dir, opts) -> dict:
@@ -26,10 +26,11 @@ def _run_gemm(args, cfg) -> int:
     from convgen.core.fileio import atomic_write_bytes
     from convgen.sim.systolic import run_gemm
 
+    check_output_file(args.out, "--out", "C.npy")   # before any input is read or tool runs
     a = load_matrix(args.a, "a")
     b = load_matrix(args.b, "b")
     res = run_gemm(a, b, simulator=args.sim, **cfg.to_dict(), allow_wrap=args.allow_wrap,
-                   progress=args.progress)
+                   progress=args.progress, work_dir=keep_directory(args, "convgen-gemm-"))
     buf = io.BytesIO()
     np.save(buf, res.c)
     atomic_write_bytes(args.out, buf.getvalue())
@@ -49,5 +50,6 @@ BLOCK = Block(
         Field("out", None, "where to write C (.npy, int64)", kind=str, required=True, metavar="C.npy"),
         Field("allow_wrap", False, "accept a K that can overflow the accumulator (results wrap like the hardware)"),
         Field("progress", False, "print progress of long runs"),
+        KEEP,
     )),),
 )

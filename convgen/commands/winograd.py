@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.winograd import BLOCKS, WinogradConfig
 
-from .common import Block, Run, load_matrix
+from .common import KEEP, Block, Run, check_output_file, keep_directory, load_matrix
 
 KIND = Field("kind", "conv3x3", "which block: the 3x3 convolution, one of its transforms, or the 1-D F(2,3) "
                                 "datapath", choices=tuple(BLOCKS))
@@ -29,9 +29,11 @@ def _run_conv(args, cfg) -> int:
     from convgen.core.fileio import atomic_write_bytes
     from convgen.sim.winograd import run_winograd_conv
 
+    check_output_file(args.out, "--out", "y.npy")   # before any input is read or tool runs
     x = load_matrix(args.x, "x")
     w = load_matrix(args.w, "w")
-    res = run_winograd_conv(x, w, simulator=args.sim, layout=args.layout, **cfg.to_dict())
+    res = run_winograd_conv(x, w, simulator=args.sim, layout=args.layout, **cfg.to_dict(),
+                            work_dir=keep_directory(args, "convgen-winograd-"))
     buf = io.BytesIO()
     np.save(buf, res.y)
     atomic_write_bytes(args.out, buf.getvalue())
@@ -50,8 +52,9 @@ BLOCK = Block(
         Field("x", None, "input .npy: C_in x H x W (nchw, default) or H x W x C_in (nhwc); a leading batch "
                          "of 1 is accepted", kind=str, required=True, metavar="X.npy"),
         Field("w", None, "weights .npy: C_out x C_in x 3 x 3", kind=str, required=True, metavar="W.npy"),
-        Field("out", None, "where to write y (.npy, int64, same layout as x)", kind=str, required=True,
-              metavar="Y.npy"),
+        Field("out", None, "where to write y (.npy, int64, same layout as x, batch axis included)", kind=str,
+              required=True, metavar="Y.npy"),
         Field("layout", "nchw", "layout of x and y", choices=("nchw", "nhwc")),
+        KEEP,
     )),),
 )
