@@ -18,7 +18,7 @@ import numpy as np
 
 from convgen.core.fields import Field
 
-from .common import SIM_FIELD, CLIError, add_fields, load_matrix, read_fields, remember_flags
+from .common import SIM_FIELD, CLIError, add_fields, check_output_file, load_matrix, read_fields, remember_flags
 
 FIELDS = (
     Field("input", None, "input tensor as .npy (float32, the model's input shape; default: seeded "
@@ -43,16 +43,6 @@ def _dims(text: str, flag: str, n: int | None = None) -> tuple:
         shape = "x".join(["N"] * n) if n else "NxCxHxW"
         raise CLIError(f"{flag} must look like {shape} with positive integers, not {text!r}")
     return dims
-
-
-def _check_out(path, flag):
-    if path is None:
-        return
-    if os.path.isdir(path):
-        raise CLIError(f"{flag}: {path} is a directory; give a file name")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise CLIError(f"{flag}: the directory {parent} does not exist")
 
 
 def markdown(res) -> str:
@@ -83,8 +73,10 @@ def _run_onnx(args) -> int:
     if rows > 64 or cols > 64:
         raise CLIError(f"--engine must be ROWSxCOLS with each in 1..64, not {args.engine!r}")
     shape = _dims(args.input_shape, "--input-shape") if args.input_shape else None
-    _check_out(args.out, "--out")
-    _check_out(args.report, "--report")
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    if args.report is not None:
+        check_output_file(args.report, "--report", "report.md")
     if not os.path.isfile(args.model):
         raise CLIError(f"MODEL: no such file: {args.model}")
     try:
