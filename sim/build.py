@@ -151,6 +151,18 @@ class Build:
     manifest: dict = field(compare=False, repr=False)
 
 
+@contextlib.contextmanager
+def _build_failure(simulator: str, module: str, log: Path):
+    """A failed simulator build (cocotb's runner raises a bare ``RuntimeError: Command failed``)
+    as :class:`SimulationFailed` naming the build log."""
+    try:
+        yield
+    except RuntimeError as e:
+        if isinstance(e, SimulationFailed):
+            raise
+        raise SimulationFailed(f"the {simulator} build of {module} failed ({e}); see {log}") from None
+
+
 def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = False) -> Build:
     """Compile ``verilog_text`` (top module ``manifest["module"]``) for ``simulator``."""
     from cocotb_tools.runner import get_runner
@@ -176,7 +188,7 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
             verilog_path.write_text(verilog_text)
             manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
             runner = get_runner(simulator)
-            with _environ(env):
+            with _environ(env), _build_failure(simulator, module, directory / "build.log"):
                 runner.build(
                     sources=[verilog_path],
                     hdl_toplevel=module,

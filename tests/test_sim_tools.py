@@ -140,3 +140,15 @@ def test_icarus_needs_both_iverilog_and_vvp(tmp_path, monkeypatch):
         simulator_env("icarus")
     _script(only / "vvp", "true")
     assert simulator_env("icarus") == {}
+
+
+def test_a_failed_build_is_one_simulation_failure_naming_its_log(tmp_path, monkeypatch):
+    """Broken Verilog: the build fails as SimulationFailed (one line naming build.log, which
+    the CLI prints with status 1), not as the runner's bare RuntimeError."""
+    import pytest
+
+    from convgen.sim.build import SimulationFailed, build
+
+    monkeypatch.setenv("CONVGEN_CACHE", str(tmp_path))
+    with pytest.raises(SimulationFailed, match=r"icarus build of broken failed .*build\.log"):
+        build("module broken(input a); this is not verilog; endmodule\n", {"module": "broken"}, "icarus")
