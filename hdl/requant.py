@@ -194,7 +194,8 @@ class Requantizer(wiring.Component):
         valid = reg(take, "v0")
         results = []
         for lane in range(cfg.lanes):
-            m.submodules[f"pmem{lane}"] = mem = Memory(shape=entry, depth=cfg.groups, init=[])
+            # depth >= 2: a one-entry memory would have a zero-width address ("wire [-1:0]")
+            m.submodules[f"pmem{lane}"] = mem = Memory(shape=entry, depth=max(cfg.groups, 2), init=[])
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(p.group), wp.en.eq(self.p.valid & (p.lane == lane))]
             m.d.comb += [wp.data[f].eq(p[f]) for f in fields]

@@ -34,6 +34,8 @@ def _tops():
     for rounding in ("tflite", "tflite_single", "onnx"):
         c = RequantConfig(lanes=2, groups=3, rounding=rounding)
         tops.append((f"requant-{rounding}", lambda c=c: Requantizer(c), c.module_name))
+    c = RequantConfig(lanes=2, groups=1, rounding="tflite")     # one entry per lane: no zero-width address
+    tops.append(("requant-groups1", lambda c=c: Requantizer(c), c.module_name))
     ic = Im2colConfig(8, 8, 4, 3, 2, 1, 1)
     tops.append(("im2col", lambda: Im2colAddressGenerator(ic), ic.module_name))
     wc = WinogradConfig()
