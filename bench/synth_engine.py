@@ -30,12 +30,17 @@ from convgen.hdl.engine import EngineConfig
 from convgen.hdl.engine_soc import BufferConfig, EngineWithBuffers, soc_verilog
 from convgen.synth.flow import flow_markdown, run_flow
 from convgen.synth.pnr import DoesNotFit, PnrError
-from convgen.synth.yosys import synthesize
+from convgen.synth.yosys import SynthError, synthesize
 
 POINTS = {
     "ecp5": dict(target="ecp5", device="85k",
                  config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16),
                                      x_words=4096, w_words=4096, p_words=512, y_words=4096)),
+    # the same with at most 8 output-channel tiles (64 output channels): the requantizer's
+    # parameter registers are max_tiles*cols*91 bits (46,592 flip-flops at the default 64)
+    "ecp5_t8": dict(target="ecp5", device="85k",
+                    config=BufferConfig(EngineConfig(rows=8, cols=8, max_tiles=8, addr_width=16),
+                                        x_words=4096, w_words=4096, p_words=64, y_words=4096)),
     "ice40": dict(target="ice40", device="up5k",
                   config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=32, max_w=32, max_pixel_words=4,
                                                    max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
@@ -106,6 +111,10 @@ def run_point(name: str, point: dict) -> dict:
         # placed and routed, but the flow did not accept the log (bench/results/synth_engine.md)
         doc = {"status": "flow refused the nextpnr log", "message": str(e), "top": bc.module_name,
                "target": point["target"], "device": point["device"], "parameters": bc.to_dict(), **_from_log(str(e))}
+    except SynthError as e:
+        # the bare design synthesized (cached), the design in its I/O harness did not
+        doc = {"status": "harness synthesis failed", "message": str(e), "top": bc.module_name,
+               "target": point["target"], "device": point["device"], "parameters": bc.to_dict()}
     if doc["status"] != "ok":
         syn = synthesize(text, bc.module_name, point["target"])     # cached: the bare design's resources
         doc["resources"] = {k: getattr(syn, k) for k in ("luts", "ffs", "carries", "dsps", "brams", "lutrams")}
