@@ -90,7 +90,7 @@ _RESULT = "pnr.json"
 
 _VERSION_RE = re.compile(r"nextpnr-(\d+)\.(\d+)([^\s)]*)")
 _UTIL_RE = re.compile(r"^Info:\s+([A-Za-z0-9_]+):\s+(\d+)/\s*(\d+)\s+(\d+)%\s*$")
-_FMAX_RE = re.compile(r"^(?:Info|Warning): Max frequency for clock '([^']+)': ([0-9.]+) MHz "
+_FMAX_RE = re.compile(r"^(?:Info|Warning): Max frequency for clock\s+'([^']+)': ([0-9.]+) MHz "
                       r"\((PASS|FAIL) at ([0-9.]+) MHz\)\s*$", re.M)
 
 

@@ -338,3 +338,14 @@ def test_real_cli_synth_and_explore(tmp_path, capsys, monkeypatch, _pinned):
     rows = list(csv.DictReader((ex / "explore_systolic_generic.csv").read_text().splitlines()))
     assert [r["rows"] for r in rows] == ["1", "2"] and all(r["status"] == "ok" for r in rows)
     assert (ex / "explore_systolic_generic.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fmax_line_with_a_padded_clock_name():
+    """With two clocks nextpnr pads the names ("for clock    'clk$glb_clk'"); the line is still
+    read (helper-9 found the flow rejecting a placed iCE40 engine for this)."""
+    from convgen.synth.pnr import _FMAX_RE
+
+    one = "Info: Max frequency for clock 'clk': 110.40 MHz (PASS at 100.00 MHz)"
+    two = "Info: Max frequency for clock    'clk$glb_clk': 14.10 MHz (FAIL at 100.00 MHz)"
+    assert _FMAX_RE.findall(one) == [("clk", "110.40", "PASS", "100.00")]
+    assert _FMAX_RE.findall(two) == [("clk$glb_clk", "14.10", "FAIL", "100.00")]
