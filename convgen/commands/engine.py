@@ -22,7 +22,7 @@ from convgen.core.params import ConfigError
 from convgen.hdl.engine import ConvEngine, EngineConfig
 from convgen.hdl.engine_soc import BUFFER_FIELDS, EngineWithBuffers, check_buffer_target, soc_component, soc_verilog
 
-from .common import Block, CLIError, Run, check_output_file
+from .common import Block, CLIError, Run, keep_directory, check_output_file
 
 #: config fields ``run conv`` derives from the layer instead of taking them as options
 DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max_pad", "max_dilation",
@@ -136,7 +136,7 @@ def _run_conv(args, cfg) -> int:
             print(f"convgen: {text}", file=sys.stderr, flush=True)
 
     res = run_conv(q, config=engine, simulator=args.sim, seed=args.seed, stall=args.stall, latency=args.latency,
-                   jitter=args.jitter, progress=progress, keep=args.keep)
+                   jitter=args.jitter, progress=progress, run_dir=keep_directory(args, "convgen-conv-"))
     y = res.y.astype(np.int8 if y_signed else np.uint8)
     y = y[None] if args.layout == "nhwc" else y.transpose(2, 0, 1)[None]
     buf = io.BytesIO()
