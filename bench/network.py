@@ -30,8 +30,12 @@ NETS = {
     "short_resnet": lambda size: netzoo.resnet("qoperator", size=size),
     "mobilenet_v2": lambda size: netzoo.mobilenet_v2("qoperator", size=size),
     "resnet50": lambda size: netzoo.resnet("qoperator", size=size, blocks=[3, 4, 6, 3], width=64, classes=1000),
+    # the onnx wheel's light models with seeded weights (golden/netzoo.py), at their own size
+    "squeezenet": lambda size: netzoo.light("squeezenet", "qoperator"),
+    "shufflenet": lambda size: netzoo.light("shufflenet", "qoperator"),
 }
-DEFAULT_SIZE = {"every_kind": 12, "short_resnet": 64, "mobilenet_v2": 96, "resnet50": 224}
+DEFAULT_SIZE = {"every_kind": 12, "short_resnet": 64, "mobilenet_v2": 96, "resnet50": 224, "squeezenet": 224,
+                "shufflenet": 224}
 
 
 def _cpu() -> str:
