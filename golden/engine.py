@@ -36,7 +36,7 @@ from .im2col import im2col
 from .quant import wrap32
 from .requant import RequantParams, requantize
 
-__all__ = ["EnginePlan", "random_qlinearconv_arrays", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
+__all__ = ["EnginePlan", "random_qlinearconv_arrays", "space_to_depth", "space_to_depth_factor", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
            "descriptor_errors", "engine_accumulators", "engine_conv", "PARAM_FIELDS"]
 
 #: fields of one parameter-memory word, in the order of the hardware's param layout
@@ -542,3 +542,44 @@ def random_qlinearconv_arrays(rng: np.random.Generator, layer: ConvLayer, *, x_s
     if bias:
         arrays["B"] = rng.integers(-(1 << 14), 1 << 14, layer.c_out).astype(np.int32)
     return arrays
+
+
+# -- host-side rewrite of fetch-bound strided layers -------------------------------------------
+def space_to_depth_factor(layer: ConvLayer, rows: int) -> int:
+    """The stride ``s`` by which :func:`space_to_depth` should rewrite ``layer`` for an engine of
+    ``rows`` rows, or 1 (no rewrite). It applies to a standard convolution (groups 1, dilation
+    1) with equal strides ``s >= 2`` whose input has fewer than ``rows`` channels: such a layer is
+    fetch-bound (each ``rows``-request chunk carries only C channels, docs/engine.md), and its
+    rewrite carries ``C*s*s`` channels per pixel."""
+    L = layer
+    s = L.stride_h
+    if (L.groups == 1 and L.dil_h == L.dil_w == 1 and L.stride_w == s and s >= 2 and L.c < rows):
+        return s
+    return 1
+
+
+def space_to_depth(q: QuantConv, s: int) -> QuantConv:
+    """The same convolution as a stride-1, unpadded one over an ``s x s`` space-to-depth input
+    (the ResNet stem 7x7/2 over 3 channels becomes 4x4/1 over 12): exactly the same outputs.
+
+    With ``xp`` the input padded with ``x_zero_point`` (top/left by the layer's pads, bottom/right
+    up to a multiple of ``s`` that covers every tap), ``X[j, i, (bh, bw, c)] = xp[s*j+bh, s*i+bw, c]``
+    and ``W[o, ah, aw, (bh, bw, c)] = w[o, s*ah+bh, s*aw+bw, c]``, or ``w_zero_point`` for taps past
+    the kernel: ``y[o] = sum_k xp[s*o+k] w[k] = sum_a sum_b X[o+a][b] W[a][b]``. Padded inputs and
+    the added taps are zero once the engine subtracts the zero points, as in the original layer."""
+    L = q.layer
+    if s < 2 or L.groups != 1 or L.dil_h != 1 or L.dil_w != 1 or L.stride_h != s or L.stride_w != s:
+        raise ConfigError(f"space_to_depth needs a standard layer with strides {s}x{s} and no dilation")
+    oh, ow = L.out_h, L.out_w
+    kh2, kw2 = -(-L.kh // s), -(-L.kw // s)
+    hp, wp = s * (oh - 1 + kh2), s * (ow - 1 + kw2)          # multiples of s covering every tap
+    xp = np.full((hp, wp, L.c), int(q.x_zero_point), dtype=np.int64)
+    h_end, w_end = min(L.h, hp - L.pad_top), min(L.w, wp - L.pad_left)
+    xp[L.pad_top:L.pad_top + h_end, L.pad_left:L.pad_left + w_end] = np.asarray(q.x)[:h_end, :w_end]
+    x2 = xp.reshape(hp // s, s, wp // s, s, L.c).transpose(0, 2, 1, 3, 4).reshape(hp // s, wp // s, s * s * L.c)
+    wk = np.full((L.c_out, kh2 * s, kw2 * s, L.c), int(q.w_zero_point), dtype=np.int64)
+    wk[:, :L.kh, :L.kw] = np.asarray(q.w)
+    w2 = wk.reshape(L.c_out, kh2, s, kw2, s, L.c).transpose(0, 1, 3, 2, 4, 5).reshape(L.c_out, kh2, kw2, s * s * L.c)
+    layer = ConvLayer(hp // s, wp // s, s * s * L.c, kh2, kw2, c_out=L.c_out, name=L.name, op=L.op, bias=L.bias)
+    assert (layer.out_h, layer.out_w) == (oh, ow)
+    return QuantConv(layer, x2, w2, q.x_zero_point, q.w_zero_point, q.x_signed, q.params)

@@ -41,7 +41,7 @@ from .tools import SIMULATORS, SimulatorUnavailable, simulator_env, simulator_ve
 
 __all__ = ["EngineBuild", "LayerJob", "LayerResult", "build_engine", "run_layers", "run_conv", "ConvResult",
            "testbench_verilog", "job_from_quant", "generate", "engine_verilog", "engine_config_for",
-           "prepare_conv", "formula_cycles"]
+           "prepare_conv", "formula_cycles", "engine_form"]
 
 TB_TOP = "convgen_engine_tb"
 
@@ -510,31 +510,42 @@ def formula_cycles(cfg: EngineConfig, job: LayerJob, *, latency: int = 1) -> tup
     return f, exact
 
 
+def engine_form(q: ge.QuantConv, rows: int) -> ge.QuantConv:
+    """The layer as the engine runs it: a fetch-bound strided layer with few input channels
+    (the ResNet stem) is rewritten by space-to-depth on the host (``golden.engine.space_to_depth``,
+    the same outputs), anything else is returned as it is."""
+    s = ge.space_to_depth_factor(q.layer, rows)
+    return ge.space_to_depth(q, s) if s > 1 else q
+
+
 def prepare_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, config: EngineConfig | None = None,
-                 ) -> tuple[EngineConfig, LayerJob, int]:
+                 space_to_depth: bool = True) -> tuple[EngineConfig, LayerJob, int]:
     """Everything :func:`run_conv` checks before any build: the engine configuration (from the
     layer unless given), the layer's job (ConfigError if the engine cannot run it) and the
-    testbench memory size."""
+    testbench memory size. With ``space_to_depth`` the job is that of :func:`engine_form`."""
+    qe = engine_form(q, config.rows if config is not None else rows) if space_to_depth else q
     if config is None:
-        config = engine_config_for([q.layer], rows=rows, cols=cols, rounding=q.params.rounding)
-    job = job_from_quant(q, config)
+        config = engine_config_for([qe.layer], rows=rows, cols=cols, rounding=q.params.rounding)
+    job = job_from_quant(qe, config)
     words = max(job.words.values())
     return config, job, _pow2_at_least(words, 1 << 16)
 
 
 def run_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, simulator: str = "verilator",
              config: EngineConfig | None = None, seed: int = 1, stall: int = 0, latency: int = 1,
-             jitter: int = 0, progress=None, run_dir=None, keep: bool = False) -> ConvResult:
+             jitter: int = 0, progress=None, run_dir=None, keep: bool = False,
+             space_to_depth: bool = True) -> ConvResult:
     """One quantized layer on the RTL (free-running, no Python in the clock loop).
 
     ``y`` is in the output type (int8, or uint8 when the clamp range is uint8). ``config``:
     the engine (default: the smallest cached-friendly engine of ``rows x cols`` that holds the
     layer, :func:`engine_config_for`). ``stall``/``latency``/``jitter``: the memory model's
     timing (percent of refused requests, cycles to answer, random extra cycles).
-    ``progress(text)`` is called before the build and before the simulation."""
+    ``progress(text)`` is called before the build and before the simulation.
+    ``space_to_depth``: run a fetch-bound strided layer in its :func:`engine_form`."""
     check_choice("simulator", simulator, SIMULATORS)
     say = progress or (lambda text: None)
-    config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config)
+    config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config, space_to_depth=space_to_depth)
     say(f"building the {config.rows}x{config.cols} engine for {simulator} (cached after the first time)")
     b = build_engine(config, simulator, mem_words=mem_words)
     say(f"simulating {q.layer.macs:,} MACs on {simulator}")

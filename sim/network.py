@@ -33,8 +33,8 @@ from convgen.golden import engine as ge
 from convgen.golden import network as gn
 from convgen.hdl.engine import EngineConfig
 
-from .engine import EngineBuild, build_engine, engine_config_for, formula_cycles, job_from_quant, run_layers, \
-    y_from_words
+from .engine import EngineBuild, build_engine, engine_config_for, engine_form, formula_cycles, job_from_quant, \
+    run_layers, y_from_words
 
 __all__ = ["ConvRun", "NetworkRun", "EngineExecutor", "quant_conv", "plan_network", "run_network",
            "scalesim_os_cycles", "layer_inputs", "layers_engine", "run_layer"]
@@ -136,6 +136,7 @@ def plan_network(net: gn.Network, x, *, rows: int, cols: int) -> tuple[EngineCon
             quants.append(quant_conv(q))
         except ConfigError as e:
             raise ConfigError(f"node {q.name!r} (QLinearConv): {e}") from None
+    quants = [engine_form(qc, rows) for qc in quants]        # as the engine runs them
     cfg = engine_config_for([qc.layer for qc in quants], rows=rows, cols=cols, rounding="onnx")
     for q, qc in zip(seen, quants):
         try:
@@ -159,14 +160,15 @@ class EngineExecutor:
     def __call__(self, q: gn.QConv) -> np.ndarray:
         t0 = time.monotonic()
         cfg = self.build.config
-        qc = quant_conv(q)
+        orig = quant_conv(q)
+        qc = engine_form(orig, cfg.rows)
         job = job_from_quant(qc, cfg)
         r = run_layers(self.build, [job], **self._timing)
         lr = r.layers[0]
         if lr.status != "OK":
             raise ConfigError(f"the engine ended layer {q.name!r} with status {lr.status}")
         y = y_from_words(lr.y_words, job, bool(qc.params.act_min.min() < 0))
-        L = qc.layer
+        L = orig.layer
         f, exact = formula_cycles(cfg, job, latency=self._timing["latency"])
         run = ConvRun(q.name, L.kind, f"{L.h}x{L.w}x{L.c}->{L.out_h}x{L.out_w}x{L.c_out} k{L.kh}x{L.kw}/s{L.stride_h}",
                       L.macs, lr.cycles, f, exact and not self._timing["stall"] and not self._timing["jitter"],
@@ -194,7 +196,7 @@ def run_network(model, x=None, *, rows: int = 8, cols: int = 8, simulator: str =
         x = np.random.default_rng(input_seed).standard_normal(net.input_shape).astype(np.float32)
     say(f"planning: {len(net.steps)} steps, {len(net.conv_steps)} convolutions")
     cfg, convs = plan_network(net, x, rows=rows, cols=cols)
-    jobs = [job_from_quant(quant_conv(q), cfg) for q in convs]
+    jobs = [job_from_quant(engine_form(quant_conv(q), rows), cfg) for q in convs]
     words = max(max(j.words.values()) for j in jobs)
     mem_words = max(1 << 16, 1 << (words - 1).bit_length())
     say(f"building the {rows}x{cols} engine for {simulator} (cached after the first time)")
@@ -245,7 +247,7 @@ def layer_inputs(model, x=None, *, input_seed: int = 0) -> list:
 def layers_engine(layers: list, *, rows: int, cols: int) -> tuple[EngineConfig, int]:
     """One engine (and testbench memory size) for every layer of :func:`layer_inputs`, so that
     every shard of a network uses the same cached build."""
-    quants = [quant_conv(q) for q, _ in layers]
+    quants = [engine_form(quant_conv(q), rows) for q, _ in layers]
     cfg = engine_config_for([qc.layer for qc in quants], rows=rows, cols=cols, rounding="onnx")
     words = max(max(job_from_quant(qc, cfg).words.values()) for qc in quants)
     return cfg, max(1 << 16, 1 << (words - 1).bit_length())

@@ -138,3 +138,33 @@ def test_engine_golden_equals_onnxruntime(name, x_signed):
     got = ge.engine_conv_q(qq, rows=4, cols=8, vec=8)
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(want)) > 10
+
+
+@pytest.mark.parametrize("layer", [
+    ConvLayer.square(23, 21, 3, 7, 2, 3, c_out=5),               # the ResNet stem at a small size
+    ConvLayer.square(12, 13, 3, 7, 2, (3, 2, 2, 3), c_out=4),    # asymmetric pads
+    ConvLayer.square(23, 21, 3, 11, 4, 2, c_out=5),              # AlexNet-like 11x11/4
+    ConvLayer.square(9, 10, 2, 3, 2, (0, 1, 1, 0), c_out=3),     # kernel smaller than 2*stride
+    ConvLayer(10, 9, 1, 4, 2, 2, 2, 1, 0, 0, 1, c_out=2),         # non-square kernel, C = 1
+])
+@pytest.mark.parametrize("x_signed", [True, False])
+def test_space_to_depth_gives_the_same_outputs(layer, x_signed):
+    """The host rewrite of a fetch-bound strided layer equals the oracle on the original layer
+    (nonzero zero points: padded positions and added taps must vanish after the subtraction)."""
+    rng = np.random.default_rng(layer.kh * 100 + layer.c + x_signed)
+    q = ge.random_quant_conv(rng, layer, x_signed=x_signed, w_zero_point=7)
+    s = layer.stride_h
+    assert ge.space_to_depth_factor(layer, rows=8) == s
+    q2 = ge.space_to_depth(q, s)
+    assert q2.layer.c == layer.c * s * s and q2.layer.stride_h == 1 and q2.layer.pads == (0, 0, 0, 0)
+    want = ge.reference_conv(q)
+    np.testing.assert_array_equal(ge.reference_conv(q2), want)
+    np.testing.assert_array_equal(ge.engine_conv_q(q2, rows=8, cols=4, vec=8), want)
+    assert len(np.unique(want)) > 10
+
+
+def test_space_to_depth_applies_only_to_fetch_bound_strided_layers():
+    assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 3, 3, 1, 1), rows=8) == 1       # stride 1
+    assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 16, 3, 2, 1), rows=8) == 1      # enough channels
+    assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 4, 3, 2, 1, groups=2), rows=8) == 1
+    assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 3, 3, 2, 1, 2), rows=8) == 1    # dilation

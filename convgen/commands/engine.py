@@ -118,12 +118,14 @@ def load_layer(path: str, *, rounding: str, layout: str):
 
 def _run_conv(args, cfg) -> int:
     from convgen.core.fileio import atomic_write_bytes
-    from convgen.sim.engine import engine_config_for, prepare_conv, run_conv
+    from convgen.sim.engine import engine_config_for, engine_form, prepare_conv, run_conv
 
     # everything is checked before the build: the output path, the layer, the engine for it
     check_output_file(args.out, "--out", "y.npy")
     q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
-    engine = engine_config_for([q.layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding, vec=cfg.vec)
+    # the engine for the layer as it runs (a fetch-bound strided stem by space-to-depth)
+    engine = engine_config_for([engine_form(q, cfg.rows).layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding,
+                               vec=cfg.vec)
     engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
                                  debug_fault=cfg.debug_fault)
     try:
