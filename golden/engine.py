@@ -36,7 +36,7 @@ from .im2col import im2col
 from .quant import wrap32
 from .requant import RequantParams, requantize
 
-__all__ = ["EnginePlan", "random_qlinearconv_arrays", "space_to_depth", "space_to_depth_factor", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
+__all__ = ["EnginePlan", "random_qlinearconv_arrays", "space_to_depth", "space_to_depth_factor", "unfold_width", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
            "descriptor_errors", "engine_accumulators", "engine_conv", "PARAM_FIELDS"]
 
 #: fields of one parameter-memory word, in the order of the hardware's param layout
@@ -582,4 +582,21 @@ def space_to_depth(q: QuantConv, s: int) -> QuantConv:
     w2 = wk.reshape(L.c_out, kh2, s, kw2, s, L.c).transpose(0, 1, 3, 2, 4, 5).reshape(L.c_out, kh2, kw2, s * s * L.c)
     layer = ConvLayer(hp // s, wp // s, s * s * L.c, kh2, kw2, c_out=L.c_out, name=L.name, op=L.op, bias=L.bias)
     assert (layer.out_h, layer.out_w) == (oh, ow)
+    return QuantConv(layer, x2, w2, q.x_zero_point, q.w_zero_point, q.x_signed, q.params)
+
+
+def unfold_width(q: QuantConv) -> QuantConv:
+    """The same stride-1, unpadded convolution with its kernel's width folded into the channels:
+    ``X[j, i, (a, c)] = x[j, i+a, c]``, ``W[o, ah, 0, (a, c)] = w[o, ah, a, c]`` (a KH x 1 kernel
+    over ``KW*C`` channels), exactly the same outputs. For a layer that still has fewer channels
+    than the array has rows after :func:`space_to_depth` (the ResNet stem's 12 on 16 rows)."""
+    L = q.layer
+    if L.stride_h != 1 or L.stride_w != 1 or L.pads != (0, 0, 0, 0) or L.groups != 1 or L.dil_w != 1:
+        raise ConfigError("unfold_width needs a stride-1, unpadded standard layer")
+    ow, kw = L.out_w, L.kw
+    x = np.asarray(q.x)
+    x2 = np.concatenate([x[:, a:a + ow, :] for a in range(kw)], axis=2)
+    w2 = np.asarray(q.w).reshape(L.c_out, L.kh, 1, kw * L.c)
+    layer = ConvLayer(L.h, ow, kw * L.c, L.kh, 1, c_out=L.c_out, name=L.name, op=L.op, bias=L.bias)
+    assert (layer.out_h, layer.out_w) == (L.out_h, L.out_w)
     return QuantConv(layer, x2, w2, q.x_zero_point, q.w_zero_point, q.x_signed, q.params)

@@ -513,9 +513,14 @@ def formula_cycles(cfg: EngineConfig, job: LayerJob, *, latency: int = 1) -> tup
 def engine_form(q: ge.QuantConv, rows: int) -> ge.QuantConv:
     """The layer as the engine runs it: a fetch-bound strided layer with few input channels
     (the ResNet stem) is rewritten by space-to-depth on the host (``golden.engine.space_to_depth``,
-    the same outputs), anything else is returned as it is."""
+    the same outputs), and if it still has fewer channels than ``rows``, by folding the kernel
+    width into the channels (``golden.engine.unfold_width``); anything else is returned as it is."""
     s = ge.space_to_depth_factor(q.layer, rows)
-    return ge.space_to_depth(q, s) if s > 1 else q
+    if s == 1:
+        return q
+    q = ge.space_to_depth(q, s)
+    # still fewer channels than rows (12 on a 16-row array): fold the kernel width in as well
+    return ge.unfold_width(q) if q.layer.c < rows and q.layer.kw > 1 else q
 
 
 def prepare_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, config: EngineConfig | None = None,

@@ -168,3 +168,23 @@ def test_space_to_depth_applies_only_to_fetch_bound_strided_layers():
     assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 16, 3, 2, 1), rows=8) == 1      # enough channels
     assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 4, 3, 2, 1, groups=2), rows=8) == 1
     assert ge.space_to_depth_factor(ConvLayer.square(8, 8, 3, 3, 2, 1, 2), rows=8) == 1    # dilation
+
+
+@pytest.mark.parametrize("layer", [ConvLayer.square(23, 21, 3, 7, 2, 3, c_out=5),
+                                   ConvLayer.square(12, 13, 3, 7, 2, (3, 2, 2, 3), c_out=4),
+                                   ConvLayer(10, 9, 1, 4, 3, 2, 2, 1, 0, 0, 1, c_out=2)])
+def test_unfold_width_after_space_to_depth_gives_the_same_outputs(layer):
+    """The 16-row form of the stem: space-to-depth, then the kernel width folded into the
+    channels (7x7/2 over 3 -> 4x4/1 over 12 -> 4x1/1 over 48), against the oracle on the
+    original layer, through the engine's golden model on a 16-row engine."""
+    from convgen.sim.engine import engine_form
+
+    rng = np.random.default_rng(layer.kh + layer.h)
+    q = ge.random_quant_conv(rng, layer, w_zero_point=-5)
+    q2 = engine_form(q, 16)
+    assert q2.layer.kw == 1 and q2.layer.c == layer.c * 4 * -(-layer.kw // 2)
+    want = ge.reference_conv(q)
+    np.testing.assert_array_equal(ge.reference_conv(q2), want)
+    np.testing.assert_array_equal(ge.engine_conv_q(q2, rows=16, cols=4, vec=16), want)
+    if layer.c * 4 >= 8:                                         # 8 rows: space-to-depth is enough
+        assert engine_form(q, 8).layer.kw == -(-layer.kw // 2)
