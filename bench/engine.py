@@ -279,7 +279,7 @@ def measure(cfg, mem_words: int, layers: list[tuple[str, str, ConvLayer]], *, si
     with _sim_start_recorder() as starts:
         b = se.build_engine(cfg, simulator, mem_words=mem_words)
     build = {"module": cfg.module_name, "simulator": simulator, "mem_words": mem_words,
-             "seconds": round(time.monotonic() - t0, 2), "built_now": bool(starts), "dir": str(b.directory)}
+             "seconds": round(time.monotonic() - t0, 2), "built_now": bool(starts), "dir": b.directory.name}
     progress(f"{cfg.rows}x{cfg.cols} {simulator} model ready in {build['seconds']} s "
              f"({'built' if starts else 'cached'}): {b.directory}")
     env = dict(os.environ, **simulator_env(simulator))

@@ -243,7 +243,7 @@ def build_all(sims: list[str], sizes: list[int]) -> dict:
                 builds[sim].append({"size": size, "dataflow": df, "module": cfg.module_name,
                                     "build_seconds": round(build_s, 2), "build_cpu_seconds": round(cpu, 2),
                                     "found_in_cache": hit, "load_average_1min": [load_before, load1()],
-                                    "build_dir": str(b.directory)})
+                                    "build_dir": b.directory.name})  # under the build cache; no machine path
     return builds
 
 
@@ -253,9 +253,9 @@ def check_same_build(cfg, simulator: str, expected: str) -> None:
     from convgen.sim.systolic import build_systolic
 
     b = build_systolic(cfg, simulator)  # a cache hit when nothing changed
-    if str(b.directory) != expected:
+    if b.directory.name != expected:
         raise SystemExit(f"\n*** {cfg.module_name} generates different Verilog than at the start of "
-                         f"the benchmark ({b.directory} instead of {expected}): the HDL was edited "
+                         f"the benchmark ({b.directory.name} instead of {expected}): the HDL was edited "
                          "during the run. Aborting; run the benchmark again.")
 
 

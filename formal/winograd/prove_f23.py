@@ -16,7 +16,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,27 +26,28 @@ def prove(data_width: int, weight_width: int, work_dir=None, mutation=None) -> t
     (used by the tests to show that a wrong datapath is caught)."""
     from convgen.hdl.generate import to_verilog
     from convgen.hdl.winograd import WinogradConfig, WinogradF23Core
+    from convgen.sim.build import work_directory
     from convgen.sim.tools import simulator_env
 
     cfg = WinogradConfig(data_width=data_width, weight_width=weight_width, out_width=64)
     yw = cfg.y1_range.width
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="convgen-f23-proof-"))
-    work.mkdir(parents=True, exist_ok=True)
-    text = to_verilog(WinogradF23Core(cfg), "core")
-    if mutation is not None:
-        if mutation[0] not in text:
-            raise ValueError(f"mutation target {mutation[0]!r} not in the generated Verilog")
-        text = text.replace(mutation[0], mutation[1], 1)
-    (work / "core.v").write_text(text)
-    env = {**os.environ, **simulator_env("verilator")}
-    cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
-           "--top-module", "core", "-CFLAGS", f"-O2 -DDW={data_width} -DGW={weight_width} -DYW={yw}",
-           "--Mdir", str(work / "obj"), str(work / "core.v"), str(HERE / "exhaustive_f23.cpp")]
-    build = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    if build.returncode != 0:
-        raise RuntimeError(f"verilator build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
-    run = subprocess.run([str(work / "obj" / "Vcore")], capture_output=True, text=True)
-    return run.returncode == 0, run.stdout.strip()
+    # a temporary folder is deleted afterwards (a given work_dir is kept)
+    with work_directory("convgen-f23-proof-", work_dir) as work:
+        text = to_verilog(WinogradF23Core(cfg), "core")
+        if mutation is not None:
+            if mutation[0] not in text:
+                raise ValueError(f"mutation target {mutation[0]!r} not in the generated Verilog")
+            text = text.replace(mutation[0], mutation[1], 1)
+        (work / "core.v").write_text(text)
+        env = {**os.environ, **simulator_env("verilator")}
+        cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+               "--top-module", "core", "-CFLAGS", f"-O2 -DDW={data_width} -DGW={weight_width} -DYW={yw}",
+               "--Mdir", str(work / "obj"), str(work / "core.v"), str(HERE / "exhaustive_f23.cpp")]
+        build = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        if build.returncode != 0:
+            raise RuntimeError(f"verilator build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
+        run = subprocess.run([str(work / "obj" / "Vcore")], capture_output=True, text=True)
+        return run.returncode == 0, run.stdout.strip()
 
 
 def main(argv=None) -> int:
