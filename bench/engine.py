@@ -423,17 +423,10 @@ def speed_probe(bench_cfg, bench_mem_words: int, simulator: str, seed: int = 1, 
 
 
 def machine_info(simulator: str) -> dict:
-    from convgen.sim.tools import simulator_version
+    from convgen.sim.tools import cpu_model, simulator_version
     import amaranth
 
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         ver = simulator_version(simulator)
     except Exception as e:  # noqa: BLE001 - reported

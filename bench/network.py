@@ -24,6 +24,7 @@ from pathlib import Path
 from convgen.commands.onnx import markdown
 from convgen.golden import netzoo
 from convgen.sim.network import run_network
+from convgen.sim.tools import cpu_model
 
 NETS = {
     "every_kind": lambda size: netzoo.every_kind("qoperator", size=size),
@@ -39,13 +40,7 @@ DEFAULT_SIZE = {"every_kind": 12, "short_resnet": 64, "mobilenet_v2": 96, "resne
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_model() or platform.processor() or "unknown"
 
 
 def main(argv=None) -> int:

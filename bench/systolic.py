@@ -105,18 +105,11 @@ def fmt_s(seconds: float) -> str:
 
 
 def machine_info(sims: list[str]) -> dict:
-    from convgen.sim.tools import simulator_version
+    from convgen.sim.tools import cpu_model, simulator_version
     import amaranth
     import cocotb
 
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {}
     for s in sims:
         try:

@@ -457,3 +457,30 @@ def resnet(fmt: str = "qoperator", **params):
 
 def light(name: str, fmt: str = "qoperator", **params):
     return build("light", fmt, name=name, **params)
+
+
+# ---- models the importer must refuse (its tests use them) -----------------------------------
+def with_unsupported_op(model, name: str = "my_lrn"):
+    """A copy of a quantized ``model`` with an LRN node (no quantized form) in front of its
+    first MaxPool."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    nodes = list(m.graph.node)
+    i = next(k for k, n in enumerate(nodes) if n.op_type == "MaxPool")
+    lrn = helper.make_node("LRN", [nodes[i].input[0]], ["lrn_out"], name=name, size=3)
+    nodes[i].input[0] = "lrn_out"
+    del m.graph.node[:]
+    m.graph.node.extend(nodes[:i] + [lrn] + nodes[i:])
+    return m
+
+
+def with_dynamic_input(model):
+    """A copy of ``model`` whose input has symbolic batch, height and width (``N x C x H x W``)."""
+    import onnx
+
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "N", "H", "W"
+    return m

@@ -35,11 +35,13 @@ def block_manifest(component, name: str, *, block: str, parameters: dict, extra:
     }
 
 
-def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict) -> dict:
+def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict,
+                verilog: str | None = None) -> dict:
     """Write ``<name>.v`` and ``<name>.json`` into ``out_dir``; nothing is left on failure.
+    ``verilog``: the text to write, when it is not plain ``to_verilog(component, name)``.
 
     Returns a dict with the paths and the manifest."""
-    text = to_verilog(component, name)
+    text = to_verilog(component, name) if verilog is None else verilog
     manifest = block_manifest(component, name, block=block, parameters=parameters, extra=extra)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:

@@ -117,17 +117,22 @@ class NetworkRun:
                 "build_seconds": round(self.build_seconds, 1), "wall_seconds": round(self.wall_seconds, 1)}
 
 
-def plan_network(net: gn.Network, x, *, rows: int, cols: int) -> tuple[EngineConfig, list]:
-    """The engine that holds every convolution of ``net`` on input ``x``, and the convolutions
-    (:class:`golden.network.QConv`, in order). ConfigError naming the node for a layer the
-    engine cannot run."""
+def _golden_convs(net: gn.Network, x) -> tuple[list, gn.Result]:
+    """One pass of the golden executor: every convolution it met (with its input), and the result."""
     seen: list = []
 
     def record(q):
         seen.append(q)
         return gn.golden_conv(q)
 
-    gn.run(net, x, conv=record)
+    return seen, gn.run(net, x, conv=record)
+
+
+def plan_network(net: gn.Network, x, *, rows: int, cols: int) -> tuple[EngineConfig, list]:
+    """The engine that holds every convolution of ``net`` on input ``x``, and the convolutions
+    (:class:`golden.network.QConv`, in order). ConfigError naming the node for a layer the
+    engine cannot run."""
+    seen, _ = _golden_convs(net, x)
     if not seen:
         raise ConfigError("the model has no convolution to run on the engine")
     quants = []
@@ -232,13 +237,7 @@ def layer_inputs(model, x=None, *, input_seed: int = 0) -> list:
     path = cache_root() / "layers" / f"{key}.pkl"
     with locked(path.with_suffix(".lock")):
         if not path.exists():
-            seen: list = []
-
-            def record(q):
-                seen.append(q)
-                return gn.golden_conv(q)
-
-            res = gn.run(net, x, conv=record)
+            seen, res = _golden_convs(net, x)
             outs = [res.tensors[s.output] for s in net.conv_steps]
             atomic_write_bytes(path, pickle.dumps(list(zip(seen, outs))))
         return pickle.loads(path.read_bytes())

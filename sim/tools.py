@@ -18,7 +18,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["SimulatorUnavailable", "SIMULATORS", "simulator_env", "simulator_version", "MIN_VERILATOR"]
+__all__ = ["SimulatorUnavailable", "SIMULATORS", "simulator_env", "simulator_version", "MIN_VERILATOR", "cpu_model"]
 
 SIMULATORS = ("icarus", "verilator")
 MIN_VERILATOR = (5, 36)
@@ -128,3 +128,14 @@ def simulator_version(simulator: str) -> str:
     out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, env=env).stdout
     line = out.splitlines()[0] if out else "iverilog (unknown version)"
     return line.removesuffix("()").strip()  # Icarus prints an empty "()" after the version
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), for benchmark reports; None if unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

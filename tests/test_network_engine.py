@@ -89,26 +89,14 @@ def _float_model(tmp_path):
 
 
 def _unsupported(tmp_path):
-    from onnx import helper
-
-    m = netzoo.every_kind("qoperator")
-    nodes = list(m.graph.node)
-    i = next(k for k, n in enumerate(nodes) if n.op_type == "MaxPool")
-    lrn = helper.make_node("LRN", [nodes[i].input[0]], ["lrn_out"], name="my_lrn", size=3)
-    nodes[i].input[0] = "lrn_out"
-    del m.graph.node[:]
-    m.graph.node.extend(nodes[:i] + [lrn] + nodes[i:])
     p = tmp_path / "lrn.onnx"
-    onnx.save(m, str(p))
+    onnx.save(netzoo.with_unsupported_op(netzoo.every_kind("qoperator")), str(p))
     return p
 
 
 def _dynamic(tmp_path):
-    m = netzoo.every_kind("qoperator")
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "N", "H", "W"
     p = tmp_path / "dyn.onnx"
-    onnx.save(m, str(p))
+    onnx.save(netzoo.with_dynamic_input(netzoo.every_kind("qoperator")), str(p))
     return p
 
 

@@ -220,9 +220,7 @@ def test_refuses_float_conv():
 
 
 def test_refuses_dynamic_shapes_without_an_input_shape():
-    m = netzoo.every_kind("qoperator")
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "N", "H", "W"
+    m = netzoo.with_dynamic_input(netzoo.every_kind("qoperator"))
     with pytest.raises(ConfigError) as e:
         network.load(m)
     assert "input 'input' has a dynamic shape (?x3x?x?)" in _one_line(e)
@@ -235,15 +233,7 @@ def test_refuses_dynamic_shapes_without_an_input_shape():
 
 
 def test_refuses_an_unsupported_op():
-    from onnx import helper
-
-    m = netzoo.every_kind("qoperator")
-    nodes = list(m.graph.node)
-    i = next(k for k, n in enumerate(nodes) if n.op_type == "MaxPool")
-    lrn = helper.make_node("LRN", [nodes[i].input[0]], ["lrn_out"], name="my_lrn", size=3)
-    nodes[i].input[0] = "lrn_out"
-    del m.graph.node[:]
-    m.graph.node.extend(nodes[:i] + [lrn] + nodes[i:])
+    m = netzoo.with_unsupported_op(netzoo.every_kind("qoperator"))
     with pytest.raises(ConfigError) as e:
         network.load(m)
     assert "node 'my_lrn' (LRN): unsupported operator LRN" in _one_line(e)

@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -56,27 +55,20 @@ def _check(cfg, opts, flow, flags) -> None:
 
 
 def _generate(cfg, out_dir, opts) -> dict:
-    from convgen.core.fileio import atomic_directory
     from convgen.hdl.engine_soc import manifest_extra as soc_extra
-    from convgen.hdl.generate import block_manifest
+    from convgen.hdl.generate import write_block
     from convgen.sim.engine import generate
 
     if opts.get("bare"):
         out = generate(cfg, out_dir)
-        m = out["manifest"]
-        path, man = out["verilog"], out["manifest_path"]
     else:
         if opts.get("spram"):
             raise CLIError("--spram applies to synthesis for iCE40 (convgen synth engine --target ice40)")
         component, name = soc_component(cfg, opts)
-        text = soc_verilog(component, name)
-        m = block_manifest(component, name, block="engine", parameters=component.config.to_dict(),
-                           extra=soc_extra(component.config))
-        out_dir = Path(out_dir)
-        with atomic_directory(out_dir) as tmp:
-            (tmp / f"{name}.v").write_text(text)
-            (tmp / f"{name}.json").write_text(json.dumps(m, indent=2, default=str) + "\n")
-        path, man = out_dir / f"{name}.v", out_dir / f"{name}.json"
+        out = write_block(component, name, out_dir, block="engine", parameters=component.config.to_dict(),
+                          extra=soc_extra(component.config), verilog=soc_verilog(component, name))
+    m = out["manifest"]
+    path, man = out["verilog"], out["manifest_path"]
     return {"verilog": str(path), "manifest": str(man), "module": m["module"], "buffers": not opts.get("bare"),
             "rows": cfg.rows, "cols": cfg.cols, "vec": cfg.vec, "max_k": cfg.max_k, "rounding": cfg.rounding}
 
