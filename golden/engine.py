@@ -24,6 +24,7 @@ Nothing here imports hdl/: the engine's limits arrive as a plain dict (``EngineC
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -585,14 +586,45 @@ def space_to_depth(q: QuantConv, s: int) -> QuantConv:
     return QuantConv(layer, x2, w2, q.x_zero_point, q.w_zero_point, q.x_signed, q.params)
 
 
+def pad_explicit(q: QuantConv) -> QuantConv:
+    """The same convolution with its pads written into the input as ``x_zero_point`` (what the
+    engine reads for a padded tap) and no pads left: exactly the same outputs."""
+    L = q.layer
+    x = np.full((L.h + L.pad_top + L.pad_bottom, L.w + L.pad_left + L.pad_right, L.c), int(q.x_zero_point),
+                dtype=np.asarray(q.x).dtype)
+    x[L.pad_top:L.pad_top + L.h, L.pad_left:L.pad_left + L.w] = np.asarray(q.x)
+    layer = dataclasses.replace(L, h=x.shape[0], w=x.shape[1], pad_top=0, pad_left=0, pad_bottom=0, pad_right=0)
+    assert (layer.out_h, layer.out_w) == (L.out_h, L.out_w)
+    return dataclasses.replace(q, layer=layer, x=x)
+
+
+def pad_channels(q: QuantConv, multiple: int) -> QuantConv:
+    """The same standard convolution with its input channels padded up to a multiple of
+    ``multiple``: the added channels read ``x_zero_point`` and their weights are ``w_zero_point``,
+    so each added product ``(x - x_zp)(w - w_zp)`` is zero; exactly the same outputs."""
+    L = q.layer
+    if L.groups != 1:
+        raise ConfigError("pad_channels needs a standard (groups 1) layer")
+    c2 = -(-L.c // multiple) * multiple
+    if c2 == L.c:
+        return q
+    x, w = np.asarray(q.x), np.asarray(q.w)
+    x2 = np.full(x.shape[:2] + (c2,), int(q.x_zero_point), dtype=x.dtype)
+    x2[..., :L.c] = x
+    w2 = np.full(w.shape[:3] + (c2,), int(q.w_zero_point), dtype=w.dtype)
+    w2[..., :L.c] = w
+    return dataclasses.replace(q, layer=dataclasses.replace(L, c=c2), x=x2, w=w2)
+
+
 def unfold_width(q: QuantConv) -> QuantConv:
     """The same stride-1, unpadded convolution with its kernel's width folded into the channels:
     ``X[j, i, (a, c)] = x[j, i+a, c]``, ``W[o, ah, 0, (a, c)] = w[o, ah, a, c]`` (a KH x 1 kernel
     over ``KW*C`` channels), exactly the same outputs. For a layer that still has fewer channels
     than the array has rows after :func:`space_to_depth` (the ResNet stem's 12 on 16 rows)."""
     L = q.layer
-    if L.stride_h != 1 or L.stride_w != 1 or L.pads != (0, 0, 0, 0) or L.groups != 1 or L.dil_w != 1:
-        raise ConfigError("unfold_width needs a stride-1, unpadded standard layer")
+    if (L.stride_h != 1 or L.stride_w != 1 or L.pads != (0, 0, 0, 0) or L.groups != 1 or L.dil_w != 1
+            or L.dil_h != 1):
+        raise ConfigError("unfold_width needs a stride-1, unpadded, undilated standard layer")
     ow, kw = L.out_w, L.kw
     x = np.asarray(q.x)
     x2 = np.concatenate([x[:, a:a + ow, :] for a in range(kw)], axis=2)

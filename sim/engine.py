@@ -513,14 +513,25 @@ def formula_cycles(cfg: EngineConfig, job: LayerJob, *, latency: int = 1) -> tup
 def engine_form(q: ge.QuantConv, rows: int) -> ge.QuantConv:
     """The layer as the engine runs it: a fetch-bound strided layer with few input channels
     (the ResNet stem) is rewritten by space-to-depth on the host (``golden.engine.space_to_depth``,
-    the same outputs), and if it still has fewer channels than ``rows``, by folding the kernel
-    width into the channels (``golden.engine.unfold_width``); anything else is returned as it is."""
+    the same outputs); a standard stride-1 layer (after space-to-depth, or as given) with fewer
+    channels than ``rows`` gets its pads written out (``golden.engine.pad_explicit``), its
+    kernel width folded into the channels (``golden.engine.unfold_width``) and its channels
+    padded to a multiple of ``rows`` with zero-point taps (``golden.engine.pad_channels``), which
+    makes it compute-bound; anything else is returned as it is."""
     s = ge.space_to_depth_factor(q.layer, rows)
-    if s == 1:
+    if s > 1:
+        q = ge.space_to_depth(q, s)
+    elif not (q.layer.stride_h == q.layer.stride_w == 1 and q.layer.dil_h == q.layer.dil_w == 1
+              and q.layer.groups == 1):
         return q
-    q = ge.space_to_depth(q, s)
-    # still fewer channels than rows (12 on a 16-row array): fold the kernel width in as well
-    return ge.unfold_width(q) if q.layer.c < rows and q.layer.kw > 1 else q
+    # fewer channels than rows (12 on a 16-row array after space-to-depth, or a stride-1 layer
+    # over 3 channels): write the pads out and fold the kernel width into the channels
+    if q.layer.c < rows and q.layer.kw > 1:
+        q = ge.unfold_width(ge.pad_explicit(q))
+        # and every activation chunk at least `rows` channels (EngineConfig.compute_bound):
+        # pad the channels with zero-point taps (9 -> 16 on 16 rows)
+        return ge.pad_channels(q, rows)
+    return q
 
 
 def prepare_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, config: EngineConfig | None = None,

@@ -2,6 +2,8 @@
 (golden/conv.py + requantize) and against ONNX Runtime's QLinearConv, on every layer category
 the engine supports; the host slicing (plan) and the descriptor rules."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ ENGINES = [(2, 4, 4), (4, 4, 4), (4, 8, 8), (3, 5, 2)]
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("rows,cols,vec", ENGINES)
 def test_engine_golden_equals_oracle(name, rows, cols, vec):
-    rng = np.random.default_rng(abs(hash((name, rows, cols, vec))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((name, rows, cols, vec)).encode()))
     for x_signed, rounding in ((True, "onnx"), (False, "tflite"), (True, "tflite_single")):
         q = ge.random_quant_conv(rng, CASES[name], x_signed=x_signed, rounding=rounding)
         want = ge.reference_conv(q)
@@ -95,7 +97,7 @@ def test_bad_inputs():
 def test_engine_golden_equals_onnxruntime(name, x_signed):
     """ORT's QLinearConv (w zero point 0: ORT requires it for int8 weights), through the
     session helper that selects exact kernels for uint8 activations on every CPU."""
-    rng = np.random.default_rng(abs(hash((name, x_signed))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((name, x_signed)).encode()))
     L = CASES[name]
     q = ge.random_quant_conv(rng, L, x_signed=x_signed, w_zero_point=0)
     xs = np.float32(0.05)
@@ -160,9 +162,53 @@ def test_unfold_width_after_space_to_depth_gives_the_same_outputs(layer):
     rng = np.random.default_rng(layer.kh + layer.h)
     q = ge.random_quant_conv(rng, layer, w_zero_point=-5)
     q2 = engine_form(q, 16)
-    assert q2.layer.kw == 1 and q2.layer.c == layer.c * 4 * -(-layer.kw // 2)
+    folded = layer.c * 4 * -(-layer.kw // 2)
+    assert q2.layer.kw == 1 and q2.layer.c == -(-folded // 16) * 16      # zero-point channels up to 16
     want = ge.reference_conv(q)
     np.testing.assert_array_equal(ge.reference_conv(q2), want)
     np.testing.assert_array_equal(ge.engine_conv_q(q2, rows=16, cols=4, vec=16), want)
     if layer.c * 4 >= 8:                                         # 8 rows: space-to-depth is enough
         assert engine_form(q, 8).layer.kw == -(-layer.kw // 2)
+
+
+@pytest.mark.parametrize("layer", [ConvLayer.square(12, 12, 3, 3, 1, 1, c_out=5),               # the 3x3 C=3 stem
+                                   ConvLayer(9, 11, 1, 5, 3, 1, 1, 1, 1, 2, 0, c_out=3),         # C=1, asymmetric pads
+                                   ConvLayer(7, 8, 5, 2, 4, 1, 1, 1, 1, 0, 3, c_out=4)])
+@pytest.mark.parametrize("rows", [4, 8, 16])
+def test_stride_one_few_channel_layers_are_unfolded_and_channel_padded(layer, rows):
+    """A stride-1 layer with fewer channels than rows: pads written out as the zero point, the
+    kernel width folded into the channels, the channels padded with zero-point taps to a multiple
+    of rows (so every chunk is full and the engine compute-bound): the same outputs as the
+    oracle on the original layer, also through the engine's golden model."""
+    from convgen.sim.engine import engine_form
+
+    rng = np.random.default_rng(layer.c * 10 + layer.kw + rows)
+    q = ge.random_quant_conv(rng, layer, w_zero_point=9)
+    q2 = engine_form(q, rows)
+    if layer.c >= rows:                                          # enough channels: as it is
+        assert q2 is q
+        return
+    assert q2.layer.kw == 1 and q2.layer.pads == (0, 0, 0, 0) and q2.layer.c % rows == 0
+    assert q2.layer.c >= layer.c * layer.kw
+    want = ge.reference_conv(q)
+    np.testing.assert_array_equal(ge.reference_conv(q2), want)
+    np.testing.assert_array_equal(ge.engine_conv_q(q2, rows=rows, cols=4, vec=rows), want)
+    assert len(np.unique(want)) > 10
+
+
+def test_engine_form_leaves_other_layers_alone():
+    from convgen.sim.engine import engine_form
+
+    rng = np.random.default_rng(3)
+    for layer in [ConvLayer.square(8, 8, 16, 3, 1, 1),               # enough channels
+                  ConvLayer.square(8, 8, 4, 3, 1, 1, groups=2),      # grouped
+                  ConvLayer.square(8, 8, 3, 3, 1, 1, 2),             # dilated
+                  ConvLayer.square(8, 8, 3, 1, 1, 0)]:               # 1x1: nothing to fold
+        q = ge.random_quant_conv(rng, layer)
+        assert engine_form(q, 8) is q, layer
+
+
+def test_pad_channels_refuses_grouped_layers():
+    q = ge.random_quant_conv(np.random.default_rng(0), ConvLayer.square(6, 6, 4, 3, 1, 1, groups=2))
+    with pytest.raises(ConfigError):
+        ge.pad_channels(q, 8)

@@ -8,6 +8,8 @@
   hardware must reject are rejected by ConvLayer first.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -46,7 +48,7 @@ def loop_stream(lay: ConvLayer, R: int):
 
 @pytest.mark.parametrize("category", list(CATEGORIES))
 def test_conv_im2col_equals_the_oracle(category):
-    rng = np.random.default_rng(hash(category) % 1000)
+    rng = np.random.default_rng(zlib.crc32(category.encode()) % 1000)
     for _ in range(3):
         lay = random_layer(rng, HW, category)
         if lay.indirect:

@@ -11,6 +11,8 @@ accumulators above 2**24 (so the int32 -> float32 conversion itself rounds) and 
 biases over the whole int32 range.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -79,7 +81,7 @@ def _scales(rng, kind, n, per_channel):
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("kind", ["random", "dyadic"])
 def test_qlinear_matmul_golden_equals_ort(x_dtype, per_channel, kind):
-    rng = np.random.default_rng(hash((np.dtype(x_dtype).name, per_channel, kind)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((np.dtype(x_dtype).name, per_channel, kind)).encode()))
     info = np.iinfo(x_dtype)
     cases = ties = 0
     for trial in range(40):
