@@ -32,12 +32,8 @@ def test_every_kind_on_verilator_is_bit_exact(fmt):
     assert res.bit_exact, res.first_mismatch
     assert len(res.rows) == 20 and len(res.convs) == 8
     assert {c.kind for c in res.convs} >= {"standard", "depthwise", "pointwise", "grouped"}
-    for c in res.convs:
-        if c.formula_exact:
-            assert c.cycles == c.formula_cycles, c
-        else:
-            assert c.cycles >= c.formula_cycles, c
-    assert sum(c.formula_exact for c in res.convs) >= 6
+    for c in res.convs:       # every layer compute-bound (the C=3 stem after engine_form): the formula is exact
+        assert c.formula_exact and c.cycles == c.formula_cycles, c
     # the graph output is ORT's
     plain = gn.ort_tensors(model, _x(model), [gn.load(model).output_names[0]])
     assert np.array_equal(res.output, next(iter(plain.values())))
