@@ -273,6 +273,12 @@ int main(int argc, char** argv) {
 """
 
 
+#: Verilator's own optimizations, X values fixed at 0 (the testbench initializes every memory it
+#: reads), and the model's C++ compiled with -O2 instead of verilated.mk's default -Os: about 1.7x
+#: faster on the 8x8 engine (bench/engine.py, section "Simulation speed"), a few seconds more to build.
+VERILATOR_BUILD_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-MAKEFLAGS", "OPT_FAST=-O2"]
+
+
 @dataclass(frozen=True)
 class EngineBuild:
     config: EngineConfig
@@ -307,7 +313,8 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
     text = verilog if verilog is not None else engine_verilog(cfg)
     tb = testbench_verilog(cfg, module, mem_words)
     key = hashlib.sha256(json.dumps({"v": hashlib.sha256(text.encode()).hexdigest(), "tb": tb,
-                                     "sim": simulator, "ver": simulator_version(simulator)},
+                                     "sim": simulator, "ver": simulator_version(simulator),
+                                     "flags": VERILATOR_BUILD_FLAGS if simulator == "verilator" else []},
                                     sort_keys=True).encode()).hexdigest()[:16]
     directory = cache_root() / "engine" / f"{module[:60]}-{simulator}-{key}"
     exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{TB_TOP}")
@@ -325,7 +332,7 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
                 (directory / "main.cpp").write_text(VERILATOR_MAIN % {"top": TB_TOP})
                 from .build import VERILATOR_SIM_FLAGS
 
-                cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                cmd = ["verilator", "--cc", "--exe", "--build", *VERILATOR_BUILD_FLAGS,
                        "--top-module", TB_TOP, "-Mdir", "obj", "-o", f"V{TB_TOP}", "-j", "2",
                        *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL", "main.cpp", "tb.v", "engine.v"]
             p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
@@ -393,13 +400,20 @@ def _field_ok(cfg, d: dict):
 
 def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: int = 0, latency: int = 1,
                jitter: int = 0, reset_at: int | None = None, max_cycles: int = 50_000_000,
-               run_dir: str | os.PathLike | None = None, keep: bool = False) -> RunResult:
+               run_dir: str | os.PathLike | None = None, keep: bool = False,
+               waves: str | os.PathLike | None = None) -> RunResult:
     """Run ``jobs`` back to back on one model; each layer's tensors live at their own bases.
 
     The memory images, the log and the output dump go to ``run_dir`` (kept), else to a
     temporary directory that is deleted afterwards unless ``keep`` or the simulation failed
-    (:class:`~convgen.sim.build.SimulationFailed` names the log inside it)."""
+    (:class:`~convgen.sim.build.SimulationFailed` names the log inside it).
+
+    ``waves``: a file to copy the run's waveform to (VCD of every testbench and engine signal,
+    memories excluded). Icarus builds only: the clock wrapper dumps ``waves.vcd`` with the
+    plusarg ``+vcd``; the Verilator build has no tracing compiled in (ConfigError)."""
     cfg = b.config
+    if waves is not None and b.simulator != "icarus":
+        raise ConfigError(f"a waveform needs an Icarus build of the engine, not {b.simulator}")
     t0 = time.monotonic()
     bases = {"x": 0, "w": 0, "p": 0, "y": 0}
     xs, ws, ps = [], [], []
@@ -416,12 +430,17 @@ def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: in
             raise ConfigError(f"the layers need {used} {key} words; the testbench memories hold {b.mem_words} "
                               "(build with a larger mem_words)")
     with work_directory("convgen-engine-", run_dir, keep=keep) as d:
-        return _run_in(b, jobs, d, xs, ws, ps, bases, t0, seed=seed, stall=stall, latency=latency, jitter=jitter,
-                       reset_at=reset_at, max_cycles=max_cycles)
+        r = _run_in(b, jobs, d, xs, ws, ps, bases, t0, seed=seed, stall=stall, latency=latency, jitter=jitter,
+                    reset_at=reset_at, max_cycles=max_cycles, waves=waves is not None)
+        if waves is not None:
+            if not (d / "waves.vcd").is_file():
+                raise SimulationFailed(f"the {b.simulator} run wrote no waves.vcd in {d}")
+            shutil.copyfile(d / "waves.vcd", waves)
+        return r
 
 
 def _run_in(b: EngineBuild, jobs, run_dir: Path, xs, ws, ps, bases, t0, *, seed, stall, latency, jitter, reset_at,
-            max_cycles) -> RunResult:
+            max_cycles, waves: bool = False) -> RunResult:
     cfg = b.config
     _write_hex(run_dir / "x.hex", xs or [0], 8 * cfg.vec)
     _write_hex(run_dir / "w.hex", ws or [0], 8 * cfg.cols)
@@ -430,7 +449,7 @@ def _run_in(b: EngineBuild, jobs, run_dir: Path, xs, ws, ps, bases, t0, *, seed,
     _write_hex(run_dir / "desc.hex", [pack_struct(cfg.desc_layout, j.desc) for j in jobs], cfg.desc_layout.size)
     args = [f"+seed={seed}", f"+stall={stall}", f"+lat={max(1, latency)}", f"+jitter={jitter}",
             f"+ndesc={len(jobs)}", f"+max_cycles={max_cycles}", f"+ywords={max(1, bases['y'])}",
-            f"+reset_at={-1 if reset_at is None else reset_at}"]
+            f"+reset_at={-1 if reset_at is None else reset_at}"] + (["+vcd"] if waves else [])
     env = dict(os.environ, **simulator_env(b.simulator))
     cmd = (["vvp", "-n", str(b.executable)] if b.simulator == "icarus" else [str(b.executable)]) + args
     t1 = time.monotonic()

@@ -19,12 +19,25 @@ output, with ONNX Runtime.
 
 Per layer it records cycles (the engine's counter), the formula, SCALE-Sim's no-overlap OS
 cycles ``ceil(M/R)*ceil(N/C)*(K+R+C-2)``, utilization and wall time.
+
+**Part of a network.** ``layers=(a, b)`` runs only convolutions ``a..b`` on the RTL. Convolutions
+are numbered from 0 in the order the network executes them (``Network.conv_steps``), counting
+convolutions only, not graph nodes. The others run on the golden model, which is bit-exact with
+ORT, so every RTL layer still gets the input the whole network would give it. The engine is
+still the one that holds every convolution of the network, so a partial run reuses the full
+run's cached build and measures the same cycles.
+
+**The first mismatch.** :func:`save_mismatch` writes the first mismatching step's tensors (its
+input, ORT's output, the RTL's output, and the layer as a ``convgen run conv --layer`` archive)
+and re-runs that one convolution on an Icarus build of the same engine with waveform dumping.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +50,7 @@ from .engine import EngineBuild, build_engine, engine_config_for, engine_form, f
     run_layers, y_from_words
 
 __all__ = ["ConvRun", "NetworkRun", "EngineExecutor", "quant_conv", "plan_network", "run_network",
-           "scalesim_os_cycles", "layer_inputs", "layers_engine", "run_layer"]
+           "scalesim_os_cycles", "layer_inputs", "layers_engine", "run_layer", "check_layers", "save_mismatch"]
 
 
 def scalesim_os_cycles(layer, rows: int, cols: int) -> int:
@@ -54,6 +67,12 @@ def quant_conv(q: gn.QConv) -> ge.QuantConv:
     """The engine's form of one QLinearConv of the network (ORT's float32 requantization,
     rounding "onnx"). ConfigError if the weight zero point differs between channels (the engine
     subtracts one per tensor)."""
+    return ge.quant_conv_from_arrays(conv_arrays(q))
+
+
+def conv_arrays(q: gn.QConv) -> dict:
+    """One QLinearConv of the network as the ONNX arrays ``convgen run conv --layer`` reads
+    (:func:`convgen.golden.engine.quant_conv_from_arrays`)."""
     wz = np.asarray(q.w_zero_point).reshape(-1)
     if wz.size > 1 and not (wz == wz[0]).all():
         raise ConfigError("per-channel weight zero points are not supported by the engine (one per tensor)")
@@ -64,23 +83,28 @@ def quant_conv(q: gn.QConv) -> ge.QuantConv:
               "y_scale": np.float32(q.y_scale), "y_zero_point": np.array(q.y_zero_point, dt),
               "B": np.asarray(q.bias).astype(np.int64), "strides": np.array(q.strides), "pads": np.array(q.pads),
               "dilations": np.array(q.dilations), "group": np.array(q.group)}
-    return ge.quant_conv_from_arrays(arrays)
+    return arrays
 
 
 @dataclass
 class ConvRun:
-    """One convolution of the network on the RTL."""
+    """One convolution of the network: on the RTL (``on_rtl``), or on the golden model when it
+    is outside the range of layers run on the RTL (then ``cycles`` and ``utilization`` are None;
+    the formula and SCALE-Sim's count are still given). ``index``: its number among the
+    network's convolutions, from 0."""
 
     name: str
     kind: str
     shape: str
     macs: int
-    cycles: int
+    cycles: int | None
     formula_cycles: int
     formula_exact: bool
     scalesim_cycles: int
-    utilization: float
+    utilization: float | None
     wall_seconds: float
+    index: int = 0
+    on_rtl: bool = True
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -96,6 +120,12 @@ class NetworkRun:
     build_seconds: float
     wall_seconds: float
     tensors: dict = field(repr=False, default_factory=dict)
+    layers: tuple | None = None      # (first, last) convolution run on the RTL; None: all
+    network: gn.Network | None = field(repr=False, default=None)
+    input: np.ndarray | None = field(repr=False, default=None)
+    queries: dict = field(repr=False, default_factory=dict)   # conv name -> the QConv the executor ran
+    mem_words: int = 1 << 16
+    timing: dict = field(default_factory=dict)
 
     @property
     def bit_exact(self) -> bool:
@@ -106,12 +136,16 @@ class NetworkRun:
         return next((r for r in self.rows if r["mismatches"]), None)
 
     def totals(self) -> dict:
-        macs = sum(c.macs for c in self.convs)
-        cycles = sum(c.cycles for c in self.convs)
+        """Totals over the convolutions run on the RTL (all of them unless ``layers``)."""
+        rtl = [c for c in self.convs if c.on_rtl]
+        macs = sum(c.macs for c in rtl)
+        cycles = sum(c.cycles for c in rtl)
         pes = self.config.rows * self.config.cols
-        return {"convs": len(self.convs), "macs": macs, "cycles": cycles,
-                "formula_cycles": sum(c.formula_cycles for c in self.convs),
-                "scalesim_cycles": sum(c.scalesim_cycles for c in self.convs),
+        return {"convs": len(self.convs), "convs_rtl": len(rtl),
+                "layers": None if self.layers is None else f"{self.layers[0]}-{self.layers[1]}",
+                "macs": macs, "cycles": cycles,
+                "formula_cycles": sum(c.formula_cycles for c in rtl),
+                "scalesim_cycles": sum(c.scalesim_cycles for c in rtl),
                 "utilization": round(macs / (cycles * pes), 4) if cycles else 0.0,
                 "bit_exact": self.bit_exact, "steps_compared": len(self.rows),
                 "build_seconds": round(self.build_seconds, 1), "wall_seconds": round(self.wall_seconds, 1)}
@@ -151,13 +185,28 @@ def plan_network(net: gn.Network, x, *, rows: int, cols: int) -> tuple[EngineCon
     return cfg, seen
 
 
+def check_layers(layers, n: int) -> tuple[int, int] | None:
+    """``layers`` (first, last), 0-based inclusive convolution indices, checked against the
+    ``n`` convolutions of a network; ConfigError otherwise. None means all."""
+    if layers is None:
+        return None
+    a, b = (int(v) for v in layers)
+    if not 0 <= a <= b < n:
+        raise ConfigError(f"layers must be (first, last) with 0 <= first <= last <= {n - 1} "
+                          f"(the network has {n} convolutions), not {tuple(layers)}")
+    return a, b
+
+
 class EngineExecutor:
-    """The ``conv`` hook of :func:`golden.network.run` that runs each layer on the RTL."""
+    """The ``conv`` hook of :func:`golden.network.run` that runs each layer on the RTL, or,
+    outside ``layers`` (first, last convolution index, inclusive), on the golden model."""
 
     def __init__(self, build: EngineBuild, *, progress=None, total: int | None = None, seed: int = 1,
-                 stall: int = 0, latency: int = 1, jitter: int = 0):
+                 stall: int = 0, latency: int = 1, jitter: int = 0, layers: tuple[int, int] | None = None):
         self.build = build
         self.runs: list[ConvRun] = []
+        self.queries: dict[str, gn.QConv] = {}
+        self.layers = layers
         self._say = progress or (lambda text: None)
         self._total = total
         self._timing = dict(seed=seed, stall=stall, latency=latency, jitter=jitter)
@@ -165,38 +214,52 @@ class EngineExecutor:
     def __call__(self, q: gn.QConv) -> np.ndarray:
         t0 = time.monotonic()
         cfg = self.build.config
+        index = len(self.runs)
+        self.queries[q.name] = q          # references to the network's tensors, no copies
+        on_rtl = self.layers is None or self.layers[0] <= index <= self.layers[1]
         orig = quant_conv(q)
         qc = engine_form(orig, cfg.rows)
         job = job_from_quant(qc, cfg)
+        L = orig.layer
+        f, exact = formula_cycles(cfg, job, latency=self._timing["latency"])
+        shape = f"{L.h}x{L.w}x{L.c}->{L.out_h}x{L.out_w}x{L.c_out} k{L.kh}x{L.kw}/s{L.stride_h}"
+        exact = exact and not self._timing["stall"] and not self._timing["jitter"]
+        scalesim = scalesim_os_cycles(L, cfg.rows, cfg.cols)
+        n = f"/{self._total}" if self._total else ""
+        if not on_rtl:
+            y = gn.golden_conv(q)
+            run = ConvRun(q.name, L.kind, shape, L.macs, None, f, exact, scalesim, None, time.monotonic() - t0,
+                          index, False)
+            self.runs.append(run)
+            self._say(f"conv {index + 1}{n} (#{index}) {q.name}: {shape}, golden model (not in the RTL range)")
+            return y
         r = run_layers(self.build, [job], **self._timing)
         lr = r.layers[0]
         if lr.status != "OK":
             raise ConfigError(f"the engine ended layer {q.name!r} with status {lr.status}")
         y = y_from_words(lr.y_words, job, bool(qc.params.act_min.min() < 0))
-        L = orig.layer
-        f, exact = formula_cycles(cfg, job, latency=self._timing["latency"])
-        run = ConvRun(q.name, L.kind, f"{L.h}x{L.w}x{L.c}->{L.out_h}x{L.out_w}x{L.c_out} k{L.kh}x{L.kw}/s{L.stride_h}",
-                      L.macs, lr.cycles, f, exact and not self._timing["stall"] and not self._timing["jitter"],
-                      scalesim_os_cycles(L, cfg.rows, cfg.cols), L.macs / (lr.cycles * cfg.rows * cfg.cols),
-                      time.monotonic() - t0)
+        run = ConvRun(q.name, L.kind, shape, L.macs, lr.cycles, f, exact, scalesim,
+                      L.macs / (lr.cycles * cfg.rows * cfg.cols), time.monotonic() - t0, index, True)
         self.runs.append(run)
-        n = f"/{self._total}" if self._total else ""
-        self._say(f"conv {len(self.runs)}{n} {q.name}: {run.shape}, {run.cycles:,} cycles, "
+        self._say(f"conv {index + 1}{n} (#{index}) {q.name}: {run.shape}, {run.cycles:,} cycles, "
                   f"utilization {run.utilization:.1%}")
         return y.transpose(2, 0, 1)[None]
 
 
 def run_network(model, x=None, *, rows: int = 8, cols: int = 8, simulator: str = "verilator", progress=None,
                 seed: int = 1, stall: int = 0, latency: int = 1, jitter: int = 0, input_seed: int = 0,
-                input_shape=None) -> NetworkRun:
+                input_shape=None, layers: tuple[int, int] | None = None) -> NetworkRun:
     """Run ``model`` (path, bytes or ModelProto of a quantized ONNX model) on input ``x``
     (float32 of the model's input shape; default: seeded standard-normal) with every
     convolution on a ``rows x cols`` engine, and compare every step with ONNX Runtime.
     ``input_shape`` fixes dynamic input dimensions. ``seed``/``stall``/``latency``/``jitter``:
-    the memory model's timing (as in :func:`convgen.sim.engine.run_conv`)."""
+    the memory model's timing (as in :func:`convgen.sim.engine.run_conv`). ``layers``: (first,
+    last) convolution index, 0-based and inclusive, run on the RTL; the others run on the golden
+    model (ConfigError before any build if out of range)."""
     t0 = time.monotonic()
     say = progress or (lambda text: None)
     net = gn.load(model, input_shape)
+    layers = check_layers(layers, len(net.conv_steps))
     if x is None:
         x = np.random.default_rng(input_seed).standard_normal(net.input_shape).astype(np.float32)
     say(f"planning: {len(net.steps)} steps, {len(net.conv_steps)} convolutions")
@@ -206,13 +269,102 @@ def run_network(model, x=None, *, rows: int = 8, cols: int = 8, simulator: str =
     mem_words = max(1 << 16, 1 << (words - 1).bit_length())
     say(f"building the {rows}x{cols} engine for {simulator} (cached after the first time)")
     b = build_engine(cfg, simulator, mem_words=mem_words)
-    ex = EngineExecutor(b, progress=say, total=len(convs), seed=seed, stall=stall, latency=latency, jitter=jitter)
+    ex = EngineExecutor(b, progress=say, total=len(convs), seed=seed, stall=stall, latency=latency, jitter=jitter,
+                        layers=layers)
     say("running the network")
     res = gn.run(net, x, conv=ex)
     say("comparing every step with ONNX Runtime")
     rows_ = gn.compare(model, x, net=net, result=res)
     return NetworkRun(res.output, ex.runs, rows_, cfg, simulator, b.build_seconds, time.monotonic() - t0,
-                      tensors=res.tensors)
+                      tensors=res.tensors, layers=layers, network=net, input=x, queries=ex.queries,
+                      mem_words=mem_words, timing=dict(seed=seed, stall=stall, latency=latency, jitter=jitter))
+
+
+# ---- the first mismatching step: its tensors and a waveform ------------------------------------
+def _file_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "step"
+
+
+def _as_type_of(a, like: np.ndarray) -> np.ndarray:
+    """``a`` in the dtype of ``like`` when the values fit (the executor keeps int64)."""
+    a = np.asarray(a)
+    if like.dtype.kind in "iu" and a.shape == like.shape:
+        info = np.iinfo(like.dtype)
+        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
+            return a.astype(like.dtype)
+    return a
+
+
+#: layers longer than this get no waveform from :func:`save_mismatch` (Icarus dumps every signal:
+#: about 6 kB per cycle on a 4x4 engine, and it simulates the engine at thousands of cycles per second)
+WAVES_MAX_CYCLES = 200_000
+
+
+def save_mismatch(res: NetworkRun, model, directory, *, waves: bool = True, progress=None,
+                  waves_max_cycles: int = WAVES_MAX_CYCLES) -> dict | None:
+    """Write the first mismatching step of ``res`` into ``directory`` (all files or none,
+    ``core.fileio.atomic_directory``; an existing directory keeps its other files) and return
+    the first-mismatch row with the paths; None when the run is bit-exact.
+
+    Files, prefixed ``conv<index>-<node>`` for a convolution (``step<k>-<node>`` otherwise):
+    ``.input.npy`` (the step's input as the network computed it; ``.input<i>.npy`` for several
+    inputs), ``.expected.npy`` (ONNX Runtime's output), ``.got.npy`` (this run's output); for a
+    convolution also ``.layer.npz`` (its ONNX arrays, for ``convgen run conv --layer``) and, with
+    ``waves`` and the layer run on the RTL, ``.vcd``: the layer alone re-run on an Icarus build
+    of the same engine with the same memory timing (``waveform_reproduces`` says whether that
+    re-run gave the same wrong output). A layer of more than ``waves_max_cycles`` cycles, or a
+    failing re-run, leaves the waveform out and says why in ``waveform_error``."""
+    from convgen.core.fileio import atomic_directory
+
+    from .build import SimulationFailed
+    from .tools import SimulatorUnavailable
+
+    row = res.first_mismatch
+    if row is None:
+        return None
+    say = progress or (lambda text: None)
+    net = res.network if res.network is not None else gn.load(model)
+    k, step = next((i, s) for i, s in enumerate(net.steps) if s.name == row["name"])
+    conv = next((c for c in res.convs if c.name == step.name), None) if step.op == "QLinearConv" else None
+    stem = _file_stem(f"conv{conv.index}-{step.name}" if conv is not None else f"step{k}-{step.name}")
+    expected = np.asarray(gn.ort_tensors(model, res.input, [step.output], net=net)[step.output])
+    got = _as_type_of(res.tensors[step.output], expected)
+    info = dict(row, conv=None if conv is None else conv.index, on_rtl=bool(conv is not None and conv.on_rtl),
+                directory=str(directory), tensors={}, layer=None, waveform=None)
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        names = {}
+        inputs = [res.tensors[i] for i in step.inputs]
+        q = res.queries.get(step.name)
+        for i, a in enumerate(inputs):
+            key = "input" if len(inputs) == 1 else f"input{i}"
+            if q is not None and i == 0:
+                a = np.asarray(a).astype(np.int8 if q.signed else np.uint8)
+            names[key] = a
+        names["expected"], names["got"] = expected, got
+        for key, a in names.items():
+            np.save(tmp / f"{stem}.{key}.npy", np.asarray(a))
+            info["tensors"][key] = str(directory / f"{stem}.{key}.npy")
+        if q is not None:
+            np.savez(tmp / f"{stem}.layer.npz", **conv_arrays(q))
+            info["layer"] = str(directory / f"{stem}.layer.npz")
+        if q is not None and conv.on_rtl and waves and conv.cycles > waves_max_cycles:
+            info["waveform_error"] = (f"the layer takes {conv.cycles:,} cycles, over the waveform limit of "
+                                      f"{waves_max_cycles:,}")
+        elif q is not None and conv.on_rtl and waves:
+            say(f"re-running conv #{conv.index} {step.name} on Icarus with waveform dumping")
+            try:
+                b = build_engine(res.config, "icarus", mem_words=res.mem_words)
+                qc = engine_form(quant_conv(q), res.config.rows)
+                job = job_from_quant(qc, res.config)
+                r = run_layers(b, [job], waves=tmp / f"{stem}.vcd", **res.timing)
+                y = y_from_words(r.layers[0].y_words, job, bool(qc.params.act_min.min() < 0))
+                info["waveform"] = str(directory / f"{stem}.vcd")
+                info["waveform_reproduces"] = bool(r.layers[0].status == "OK"
+                                                   and np.array_equal(y.transpose(2, 0, 1)[None], got))
+            except (SimulationFailed, SimulatorUnavailable, ConfigError) as e:
+                info["waveform_error"] = str(e).splitlines()[0]
+    return info
 
 
 # ---- one convolution per test: sharding a network's regression --------------------------------
