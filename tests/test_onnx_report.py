@@ -180,3 +180,39 @@ def test_first_mismatch_saves_tensors_and_a_waveform(tmp_path, capsys, monkeypat
     assert sorted(p.name for p in mdir.iterdir()) == sorted(
         v.rsplit("/", 1)[-1] for v in [*m["tensors"].values(), m["layer"], m["waveform"]])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "x.npy"]
+
+
+def test_first_mismatch_at_a_host_op_saves_its_tensors(tmp_path, capsys, monkeypatch):
+    """A QLinearAdd that adds 1 (a host op, not an RTL step): the first mismatch is the first add,
+    its inputs and outputs are saved, and there is no layer or waveform to give."""
+    path = _model()
+    x = _x(path, 3)
+    net = gn.load(path)
+    real_add = gn.qlinear_add
+    monkeypatch.setattr(gn, "qlinear_add", lambda *a, **k: np.minimum(real_add(*a, **k) + 1, 127))
+    np.save(tmp_path / "x.npy", x)
+    status = main(["run", "onnx", str(path), "--input", str(tmp_path / "x.npy"), "--engine", "4x4", "--layers", "0",
+                   "--out", str(tmp_path / "y.npy"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 1, err
+    m = json.loads(out.strip().splitlines()[-1])["first_mismatch"]
+    k, add = next((k, s) for k, s in enumerate(net.steps) if s.op == "QLinearAdd")
+    assert m["name"] == add.name and m["conv"] is None and m["layer"] is None and m["waveform"] is None
+    mdir = tmp_path / f"{path.stem}-mismatch"          # default: beside --out
+    assert sorted(p.name for p in mdir.iterdir()) == sorted(
+        f"step{k}-{add.name}.{w}.npy" for w in ("input0", "input1", "expected", "got"))
+    ref = gn.ort_tensors(path, x, [*add.inputs, add.output], net=net)
+    t = {w: np.load(mdir / f"step{k}-{add.name}.{w}.npy") for w in ("input0", "input1", "expected", "got")}
+    assert np.array_equal(t["input0"], ref[add.inputs[0]]) and np.array_equal(t["input1"], ref[add.inputs[1]])
+    assert np.array_equal(t["expected"], ref[add.output])
+    assert np.array_equal(t["got"], np.minimum(ref[add.output].astype(np.int64) + 1, 127))
+    line = [ln for ln in err.splitlines() if "first mismatch" in ln]
+    assert len(line) == 1 and f"'{add.name}' (QLinearAdd)" in line[0] and "not a step run on the RTL" in line[0]
+
+
+def test_mismatch_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    status = main(["run", "onnx", str(_model()), "--engine", "4x4", "--mismatch-dir", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "--mismatch-dir" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
