@@ -1,4 +1,5 @@
 import sys
-from convgen.cli import main
+
+from convgen.entry import main
 
 sys.exit(main())

@@ -341,6 +341,33 @@ def test_ctrl_c_while_starting_up(monkeypatch, capsys):
     assert capsys.readouterr().err == "convgen: interrupted\n"
 
 
+def test_ctrl_c_while_importing(monkeypatch, capsys):
+    """The console script (``convgen.entry``) imports the command line inside its own handler:
+    Ctrl-C while numpy and Amaranth are still loading is one line and status 130 too."""
+    import builtins
+
+    import convgen.entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "convgen.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert convgen.entry.main() == 130
+    assert capsys.readouterr().err == "convgen: interrupted\n"
+
+
+def test_console_script_is_the_guarded_entry():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["convgen"] == "convgen.entry:main"
+
+
 # ---- Verilator without perl --------------------------------------------------------------------
 @pytest.fixture
 def path_without_perl(tmp_path):
