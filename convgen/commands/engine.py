@@ -21,7 +21,8 @@ from convgen.core.params import ConfigError
 from convgen.hdl.engine import ConvEngine, EngineConfig
 from convgen.hdl.engine_soc import BUFFER_FIELDS, EngineWithBuffers, check_buffer_target, soc_component, soc_verilog
 
-from .common import Block, CLIError, Run, keep_directory, check_output_file
+from .common import Block, CLIError, Run, _config, _read, add_fields, check_output_dir, check_output_file, \
+    keep_directory, remember_flags
 
 #: config fields ``run conv`` derives from the layer instead of taking them as options
 DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max_pad", "max_dilation",
@@ -108,14 +109,12 @@ def load_layer(path: str, *, rounding: str, layout: str):
     return q, y_signed
 
 
-def _run_conv(args, cfg) -> int:
-    from convgen.core.fileio import atomic_write_bytes
-    from convgen.sim.engine import engine_config_for, engine_form, prepare_conv, run_conv
+def _layer_engine(q, cfg):
+    """The engine for layer ``q`` as it runs (a fetch-bound stem in its engine form): the
+    array and memory-side options of ``cfg``, the maxima derived from the layer; CLIError
+    naming ``--layer`` if the engine cannot run it."""
+    from convgen.sim.engine import engine_config_for, engine_form, prepare_conv
 
-    # everything is checked before the build: the output path, the layer, the engine for it
-    check_output_file(args.out, "--out", "y.npy")
-    q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
-    # the engine for the layer as it runs (a fetch-bound strided stem by space-to-depth)
     engine = engine_config_for([engine_form(q, cfg.rows).layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding,
                                vec=cfg.vec)
     engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
@@ -124,6 +123,17 @@ def _run_conv(args, cfg) -> int:
         prepare_conv(q, config=engine)
     except ConfigError as e:
         raise CLIError(f"--layer: {e}") from None
+    return engine
+
+
+def _run_conv(args, cfg) -> int:
+    from convgen.core.fileio import atomic_write_bytes
+    from convgen.sim.engine import run_conv
+
+    # everything is checked before the build: the output path, the layer, the engine for it
+    check_output_file(args.out, "--out", "y.npy")
+    q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
+    engine = _layer_engine(q, cfg)
 
     def progress(text):
         if not args.quiet:
@@ -141,6 +151,51 @@ def _run_conv(args, cfg) -> int:
     return 0
 
 
+def _export_test(args) -> int:
+    from convgen.sim.engine import export_test
+
+    cfg = _config(BLOCK, args, DERIVED)
+    _read(args, EXPORT_OPTIONS)
+    check_output_dir(args.out, "--out")
+    q, _ = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
+    engine = _layer_engine(q, cfg)
+    print(json.dumps(export_test(q, args.out, config=engine, seed=args.seed, stall=args.stall, latency=args.latency,
+                                 jitter=args.jitter), default=str))
+    return 0
+
+
+def register(verbs: dict) -> None:
+    help_text = ("a standalone HDL test of one layer: the engine's Verilog, a free-running testbench that checks "
+                 "the output, the $readmemh memory images, the expected output and run scripts for Icarus and "
+                 "Verilator (no Python needed to rerun it)")
+    p = verbs["top"].add_parser("export-test", help=help_text, description=help_text)
+    add_fields(p, EXPORT_OPTIONS)
+    add_fields(p, [f for f in BLOCK.fields if f.name not in DERIVED])
+    p.set_defaults(func=_export_test)
+    remember_flags(p)
+
+
+LAYER_OPTION = Field("layer", None, "the layer as .npz: ONNX QLinearConv input names (x, x_scale, x_zero_point, w, "
+                                    "w_scale, w_zero_point, y_scale, y_zero_point, optional B; attributes strides, "
+                                    "pads, dilations, group); with --rounding tflite*: multiplier, shift, act_min, "
+                                    "act_max instead of scales", kind=str, required=True, metavar="LAYER.npz")
+LAYOUT_OPTION = Field("layout", "nchw", "layouts of x, w and y: nchw (ONNX: x NCHW, w OIHW) or nhwc (TFLite: x NHWC, "
+                                        "w OHWI)", choices=("nchw", "nhwc"))
+MEMORY_OPTIONS = (
+    Field("seed", 1, "seed of the memory model's random stalls and latencies", lo=0, hi=2**31 - 1),
+    Field("stall", 0, "percent of memory requests refused (random, from the seed)", lo=0, hi=90),
+    Field("latency", 1, "cycles from a memory request to its answer", lo=1, hi=64),
+    Field("jitter", 0, "random extra cycles of latency, 0..jitter", lo=0, hi=64),
+)
+EXPORT_OPTIONS = (
+    LAYER_OPTION,
+    Field("out", None, "directory for the test (created; its files are replaced all or none)", kind=str,
+          required=True, flags=("--out", "-o"), metavar="DIR"),
+    LAYOUT_OPTION,
+    *MEMORY_OPTIONS,
+)
+
+
 BLOCK = Block(
     name="engine",
     help="ConvEngine: a whole INT8 convolution layer from memory (im2col, systolic array, requantizer)",
@@ -152,18 +207,11 @@ BLOCK = Block(
     check=_check,
     runs=(Run("conv", "one quantized convolution layer (ONNX QLinearConv or TFLite CONV_2D/DEPTHWISE_CONV_2D) "
                       "on the ConvEngine RTL", _run_conv, exclude=DERIVED, options=(
-        Field("layer", None, "the layer as .npz: ONNX QLinearConv input names (x, x_scale, x_zero_point, w, "
-                             "w_scale, w_zero_point, y_scale, y_zero_point, optional B; attributes strides, "
-                             "pads, dilations, group); with --rounding tflite*: multiplier, shift, act_min, "
-                             "act_max instead of scales", kind=str, required=True, metavar="LAYER.npz"),
+        LAYER_OPTION,
         Field("out", None, "where to write y (.npy; NCHW, or NHWC with --layout nhwc; int8 or uint8 as "
                            "y_zero_point)", kind=str, required=True, metavar="Y.npy"),
-        Field("layout", "nchw", "layouts of x, w and y: nchw (ONNX: x NCHW, w OIHW) or nhwc (TFLite: x NHWC, "
-                                "w OHWI)", choices=("nchw", "nhwc")),
-        Field("seed", 1, "seed of the memory model's random stalls and latencies", lo=0, hi=2**31 - 1),
-        Field("stall", 0, "percent of memory requests refused (random, from the seed)", lo=0, hi=90),
-        Field("latency", 1, "cycles from a memory request to its answer", lo=1, hi=64),
-        Field("jitter", 0, "random extra cycles of latency, 0..jitter", lo=0, hi=64),
+        LAYOUT_OPTION,
+        *MEMORY_OPTIONS,
         Field("keep", False, "keep the run directory (memory images, log, output dump)"),
         Field("quiet", False, "no progress lines on stderr"),
     )),),
