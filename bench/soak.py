@@ -75,8 +75,10 @@ class Tally:
 
     def finish(self) -> dict:
         r = self.r
-        for p in r["ports"].values():
+        for name, p in r["ports"].items():
             p["drop_pct"] = round(100 * p["drop"] / p["active"], 1) if p["active"] else 0.0
+            set_ = [s["pct"].get(name, 0) for s in r["stall_settings"] if "pct" in s]
+            p["set_mean_pct"] = round(sum(set_) / len(set_), 1) if set_ else None
         r["cycles_per_second"] = round(r["cycles"] / r["sim_seconds"]) if r["sim_seconds"] else None
         r["ok"] = r["mismatches"] == 0 and r["lost_beats"] == 0 and r["surplus_beats"] == 0 and r["timeouts"] == 0 \
             and not any(r["flags"].values())
@@ -147,6 +149,7 @@ def soak_engine(simulator: str, *, values: int, budget: float | None, seed: int)
     log(f"{simulator} engine: building {eng.cfg.module_name} (cached after the first time)")
     b = eng.build(simulator)
     t.r["build_seconds"] = round(b.build_seconds, 1)
+    t.r["build_cached"] = b.build_seconds < 1.0      # EngineBuild does not say; a cached one takes milliseconds
     rng = np.random.default_rng([seed, 6, sum(map(ord, simulator))])
     start = time.monotonic()
     r = 0
@@ -224,7 +227,8 @@ def git_commit() -> str | None:
 
 
 def _pct(ports: dict, direction: str) -> str:
-    return ", ".join(f"{n} {p['drop_pct']}%" for n, p in ports.items() if p["direction"] == direction) or "-"
+    return ", ".join(f"{n} {p['drop_pct']}% (set {p['set_mean_pct']}%)" for n, p in ports.items()
+                     if p["direction"] == direction) or "-"
 
 
 def _beats(ports: dict, direction: str) -> str:
@@ -257,7 +261,10 @@ def render(res: dict) -> str:
         "requantizer, input elements for Winograd) or produces (addresses for im2col, whose input is one "
         "descriptor per layer; outputs for the engine); *beats in/out* = transfers counted by the testbench; "
         "*dropouts* = injected valid (inputs) or ready (outputs) dropout cycles as a share of the cycles the port "
-        "was owed traffic (the engine: the percentage set for its memories and output port, mean over rounds); "
+        "was owed traffic (an input with a beat it may offer, an output with beats still expected), and in "
+        "brackets the percentage set, mean over the rounds (a dropout decision blocks a whole burst, and an input "
+        "held by backpressure makes no decision, so the two differ; the engine: the percentage set for its "
+        "memories and output port, mean over rounds); "
         "*mismatches* = output values that differ from the golden model; *lost/dup* = beats missing or in "
         "surplus; *cycles/s* = simulated cycles per second of the simulator process (memory loading and dumping "
         "included); *wall* = stimulus generation, simulation and comparison.", "",

@@ -153,7 +153,7 @@ def harness_verilog(manifest: dict, *, depth: int, gates: dict[str, str] | None 
             si_{n}_idx <= si_{n}_next;
             if (!si_{n}_v || si_{n}_r) si_{n}_v <= si_{n}_avail && !si_{n}_stall;
             if ((!si_{n}_v || si_{n}_r) && si_{n}_avail && si_{n}_stall) si_{n}_drop <= si_{n}_drop + 32'd1;
-            if (si_{n}_idx < si_{n}_n) si_{n}_active <= si_{n}_active + 32'd1;
+            if (si_{n}_v || si_{n}_avail) si_{n}_active <= si_{n}_active + 32'd1;
             if (si_{n}_v && !si_{n}_r) si_{n}_bp <= si_{n}_bp + 32'd1;
         end""")
         conns += [f".{streams[n]['valid']}(si_{n}_v)", f".{streams[n]['ready']}(si_{n}_r)",
@@ -375,7 +375,8 @@ class SoakRun:
     """What one run measured. ``ports[name]``: ``beats`` transferred, ``of`` (planned beats of an
     input, expected of an output), ``drop`` (injected dropout cycles: valid withheld from an
     input with a beat available, ready low on an output still owed beats), ``active`` (cycles
-    the port was owed traffic), ``bp`` (valid high and ready low)."""
+    the port was owed traffic: an input with valid high or a beat available, its gate open;
+    an output with beats still expected), ``bp`` (valid high and ready low)."""
 
     cycles: int
     timeout: bool
