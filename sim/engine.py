@@ -310,10 +310,12 @@ int main(int argc, char** argv) {
 """
 
 
-#: Verilator's own optimizations, X values fixed at 0 (the testbench initializes every memory it
-#: reads), and the model's C++ compiled with -O2 instead of verilated.mk's default -Os: about 1.7x
-#: faster on the 8x8 engine (bench/engine.py, section "Simulation speed"), a few seconds more to build.
-VERILATOR_BUILD_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "-MAKEFLAGS", "OPT_FAST=-O2"]
+#: Verilator's own optimizations and X values fixed at 0 (the testbench initializes every memory
+#: it reads). The C++ stays at verilated.mk's -Os: the 8x8 engine's model runs about 13,000
+#: instructions per simulated cycle through ~450 kB of straight-line code, so it is bound by
+#: instruction-cache misses (7.5% of fetches, valgrind cachegrind); -O2 executes as many
+#: instructions with more misses and was not faster in alternating runs (docs/engine.md).
+VERILATOR_BUILD_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
 
 
 @dataclass(frozen=True)
