@@ -12,6 +12,7 @@ from convgen.core.fileio import atomic_directory
 from convgen.core.version import __version__
 
 from .manifest import describe_ports
+from .packaging import file_list, fusesoc_core
 
 __all__ = ["to_verilog", "block_manifest", "write_block"]
 
@@ -37,7 +38,8 @@ def block_manifest(component, name: str, *, block: str, parameters: dict, extra:
 
 def write_block(component, name: str, out_dir, *, block: str, parameters: dict, extra: dict,
                 verilog: str | None = None) -> dict:
-    """Write ``<name>.v`` and ``<name>.json`` into ``out_dir``; nothing is left on failure.
+    """Write ``<name>.v``, ``<name>.json``, the file list ``<name>.f`` and the FuseSoC core
+    ``<name>.core`` (:mod:`convgen.hdl.packaging`) into ``out_dir``; nothing is left on failure.
     ``verilog``: the text to write, when it is not plain ``to_verilog(component, name)``.
 
     Returns a dict with the paths and the manifest."""
@@ -47,5 +49,7 @@ def write_block(component, name: str, out_dir, *, block: str, parameters: dict, 
     with atomic_directory(out_dir) as tmp:
         (tmp / f"{name}.v").write_text(text)
         (tmp / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / f"{name}.f").write_text(file_list(name))
+        (tmp / f"{name}.core").write_text(fusesoc_core(name, block=block, description=f"convgen {block}: {name}"))
     return {"verilog": out_dir / f"{name}.v", "manifest_path": out_dir / f"{name}.json",
-            "manifest": manifest}
+            "filelist": out_dir / f"{name}.f", "core": out_dir / f"{name}.core", "manifest": manifest}

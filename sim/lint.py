@@ -14,18 +14,13 @@ import re
 import subprocess
 from pathlib import Path
 
+from convgen.hdl.packaging import LINT_WAIVERS
+
 from .tools import simulator_env
 
 __all__ = ["ACCEPTED", "lint"]
 
-ACCEPTED = {
-    "WIDTHEXPAND": "Amaranth relies on Verilog's implicit zero/sign extension of operands",
-    "WIDTHTRUNC": "Amaranth's .eq() truncates on assignment by definition (documented wrap-around)",
-    "CASEINCOMPLETE": "Array indexing becomes a casez preceded by a default assignment: no latch",
-    "PROCASSINIT": "registers get their reset value as an initializer and are also assigned in processes",
-    "UNUSEDSIGNAL": "unused bits of internal vectors (e.g. the FIFO's level, upper product bits)",
-    "DECLFILENAME": "submodules (the output FIFO) are emitted into the same file as the top module",
-}
+ACCEPTED = LINT_WAIVERS
 
 
 def lint(verilog: str | os.PathLike, top: str) -> collections.Counter:

@@ -39,7 +39,8 @@ def test_generate_writes_verilog_and_manifest(capsys, tmp_path):
     assert status == 0
     info = json.loads(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{info['module']}.v", f"{info['module']}.json"])
+        f"{info['module']}{ext}" for ext in (".v", ".json", ".f", ".core"))
+    assert info["core"] == str(tmp_path / f"{info['module']}.core")
     manifest = json.loads((tmp_path / f"{info['module']}.json").read_text())
     assert manifest["parameters"]["a_signed"] is False and manifest["parameters"]["dataflow"] == "ws"
     assert info["max_k_without_overflow"] == 65793  # (2**31) // (255 * 128), the binding side

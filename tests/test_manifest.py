@@ -49,15 +49,17 @@ def _top_ports(verilog: str, module: str) -> set[tuple[str, str, int]]:
     return ports
 
 
-def test_writes_exactly_verilog_and_manifest(generated):
+def test_writes_exactly_verilog_manifest_file_list_and_core(generated):
     out, results = generated
     names = [cfg.module_name for cfg in CONFIGS]
     assert len(set(names)) == len(names)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.v" for n in names] + [f"{n}.json" for n in names])
+        f"{n}{ext}" for n in names for ext in (".v", ".json", ".f", ".core"))
     for cfg, res in zip(CONFIGS, results):
         assert res["verilog"] == out / f"{cfg.module_name}.v"
         assert res["manifest_path"] == out / f"{cfg.module_name}.json"
+        assert res["filelist"].read_text() == f"{cfg.module_name}.v\n"
+        assert f"name: convgen:systolic:{cfg.module_name}:" in res["core"].read_text()
         manifest = json.loads(res["manifest_path"].read_text())
         assert manifest == res["manifest"]
         assert manifest["module"] == cfg.module_name
@@ -68,8 +70,8 @@ def test_writes_exactly_verilog_and_manifest(generated):
 
 def test_one_config_per_directory_listing(tmp_path):
     res = generate(CONFIGS[0], tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        f"{CONFIGS[0].module_name}.json", f"{CONFIGS[0].module_name}.v"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{CONFIGS[0].module_name}{ext}" for ext in (".core", ".f", ".json", ".v"))
     text = res["verilog"].read_text()
     assert re.search(rf"^module {CONFIGS[0].module_name}\(", text, re.M)
     assert text.rstrip().endswith("endmodule")

@@ -85,7 +85,8 @@ def test_generate_writes_verilog_and_manifest(capsys, tmp_path):
     assert status == 0, err
     info = json.loads(out)
     assert info["module"] == "convgen_requant_tflite_single_l2_g3_ou8"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{info['module']}.v", f"{info['module']}.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{info['module']}{ext}" for ext in (".v", ".json", ".f", ".core"))
     manifest = json.loads((tmp_path / f"{info['module']}.json").read_text())
     assert manifest["parameters"] == {"lanes": 2, "groups": 3, "rounding": "tflite_single",
                                       "out_width": 8, "out_signed": False}

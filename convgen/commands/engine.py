@@ -70,7 +70,8 @@ def _generate(cfg, out_dir, opts) -> dict:
                           extra=soc_extra(component.config), verilog=soc_verilog(component, name))
     m = out["manifest"]
     path, man = out["verilog"], out["manifest_path"]
-    return {"verilog": str(path), "manifest": str(man), "module": m["module"], "buffers": not opts.get("bare"),
+    return {"verilog": str(path), "manifest": str(man), "core": str(out["core"]), "module": m["module"],
+            "buffers": not opts.get("bare"),
             "rows": cfg.rows, "cols": cfg.cols, "vec": cfg.vec, "max_k": cfg.max_k, "rounding": cfg.rounding}
 
 

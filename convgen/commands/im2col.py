@@ -39,7 +39,7 @@ def _generate(hw, out_dir, opts) -> dict:
     from convgen.sim.im2col import generate
 
     out = generate(hw, out_dir)
-    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]),
+    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "core": str(out["core"]),
             "module": out["manifest"]["module"], "setup_cycles": hw.setup_cycles}
 
 

@@ -17,7 +17,7 @@ def _generate(cfg, out_dir, opts) -> dict:
     from convgen.sim.requant import generate
 
     out = generate(cfg, out_dir)
-    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]),
+    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "core": str(out["core"]),
             "module": out["manifest"]["module"], **out["manifest"]["timing"]}
 
 

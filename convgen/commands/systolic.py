@@ -18,7 +18,7 @@ def _generate(cfg, out_dir, opts) -> dict:
 
     out = generate(cfg, out_dir)
     m = out["manifest"]
-    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "module": m["module"],
+    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "core": str(out["core"]), "module": m["module"],
             "max_k_without_overflow": m["arithmetic"]["max_k_without_overflow"]}
 
 

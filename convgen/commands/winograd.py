@@ -21,7 +21,7 @@ def _generate(cfg, out_dir, opts) -> dict:
 
     out = generate(cfg, out_dir, kind=opts["kind"])
     m = out["manifest"]
-    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "module": m["module"],
+    return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "core": str(out["core"]), "module": m["module"],
             "max_channels_without_overflow": m["arithmetic"]["max_channels_without_overflow"]}
 
 
