@@ -72,3 +72,22 @@ def test_every_point_is_checked_before_any_tool(block, values, needle, monkeypat
         return
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         explore(block, values, "generic", progress=None)
+
+
+def test_explore_defaults_to_ecp5(monkeypatch, tmp_path):
+    """A sweep on the generic target has no LUT/DSP figures, so explore's --target defaults to ecp5
+    (synth keeps generic)."""
+    import convgen.commands.explore as ce
+    import convgen.synth.explore as se
+    from convgen.cli import main
+
+    seen = {}
+
+    def fake_explore(block, values, target, **kw):
+        seen["target"] = target
+        raise KeyboardInterrupt   # stop before any tool runs
+
+    monkeypatch.setattr(se, "explore", fake_explore)
+    assert main(["explore", "systolic", "--rows", "1", "--cols", "1", "--out", str(tmp_path / "out")]) == 130
+    assert seen["target"] == "ecp5"
+    assert next(f for f in ce.explore_flow_fields() if f.name == "target").default == "ecp5"

@@ -34,8 +34,9 @@ def _values(spec, args) -> dict[str, list]:
 def cmd_explore(args) -> int:
     from convgen.core.fileio import atomic_write_text
     from convgen.synth.explore import EXPLORABLE, explore, pareto, plot, rows_to_csv
-    from convgen.synth.flow import FLOW_FIELDS, check_flow_options
+    from convgen.synth.flow import check_flow_options
 
+    FLOW_FIELDS = explore_flow_fields()
     spec = EXPLORABLE[args.block]
     values = _values(spec, args)
     flow = read_fields(args, FLOW_FIELDS)
@@ -74,9 +75,20 @@ JOBS = Field("jobs", 1, "parallel worker processes", lo=1)
 OUT = Field("out", ".", "directory for the CSV and PNG", kind=str, metavar="DIR")
 
 
+def explore_flow_fields():
+    """The synthesis flow options, with ``--target`` defaulting to ecp5: a sweep on the generic
+    target would compare blocks with no LUT or DSP figures at all."""
+    import dataclasses
+
+    from convgen.synth.flow import FLOW_FIELDS
+
+    return tuple(dataclasses.replace(f, default="ecp5") if f.name == "target" else f for f in FLOW_FIELDS)
+
+
 def register(verbs) -> None:
     from convgen.synth.explore import EXPLORABLE
-    from convgen.synth.flow import FLOW_FIELDS
+
+    FLOW_FIELDS = explore_flow_fields()
 
     ex = verbs["top"].add_parser("explore", help="sweep a block's parameters: CSV, plot, Pareto points")
     blocks = ex.add_subparsers(dest="block", required=True, metavar="BLOCK")
