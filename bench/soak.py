@@ -110,8 +110,8 @@ def soak_block(name: str, simulator: str, *, values: int, budget: float | None, 
             else:
                 rate = t.r["values"] / max(elapsed, 1e-3)
                 want = min(left, int(rate * (budget - elapsed) * 0.85))
-                if want < max(1_000, 0.02 * t.r["values"]) or budget - elapsed < 5:
-                    break
+                if want < left and (want < max(1_000, 0.02 * t.r["values"]) or budget - elapsed < 5):
+                    break       # the rest of the share would not hold a round worth starting
         t0 = time.monotonic()
         rd = blk.round(rng, want, manifest)
         pct, burst = stall_settings(rng, r, ports)
@@ -164,7 +164,7 @@ def soak_engine(simulator: str, *, values: int, budget: float | None, seed: int)
             else:
                 rate = t.r["values"] / max(elapsed, 1e-3)
                 want = min(left, int(rate * (budget - elapsed) * 0.85))
-                if want < 500 or budget - elapsed < 5:
+                if want < left and (want < 500 or budget - elapsed < 5):
                     break
         t0 = time.monotonic()
         jobs, n = eng.jobs(rng, want)
