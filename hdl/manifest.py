@@ -7,7 +7,7 @@ from __future__ import annotations
 from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data, stream, wiring
 
-__all__ = ["describe_layout", "describe_ports"]
+__all__ = ["describe_layout", "describe_ports", "port_table"]
 
 
 def _describe_shape(shape) -> dict:
@@ -71,3 +71,47 @@ def describe_ports(component: wiring.Component) -> dict:
         else:
             raise NotImplementedError(f"cannot describe member {name!r}")
     return {"ports": ports, "streams": streams}
+
+
+def _layout_text(lay: dict) -> str:
+    kind = lay.get("kind")
+    if kind == "array":
+        sign = "s" if lay.get("elem_signed") else "u"
+        return f"{lay['length']} x {sign}{lay['elem_width']}"
+    if kind == "struct":
+        return "; ".join(f"{name} {_layout_text(f)} @{f['offset']}" for name, f in lay["fields"].items())
+    if kind == "int":
+        return f"{'s' if lay.get('signed') else 'u'}{lay['width']}"
+    return f"{lay.get('width', '?')} bits"
+
+
+def port_table(manifest: dict) -> str:
+    """A readable table of a generated module's ports from its manifest: name, direction, width,
+    protocol and payload fields; the clock and reset with their polarity."""
+    streams = manifest.get("streams", {})
+    in_stream = {}
+    for sname, st in streams.items():
+        for role in ("valid", "ready", "payload"):
+            in_stream[st[role]] = (sname, role, st)
+    rows = [("port", "dir", "width", "protocol", "payload fields (LSB first, @bit offset)")]
+    for p in manifest["ports"]:
+        name, d, w = p["name"], p["direction"], p["width"]
+        if name == "clk":
+            proto, fields = "clock: every register samples on its rising edge", ""
+        elif name == "rst":
+            proto, fields = "reset: synchronous, active high", ""
+        elif name in in_stream:
+            sname, role, st = in_stream[name]
+            proto = f"stream {sname} ({'sink' if st['direction'] == 'in' else 'source'}): {role}"
+            fields = _layout_text(st["layout"]) if role == "payload" else ""
+        else:
+            proto, fields = "level", ""
+        rows.append((name, d, str(w), proto, fields))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{manifest['module']}: {len(manifest['ports'])} ports; streams use valid/ready (a beat moves when "
+             "both are high in the same cycle; valid and payload hold until ready)"]
+    for i, r in enumerate(rows):
+        lines.append("  " + "  ".join(c.ljust(widths[k]) for k, c in enumerate(r[:4])) + "  " + r[4])
+        if i == 0:
+            lines.append("  " + "  ".join("-" * widths[k] for k in range(4)) + "  " + "-" * len(rows[0][4]))
+    return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -252,3 +252,18 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch, umask):
     monkeypatch.undo()
     assert p.read_text() == "old"
     assert [x.name for x in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_port_table_lists_every_port_with_protocol_and_reset_polarity(tmp_path):
+    from convgen.hdl.manifest import port_table
+
+    res = generate(CONFIGS[0], tmp_path)
+    table = port_table(res["manifest"])
+    lines = table.splitlines()
+    ports = [p["name"] for p in res["manifest"]["ports"]]
+    body = [line.split()[0] for line in lines[3:]]
+    assert body == ports                                   # every port once, in order
+    assert "reset: synchronous, active high" in table and "rising edge" in table
+    row = next(line for line in lines if line.split()[0] == "b__payload")
+    w = CONFIGS[0].cols * CONFIGS[0].b_width
+    assert f"data {CONFIGS[0].cols} x s{CONFIGS[0].b_width} @0; last u1 @{w}" in row

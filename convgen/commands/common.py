@@ -289,7 +289,13 @@ def _generate(block: Block, args) -> int:
     cfg = _config(block, args)
     opts = _read(args, block.options)
     check_output_dir(args.out, "--out")
-    print(json.dumps(block.generate(cfg, args.out, opts), default=str))
+    summary = block.generate(cfg, args.out, opts)
+    # the readable port table on stderr; stdout stays one JSON line for scripts
+    from convgen.hdl.manifest import port_table
+
+    with open(summary["manifest"]) as f:
+        print(port_table(json.load(f)), file=sys.stderr, end="")
+    print(json.dumps(summary, default=str))
     return 0
 
 
