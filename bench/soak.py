@@ -13,9 +13,10 @@ model in NumPy and the beats are counted: a lost beat shows as a shortfall, a du
 a surplus.
 
 Traffic is split into rounds, each with its own stall settings drawn from ``--seed``: the first
-round has 5..40% dropouts on every port, the second none (full speed), the others 0..75% per
-port; dropouts come in bursts of 1..8 cycles. Verilator pushes ``--values`` per block (rounds of
-at most a quarter of it and of what the harness memories hold). Icarus gets
+round has 5..40% dropouts on every port, the second none (full speed, at most a tenth of the
+values), the others 0..75% per port; dropouts come in bursts of 1..8 cycles. Verilator pushes
+``--values`` per block (rounds of at most a quarter of it and of what the harness memories
+hold). Icarus gets
 ``--icarus-minutes`` in total, split evenly over the blocks; within its share a block runs
 rounds sized from the rate measured so far, up to ``--values``.
 
@@ -55,6 +56,26 @@ def stall_settings(rng, r: int, ports) -> tuple[dict, int]:
     else:
         pct = {p: 0 if rng.random() < 0.2 else int(rng.integers(1, 76)) for p in ports}
     return pct, int(rng.integers(1, 9))
+
+
+def round_size(r: int, *, done: int, values: int, budget: float | None, elapsed: float, first: int = 5_000,
+               least: int = 1_000) -> int | None:
+    """Values for round ``r``: at most a quarter of the target (a tenth for round 1, the one
+    without dropouts), so most traffic sees dropouts; within an Icarus share, a first round of
+    ``first`` values measures the rate and later rounds take what 70% of the rest of the share
+    holds. None: the share is used up."""
+    left = values - done
+    want = min(left, max(1, values // (10 if r == 1 else 4)))
+    if budget is None:
+        return want
+    if r == 0:
+        return min(want, first)
+    fit = int(done / max(elapsed, 1e-3) * (budget - elapsed) * 0.7)
+    if fit < want:
+        if fit < max(least, 0.02 * done) or budget - elapsed < 5:
+            return None
+        want = fit
+    return want
 
 
 class Tally:
@@ -100,18 +121,9 @@ def soak_block(name: str, simulator: str, *, values: int, budget: float | None, 
     start = time.monotonic()
     r = 0
     while t.r["values"] < values:
-        left = values - t.r["values"]
-        if budget is None:
-            want = min(left, max(values // 4, 1))
-        else:
-            elapsed = time.monotonic() - start
-            if r == 0:
-                want = min(left, 5_000)
-            else:
-                rate = t.r["values"] / max(elapsed, 1e-3)
-                want = min(left, int(rate * (budget - elapsed) * 0.85))
-                if want < left and (want < max(1_000, 0.02 * t.r["values"]) or budget - elapsed < 5):
-                    break       # the rest of the share would not hold a round worth starting
+        want = round_size(r, done=t.r["values"], values=values, budget=budget, elapsed=time.monotonic() - start)
+        if want is None:
+            break
         t0 = time.monotonic()
         rd = blk.round(rng, want, manifest)
         pct, burst = stall_settings(rng, r, ports)
@@ -154,18 +166,10 @@ def soak_engine(simulator: str, *, values: int, budget: float | None, seed: int)
     start = time.monotonic()
     r = 0
     while t.r["values"] < values:
-        left = values - t.r["values"]
-        if budget is None:
-            want = left
-        else:
-            elapsed = time.monotonic() - start
-            if r == 0:
-                want = min(left, 2_000)
-            else:
-                rate = t.r["values"] / max(elapsed, 1e-3)
-                want = min(left, int(rate * (budget - elapsed) * 0.85))
-                if want < left and (want < 500 or budget - elapsed < 5):
-                    break
+        want = round_size(r, done=t.r["values"], values=values, budget=budget, elapsed=time.monotonic() - start,
+                          first=2_000, least=500)
+        if want is None:
+            break
         t0 = time.monotonic()
         jobs, n = eng.jobs(rng, want)
         stall, lat, jitter = (0, 1, 0) if r == 1 else (int(rng.integers(0, 61)), int(rng.integers(1, 7)),
@@ -256,7 +260,8 @@ def render(res: dict) -> str:
         f"Verilator pushes {res['values']:,} values per block. Icarus gets {ic:g} minutes in total, split evenly: "
         f"{ic * 60 / nb:.0f} s per block ({nb} blocks), rounds sized from the measured rate, up to "
         f"{res['values']:,} values. Traffic comes in rounds with their own dropout settings: 5..40% on every "
-        "port, then none (full speed), then 0..75% per port; bursts of 1..8 cycles.", "",
+        "port, then none (full speed, at most a tenth of the values), then 0..75% per port; bursts of 1..8 "
+        "cycles; each round at most a quarter of the values.", "",
         "Columns: *values* = what the block consumes (operand elements for the array, accumulators for the "
         "requantizer, input elements for Winograd) or produces (addresses for im2col, whose input is one "
         "descriptor per layer; outputs for the engine); *beats in/out* = transfers counted by the testbench; "
