@@ -7,8 +7,11 @@ optionally, nextpnr utilisation and post-route Fmax, written as ``report.json`` 
 * ``resources``: luts, ffs, carries, dsps, brams, lutrams of the bare design (yosys,
   rules in ``convgen.synth.yosys``), plus ``area_estimate`` for ``generic``;
 * ``cells``: cell counts by type (yosys);
+* ``synthesis``: ``mapping`` (the LUT mapper, ``abc9`` by default) and ``fallback`` (None, or
+  why yosys needed a fallback script; see ``convgen.synth.yosys``) of the bare design;
 * ``pnr``: None without place and route, else the ``PnrReport`` fields (utilisation of the
-  design *in its I/O harness*, ``fmax_mhz``, the target given to nextpnr, the critical path);
+  design *in its I/O harness*, ``fmax_mhz``, the target given to nextpnr, the critical path,
+  ``harness_mapping``/``harness_fallback``: the LUT mapping of the netlist nextpnr placed);
 * ``fmax_mhz``: post-route Fmax or None; ``tools``: yosys and nextpnr identities.
 
 In ``out_dir`` the files are written atomically and ``report.json`` last, only when every
@@ -117,6 +120,7 @@ def run_flow(verilog: str, top: str, target: str, *, block: str, parameters: dic
                       "area_estimate": syn.area_estimate,
                       "area_is_lower_bound": syn.area_is_lower_bound},
         "cells": dict(sorted(syn.cells.items())),
+        "synthesis": {"mapping": syn.mapping, "fallback": syn.fallback},
         "fmax_mhz": None if pr is None else pr.fmax_mhz,
         "pnr": None if pr is None else {**pr.to_dict(), "meets_constraint": pr.meets_constraint},
         "tools": {
@@ -144,6 +148,21 @@ def _use(doc: dict, kind: dict) -> str:
     return f"{u['used']}/{u['available']}"
 
 
+def fallback_notes(docs) -> list[str]:
+    """One line per synthesis in ``docs`` that needed a fallback script (bare design or the
+    harness nextpnr placed): which LUT mapping it got and why."""
+    notes = []
+    for d in docs:
+        s = d.get("synthesis") or {}
+        if s.get("fallback"):
+            notes.append(f"`{d['top']}` (bare design): LUT mapping `{s['mapping']}`, a fallback: {s['fallback']}.")
+        pr = d.get("pnr") or {}
+        if pr.get("harness_fallback"):
+            notes.append(f"`{d['top']}_pnr` (the harness nextpnr placed): LUT mapping `{pr['harness_mapping']}`, "
+                         f"a fallback: {pr['harness_fallback']}; the placed LUTs and the Fmax are of that mapping.")
+    return notes
+
+
 def flow_markdown(docs) -> str:
     """A Markdown table with one row per flow report."""
     docs = list(docs)
@@ -166,4 +185,5 @@ def flow_markdown(docs) -> str:
     if with_pnr:
         lines.append("LUTs/FFs/DSPs: yosys, bare design. Placed cells: nextpnr, design plus its "
                      "3-pin I/O harness (see docs/synth.md).")
+    lines += fallback_notes(docs)
     return "\n".join(lines) + "\n"

