@@ -59,11 +59,11 @@ def _sby_proof(ps) -> Proof:
 
 
 def proofs() -> list[Proof]:
-    from formal import streams
+    from formal import engine, streams
     from formal.requant import rounding_fp
     from formal.winograd import transforms
 
-    out = [_sby_proof(ps) for ps in streams.property_sets() + transforms.property_sets()]
+    out = [_sby_proof(ps) for ps in streams.property_sets() + transforms.property_sets() + engine.property_sets()]
     for p in rounding_fp.proofs():
         out.append(Proof(p.name, "z3 (Python API)", "smt", "-", p.run, p.quick, list(p.mutants or []),
                          lambda m, p=p: p.run(m.edit)))
