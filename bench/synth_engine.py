@@ -14,11 +14,17 @@ Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen s
 Writes bench/results/synth_engine.json (the flow reports) and prints the table; the Markdown
 write-up is bench/results/synth_engine.md. A point that does not fit is reported with
 nextpnr's numbers instead of failing the script. Runs are cached (~/.cache/convgen).
+
+Each point records ``verilog_sha256`` (the exact Verilog synthesised, so a row can be matched to
+the RTL it came from) and, from the flow, which LUT mapping yosys used: ``synthesis`` for the
+bare design, ``pnr.harness_mapping``/``pnr.harness_fallback`` for the netlist nextpnr placed
+(``abc9`` unless yosys needed its ECP5 fallback, docs/synth.md); fallbacks are also printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -46,7 +52,17 @@ POINTS = {
                                                    max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
                                                    max_tiles=4, addr_width=14, fetch_banks=2, weight_fifo=4),
                                       x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
-    # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with today's RTL (see synth_engine.md)
+    # the 2x4 engine that fits the UP5K: one requantizer lane time-multiplexed over the 4 columns and
+    # every product outside the array without `*` (requant_lanes=1, mult_style="lut"), so the 8
+    # SB_MAC16 are the 8 PEs; 3 chunk banks keep the cycle formula exact at latency 1
+    # (tests/test_engine_lut.py simulates this engine)
+    "ice40_fit": dict(target="ice40", device="up5k",
+                      config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4,
+                                                       max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
+                                                       max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
+                                                       requant_lanes=1, mult_style="lut"),
+                                          x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",
                       config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,
                                                        max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
@@ -121,6 +137,7 @@ def run_point(name: str, point: dict) -> dict:
         doc["cells"] = dict(sorted(syn.cells.items()))
     doc["seconds"] = round(time.monotonic() - t0, 1)
     doc["buffers_bits"] = bc.bits
+    doc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     print(f"{name}: {doc['status']} in {doc['seconds']} s", file=sys.stderr)
     return doc
 

@@ -24,17 +24,20 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.fields import Config, param
+from convgen.core.params import ConfigError
 from convgen.core.quant import ROUNDINGS
 from .im2col import Im2colAddressGenerator, Im2colConfig
-from .requant import RequantConfig, Requantizer
-from .systolic import SystolicArray, SystolicConfig
-from .lib import index_range
+from .requant import MAX_GROUPS, MULT_STYLES, RequantConfig, Requantizer
+from .systolic import OUTPUT_FIFO_DEPTH as ARRAY_FIFO_DEPTH, SystolicArray, SystolicConfig
+from .lib import index_range, lut_product
 
 __all__ = ["EngineConfig", "ConvEngine", "manifest_extra"]
 
 OPERAND_WIDTH = 9     # int8/uint8 minus a zero point of the same type: -255..255
 PARAM_OUT_WIDTH = 9   # requantizer output: int8 and uint8 are both clamp ranges of signed 9
 STATES = ("IDLE", "CHECK1", "CHECK2", "DECIDE", "WAITG", "PARAMS", "RUN")
+# with mult_style="lut" the descriptor checks' chained products take two more cycles
+LUT_CHECK_STATES = ("CHECKA", "CHECKB")
 
 
 def _bits(v: int) -> int:
@@ -93,6 +96,17 @@ class EngineConfig(Config):
         memory latency.
     weight_fifo : int, 2..64
         Weight words in flight or buffered.
+    requant_lanes : int, 0..64
+        Requantizer lanes (0: ``cols``). Fewer lanes than columns time-multiplex each array row
+        of ``cols`` accumulators over ``cols / requant_lanes`` cycles (it must divide ``cols``);
+        the engine then stays compute-bound while ``rows * cols / requant_lanes`` does not
+        exceed the tile period ``max(K, rows, cols)`` (:meth:`compute_bound`).
+    mult_style : "dsp" or "lut"
+        ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
+        are Amaranth ``*`` (DSP blocks on FPGAs). ``lut``: both are partial-product sums without
+        ``*`` (hdl/lib/arith.py), so yosys leaves every DSP block to the array's PEs (the iCE40UP5K
+        has exactly 8); the requantizer gets one more pipeline stage and the checks two more
+        cycles (:attr:`check_cycles`).
     """
 
     # Config.__post_init__ checks each field against its declaration, in this order.
@@ -113,12 +127,35 @@ class EngineConfig(Config):
     weight_fifo: int = param(8, "weight words in flight or buffered", lo=2, hi=64)
     debug_fault: str = param("", "inject a known fault, to show that a testbench catches it "
                              "(pad_value: padded taps read memory; tile_edge: the last output pixel "
-                             "is never written)", choices=("", "pad_value", "tile_edge"))
+                             "is never written; requant_lane: with requant_lanes < cols, the second "
+                             "time slot of a row requantizes the first slot's accumulators)",
+                             choices=("", "pad_value", "tile_edge", "requant_lane"))
+    requant_lanes: int = param(0, "requantizer lanes (0: cols); fewer time-multiplex each array row over "
+                                  "cols/requant_lanes cycles (must divide cols)", lo=0, hi=64)
+    mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
+                                   "lut (partial products without *, every DSP left to the array; one more "
+                                   "requantizer stage, two more check cycles)", choices=MULT_STYLES)
 
     def __post_init__(self):
         super().__post_init__()
         if self.vec == 0:
             object.__setattr__(self, "vec", max(self.rows, 4))
+        if self.requant_lanes == 0:
+            object.__setattr__(self, "requant_lanes", self.cols)
+        if self.requant_lanes > self.cols or self.cols % self.requant_lanes:
+            divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
+            raise ConfigError(f"requant_lanes must divide cols={self.cols} (one of {divisors}, or 0 for cols), "
+                              f"not {self.requant_lanes}")
+        if self.max_tiles * self.requant_slots > MAX_GROUPS:
+            raise ConfigError(f"max_tiles * cols / requant_lanes (requantizer parameter entries per lane) must be "
+                              f"at most {MAX_GROUPS}, not {self.max_tiles} * {self.requant_slots}")
+        if self.debug_fault == "requant_lane" and self.requant_slots < 2:
+            raise ConfigError("debug_fault 'requant_lane' needs requant_lanes < cols (a time-multiplexed row)")
+
+    @property
+    def requant_slots(self) -> int:
+        """Cycles (requantizer beats) per array row: ``cols / requant_lanes``."""
+        return self.cols // self.requant_lanes
 
     # -- the blocks it composes ------------------------------------------------------------
     @cached_property
@@ -128,8 +165,10 @@ class EngineConfig(Config):
 
     @cached_property
     def requant(self) -> RequantConfig:
-        return RequantConfig(lanes=self.cols, groups=self.max_tiles, rounding=self.rounding,
-                             out_width=PARAM_OUT_WIDTH, out_signed=True)
+        # entry t*slots + j of physical lane l holds the parameters of column j*requant_lanes + l
+        return RequantConfig(lanes=self.requant_lanes, groups=self.max_tiles * self.requant_slots,
+                             rounding=self.rounding, out_width=PARAM_OUT_WIDTH, out_signed=True,
+                             mult_style=self.mult_style)
 
     @cached_property
     def im2col(self) -> Im2colConfig:
@@ -151,10 +190,12 @@ class EngineConfig(Config):
     @property
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
+        q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
+        mul = "_mlut" if self.mult_style == "lut" else ""
         return (f"convgen_engine_r{self.rows}c{self.cols}v{self.vec}_{self.rounding}"
                 f"_h{self.max_h}w{self.max_w}pw{self.max_pixel_words}k{self.max_kernel}s{self.max_stride}"
                 f"p{self.max_pad}d{self.max_dilation}t{self.max_tiles}a{self.addr_width}"
-                f"b{self.fetch_banks}f{self.weight_fifo}{f}")
+                f"b{self.fetch_banks}f{self.weight_fifo}{q}{mul}{f}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -201,8 +242,9 @@ class EngineConfig(Config):
     # -- timing ----------------------------------------------------------------------------
     @property
     def check_cycles(self) -> int:
-        """CHECK1, CHECK2, DECIDE."""
-        return 3
+        """CHECK1, CHECK2, DECIDE (and CHECKA, CHECKB between CHECK1 and CHECK2 with
+        ``mult_style="lut"``: the chained products K = taps*c_slice and ntiles*K, one per cycle)."""
+        return 3 + (len(LUT_CHECK_STATES) if self.mult_style == "lut" else 0)
 
     @property
     def params_start(self) -> int:
@@ -216,11 +258,17 @@ class EngineConfig(Config):
         least ``rows`` channels (fetching a chunk takes ``rows`` requests, emitting it one
         beat per channel), the next pixel tile's pointers (``taps*rows``) are captured while
         the current one computes (``ntiles*K`` beats), and the chunk banks and the weight FIFO
-        cover the memory latency."""
+        cover the memory latency. With ``requant_lanes < cols`` also: the requantizer takes a
+        tile's ``rows`` rows (``rows * slots`` beats) within one tile period, and no more rows
+        wait in the array's output queue than its step enable allows (``rows <= depth - 3``),
+        so the array never stalls on it."""
         c_last = c_slice - (slice_words - 1) * self.vec
         k = kh * kw * c_slice
+        requant_ok = self.requant_slots == 1 or (self.rows * self.requant_slots <= self.systolic.tile_period(k)
+                                                 and self.rows <= ARRAY_FIFO_DEPTH - 3)
         return (min(c_last, self.vec) >= self.rows and kh * kw * self.rows <= ntiles * k
-                and latency <= (self.fetch_banks - 2) * self.rows and latency + 3 <= self.weight_fifo)
+                and latency <= (self.fetch_banks - 2) * self.rows and latency + 3 <= self.weight_fifo
+                and requant_ok)
 
     def layer_cycles(self, *, kh: int, kw: int, c_slice: int, ntiles: int, pixel_tiles: int,
                      latency: int = 1) -> int:
@@ -239,8 +287,11 @@ class EngineConfig(Config):
         first_beat = fetch + self.rows + latency + 1
         tiles = pixel_tiles * ntiles
         array = (tiles - 1) * s.tile_period(k) + s.tile_cycles(k)
-        # tile_cycles counts the first beat's cycle; the write leaves with the requantizer output
-        return first_beat - 1 + array + self.requant.latency
+        # tile_cycles counts the first beat's cycle; the write leaves with the requantizer output.
+        # A time-multiplexed requantizer takes the last tile's rows (which leave the array on
+        # consecutive cycles) one per `slots` cycles: the last row's last beat enters it
+        # rows*(slots-1) cycles later
+        return first_beat - 1 + array + self.rows * (self.requant_slots - 1) + self.requant.latency
 
 
 class ConvEngine(wiring.Component):
@@ -311,8 +362,12 @@ class ConvEngine(wiring.Component):
         m.submodules.requant = rq = Requantizer(cfg.requant)
 
         d = Signal(cfg.desc_layout, name="d")
-        state = Signal(range(len(STATES)), name="state")
-        S = {name: i for i, name in enumerate(STATES)}
+        lut = cfg.mult_style == "lut"
+        states = STATES + (LUT_CHECK_STATES if lut else ())
+        state = Signal(range(len(states)), name="state")
+        S = {name: i for i, name in enumerate(states)}
+        # products of descriptor fields: `*` (DSP blocks), or partial products without `*`
+        mul = lut_product if lut else (lambda a, b: a * b)
 
         def in_state(*names):
             return Cat(*(state == S[n] for n in names)).any()
@@ -346,17 +401,38 @@ class ConvEngine(wiring.Component):
         pt_r = Signal(range((1 << 24)), name="pixel_tiles_rows")
         bad = Signal(name="bad")
 
-        with m.If(in_state("CHECK1")):
-            m.d.sync += [
-                kk.eq(d.kh * d.kw * d.c_slice), taps.eq(d.kh * d.kw), trows.eq(d.kh * d.kw * R),
-                c_last.eq(d.c_slice - (d.slice_words - 1) * V),
-                ntk.eq(d.ntiles * d.kh * d.kw * d.c_slice), rnt.eq(d.ntiles * R),
-                span_h.eq(d.h + d.pad_top + d.pad_bottom - d.dil_h * (d.kh - 1) - 1),
-                span_w.eq(d.w + d.pad_left + d.pad_right - d.dil_w * (d.kw - 1) - 1),
-                ohs.eq(d.out_h * d.stride_h), ows.eq(d.out_w * d.stride_w), mtot.eq(d.out_h * d.out_w),
-                sw_v.eq(d.slice_words * V), sl_sw.eq(d.slices * d.slice_words),
-                sl_tps.eq(d.slices * d.tiles_per_slice), pt_r.eq(d.pixel_tiles * R),
-            ]
+        if not lut:
+            with m.If(in_state("CHECK1")):
+                m.d.sync += [
+                    kk.eq(d.kh * d.kw * d.c_slice), taps.eq(d.kh * d.kw), trows.eq(d.kh * d.kw * R),
+                    c_last.eq(d.c_slice - (d.slice_words - 1) * V),
+                    ntk.eq(d.ntiles * d.kh * d.kw * d.c_slice), rnt.eq(d.ntiles * R),
+                    span_h.eq(d.h + d.pad_top + d.pad_bottom - d.dil_h * (d.kh - 1) - 1),
+                    span_w.eq(d.w + d.pad_left + d.pad_right - d.dil_w * (d.kw - 1) - 1),
+                    ohs.eq(d.out_h * d.stride_h), ows.eq(d.out_w * d.stride_w), mtot.eq(d.out_h * d.out_w),
+                    sw_v.eq(d.slice_words * V), sl_sw.eq(d.slices * d.slice_words),
+                    sl_tps.eq(d.slices * d.tiles_per_slice), pt_r.eq(d.pixel_tiles * R),
+                ]
+        else:
+            # the same values without `*`; the chained products K = taps*c_slice (with
+            # out_h*out_w) and ntiles*K take one cycle each (CHECKA, CHECKB), so that no cycle
+            # adds more than one partial-product tree
+            taps_now = mul(d.kh, d.kw)
+            with m.If(in_state("CHECK1")):
+                m.d.sync += [
+                    taps.eq(taps_now), trows.eq(mul(taps_now, R)),
+                    c_last.eq(d.c_slice - mul(d.slice_words - 1, V)),
+                    rnt.eq(mul(d.ntiles, R)),
+                    span_h.eq(d.h + d.pad_top + d.pad_bottom - mul(d.dil_h, d.kh - 1) - 1),
+                    span_w.eq(d.w + d.pad_left + d.pad_right - mul(d.dil_w, d.kw - 1) - 1),
+                    ohs.eq(mul(d.out_h, d.stride_h)), ows.eq(mul(d.out_w, d.stride_w)),
+                    sw_v.eq(mul(d.slice_words, V)), sl_sw.eq(mul(d.slices, d.slice_words)),
+                    sl_tps.eq(mul(d.slices, d.tiles_per_slice)), pt_r.eq(mul(d.pixel_tiles, R)),
+                ]
+            with m.If(in_state("CHECKA")):
+                m.d.sync += [kk.eq(mul(taps, d.c_slice)), mtot.eq(mul(d.out_h, d.out_w))]
+            with m.If(in_state("CHECKB")):
+                m.d.sync += ntk.eq(mul(d.ntiles, kk))
         zero = Cat(*(getattr(d, f) == 0 for f in ("c_in", "c_out", "groups", "c_slice", "slice_words", "slices",
                                                   "tiles_per_slice", "ntiles", "pixel_tiles", "m_total",
                                                   "out_h", "out_w"))).any()
@@ -393,11 +469,26 @@ class ConvEngine(wiring.Component):
         p_rcv = Signal(range(cfg.max_tiles * C + 1), name="p_received")
         p_lane = Signal(index_range(C), name="p_lane")
         p_grp = Signal(index_range(cfg.max_tiles), name="p_group")
+        L, F = cfg.requant_lanes, cfg.requant_slots
         m.d.comb += [self.p_req.valid.eq(in_state("PARAMS") & (p_iss != p_total)),
                      self.p_req.payload.addr.eq(d.p_base + p_iss),
                      self.p_rsp.ready.eq(1),
-                     rq.p.valid.eq(self.p_rsp.valid),
-                     rq.p.payload.group.eq(p_grp), rq.p.payload.lane.eq(p_lane)]
+                     rq.p.valid.eq(self.p_rsp.valid)]
+        p_regs = []
+        if F == 1:
+            m.d.comb += [rq.p.payload.group.eq(p_grp), rq.p.payload.lane.eq(p_lane)]
+        else:
+            # column c = j*L + l of tile t -> physical lane l, entry t*F + j: in p order
+            # (t, c) the lane counts 0..L-1 and the entry advances after every L words
+            p_pl = Signal(index_range(L), name="p_phys_lane")
+            p_ent = Signal(index_range(cfg.requant.groups), name="p_entry")
+            m.d.comb += [rq.p.payload.group.eq(p_ent), rq.p.payload.lane.eq(p_pl)]
+            with m.If(self.p_rsp.valid):
+                with m.If(p_pl == L - 1):
+                    m.d.sync += [p_pl.eq(0), p_ent.eq(p_ent + 1)]
+                with m.Else():
+                    m.d.sync += p_pl.eq(p_pl + 1)
+            p_regs = [p_pl, p_ent]
         for f in ("bias", "mult", "shift", "zero_point", "act_min", "act_max"):
             m.d.comb += getattr(rq.p.payload, f).eq(getattr(self.p_rsp.payload, f))
         with m.If(self.p_req.valid & self.p_req.ready):
@@ -580,11 +671,35 @@ class ConvEngine(wiring.Component):
         # -- array o -> requantizer i (parameter entry = output-channel tile) --------------------
         q_r = Signal(index_range(R), name="q_row")
         q_nt = Signal.like(d.ntiles, name="q_tile")
-        m.d.comb += [rq.i.valid.eq(arr.o.valid), arr.o.ready.eq(rq.i.ready),
-                     rq.i.payload.group.eq(q_nt)]
-        for c in range(C):
-            m.d.comb += rq.i.payload.acc[c].eq(arr.o.payload.data[c])
-        with m.If(rq.i.valid & rq.i.ready):
+        q_regs = []
+        if F == 1:
+            m.d.comb += [rq.i.valid.eq(arr.o.valid), arr.o.ready.eq(rq.i.ready),
+                         rq.i.payload.group.eq(q_nt)]
+            for c in range(C):
+                m.d.comb += rq.i.payload.acc[c].eq(arr.o.payload.data[c])
+            row_taken = rq.i.valid & rq.i.ready
+        else:
+            # one array row = F requantizer beats (slot j: columns j*L .. j*L+L-1, entry
+            # t*F + j); the row leaves the array's queue with its last slot
+            q_j = Signal(index_range(F), name="q_slot")
+            q_base = Signal(index_range(cfg.requant.groups), name="q_entry_base")
+            last_slot = q_j == F - 1
+            m.d.comb += [rq.i.valid.eq(arr.o.valid), arr.o.ready.eq(rq.i.ready & last_slot),
+                         rq.i.payload.group.eq(q_base + q_j)]
+            slot = q_j
+            if cfg.debug_fault == "requant_lane":
+                slot = Mux(q_j == 1, 0, q_j)   # injected fault: slot 1 requantizes slot 0's columns
+            for lane in range(L):
+                m.d.comb += rq.i.payload.acc[lane].eq(_select([arr.o.payload.data[j * L + lane] for j in range(F)],
+                                                              slot))
+            beat = rq.i.valid & rq.i.ready
+            row_taken = beat & last_slot
+            with m.If(beat):
+                m.d.sync += q_j.eq(Mux(last_slot, 0, q_j + 1))
+            with m.If(row_taken & (q_r == R - 1)):
+                m.d.sync += q_base.eq(Mux(q_nt == d.ntiles - 1, 0, q_base + F))
+            q_regs = [q_j, q_base]
+        with m.If(row_taken):
             m.d.sync += q_r.eq(Mux(q_r == R - 1, 0, q_r + 1))
             with m.If(q_r == R - 1):
                 m.d.sync += q_nt.eq(Mux(q_nt == d.ntiles - 1, 0, q_nt + 1))
@@ -602,13 +717,31 @@ class ConvEngine(wiring.Component):
         if cfg.debug_fault == "tile_edge":
             limit = d.m_total - 1   # injected fault: the last output pixel of the layer is never written
         m.d.comb += keep.eq(y_m < limit)
-        m.d.comb += [self.y_req.valid.eq(rq.o.valid & keep),
-                     rq.o.ready.eq(self.y_req.ready | ~keep),
+        y_regs = []
+        if F == 1:
+            y_row_end = Const(1)
+            y_bytes = [rq.o.payload[c][:8] for c in range(C)]
+        else:
+            # a row's F requantizer beats are collected; the y word is written with the last
+            y_j = Signal(index_range(F), name="y_slot")
+            y_held = [Signal(8 * L, name=f"y_slot{j}") for j in range(F - 1)]
+            y_row_end = y_j == F - 1
+            with m.If(rq.o.valid & ~y_row_end):
+                with m.Switch(y_j):
+                    for j in range(F - 1):
+                        with m.Case(j):
+                            m.d.sync += y_held[j].eq(Cat(*(rq.o.payload[lane][:8] for lane in range(L))))
+            with m.If(rq.o.valid & rq.o.ready):
+                m.d.sync += y_j.eq(Mux(y_row_end, 0, y_j + 1))
+            y_bytes = [*y_held, *(rq.o.payload[lane][:8] for lane in range(L))]
+            y_regs = [y_j]
+        m.d.comb += [self.y_req.valid.eq(rq.o.valid & keep & y_row_end),
+                     rq.o.ready.eq(self.y_req.ready | ~keep | ~y_row_end),
                      self.y_req.payload.addr.eq(y_a + y_nt),
-                     self.y_req.payload.data.eq(Cat(*(rq.o.payload[c][:8] for c in range(C))))]
+                     self.y_req.payload.data.eq(Cat(*y_bytes))]
         y_last = Signal(name="y_last")
-        m.d.comb += y_last.eq((y_r == R - 1) & (y_nt == d.ntiles - 1) & (y_pt == d.pixel_tiles - 1))
-        with m.If(rq.o.valid & rq.o.ready):
+        m.d.comb += y_last.eq((y_r == R - 1) & (y_nt == d.ntiles - 1) & (y_pt == d.pixel_tiles - 1) & y_row_end)
+        with m.If(rq.o.valid & rq.o.ready & y_row_end):
             with m.If(y_r == R - 1):
                 m.d.sync += y_r.eq(0)
                 with m.If(y_nt == d.ntiles - 1):
@@ -622,18 +755,24 @@ class ConvEngine(wiring.Component):
         # -- sequencer ------------------------------------------------------------------------
         loop_regs = [p_iss, p_rcv, p_lane, p_grp, cap_idx, cap_bank, bank_full, f_pt, f_nt, f_tsub, f_soff, f_tap,
                      f_tapbase, f_ch, f_r, f_bank, f_done, in_use, iss_cb, s1_valid, r_lane, r_cb, full_cnt,
-                     e_cb, e_j, e_ch, w_off, w_pt, w_done, w_credit, b_k, q_r, q_nt, y_r, y_nt, y_pt, y_m0, y_m]
+                     e_cb, e_j, e_ch, w_off, w_pt, w_done, w_credit, b_k, q_r, q_nt, y_r, y_nt, y_pt, y_m0, y_m,
+                     *p_regs, *q_regs, *y_regs]
         with m.Switch(state):
             with m.Case(S["IDLE"]):
                 with m.If(self.desc.valid):
                     m.d.sync += [d.eq(self.desc.payload), state.eq(S["CHECK1"]), err.eq(0), cycles.eq(0)]
             with m.Case(S["CHECK1"]):
-                m.d.sync += state.eq(S["CHECK2"])
+                m.d.sync += state.eq(S["CHECKA"] if lut else S["CHECK2"])
+            if lut:
+                with m.Case(S["CHECKA"]):
+                    m.d.sync += state.eq(S["CHECKB"])
+                with m.Case(S["CHECKB"]):
+                    m.d.sync += state.eq(S["CHECK2"])
             with m.Case(S["CHECK2"]):
                 m.d.sync += state.eq(S["DECIDE"])
             with m.Case(S["DECIDE"]):
                 m.d.sync += [r.eq(0) for r in loop_regs]
-                m.d.sync += [p_total.eq(d.ntiles * C), y_a0.eq(d.y_base), y_a.eq(d.y_base)]
+                m.d.sync += [p_total.eq(mul(d.ntiles, C)), y_a0.eq(d.y_base), y_a.eq(d.y_base)]
                 with m.If(bad):
                     m.d.sync += [err.eq(1), state.eq(S["IDLE"])]
                 with m.Elif(i2c.cfg.ready):

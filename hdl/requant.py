@@ -25,10 +25,10 @@ from convgen.core.intrange import IntRange
 from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError, check_int
 from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
-from .lib import FlatArrayLayout, index_range, step_queue
+from .lib import FlatArrayLayout, index_range, partial_products, step_queue, tree_sum
 from .shapes import fits, range_of, shape_of
 
-__all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MAX_LANES", "MAX_GROUPS"]
+__all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MULT_STYLES", "MAX_LANES", "MAX_GROUPS"]
 
 MAX_LANES = 64
 MAX_GROUPS = 1024
@@ -36,6 +36,12 @@ OUTPUT_FIFO_DEPTH = 4
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
+
+#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs) or ``lut``
+#: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains)
+MULT_STYLES = ("dsp", "lut")
+# partial-product groups registered in the first stage of a ``lut`` product
+_LUT_GROUPS = 4
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,11 @@ class RequantConfig(Config):
         Output bits (default 8).
     out_signed : bool
         int8-like (default) or uint8-like output.
+    mult_style : "dsp" or "lut"
+        ``dsp`` (default): the scale product is an Amaranth ``*`` (DSP blocks on FPGAs, 4
+        SB_MAC16 per lane on iCE40). ``lut``: the same exact product as partial products
+        without ``*``, in two pipeline stages (one stage more latency), so that yosys maps it
+        to LUTs and leaves the DSPs to other blocks.
     """
 
     # checked by Config.__post_init__ against these declarations
@@ -63,6 +74,8 @@ class RequantConfig(Config):
     out_width: int = param(8, "output bits", lo=OUT_WIDTH_MIN, hi=OUT_WIDTH_MAX)
     out_signed: bool = param(True, "int8-like output (--out-unsigned: uint8-like)",
                              flags=("--out-signed", "--out-unsigned"))
+    mult_style: str = param("dsp", "scale product: dsp (Amaranth *, DSP blocks) or lut (partial products "
+                                   "without *, one more pipeline stage; keeps the DSPs free)", choices=MULT_STYLES)
 
     @property
     def out_range(self) -> IntRange:
@@ -76,7 +89,7 @@ class RequantConfig(Config):
     def stages(self) -> int:
         """Pipeline registers of a beat, from the input register to the output register that
         feeds the FIFO, inclusive."""
-        return _STAGES[self.rounding]
+        return _STAGES[self.rounding] + (1 if self.mult_style == "lut" else 0)
 
     @property
     def fifo_latency(self) -> int:
@@ -96,7 +109,8 @@ class RequantConfig(Config):
     @property
     def module_name(self) -> str:
         s = "s" if self.out_signed else "u"
-        return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}"
+        mul = "_mlut" if self.mult_style == "lut" else ""
+        return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}{mul}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,9 +261,18 @@ class Requantizer(wiring.Component):
             rsh = reg(rs, f"{n}rs2", shape_of(R["right_shift"]))
             carry(late + ["mult"], 2)
             mult = keep["mult"].as_signed()
-            ovf = reg((x == INT32.lo) & (mult == INT32.lo), f"{n}ovf3")
+            ovf = (x == INT32.lo) & (mult == INT32.lo)
+            if cfg.mult_style == "lut":
+                # stage 3a: partial-product group sums; the other values wait one stage
+                parts = self._lut_parts(reg, x, mult, f"{n}pp3")
+                ovf, rsh = reg(ovf, f"{n}ovf3a"), reg(rsh, f"{n}rs3a")
+                carry(late, "3a")
+                product = tree_sum(parts)
+            else:
+                product = x * mult
+            ovf = reg(ovf, f"{n}ovf3")
             # stage 3: the 32x32 product
-            ab = reg(x * mult, f"{n}ab3", shape_of(R["product"]))
+            ab = reg(product, f"{n}ab3", shape_of(R["product"]))
             rsh = reg(rsh, f"{n}rs3")
             carry(late, 3)
             # stage 4: SRDHM: (ab + nudge) / 2**31, truncating toward zero; the quotient fits
@@ -269,8 +292,16 @@ class Requantizer(wiring.Component):
         elif cfg.rounding == "tflite_single":
             shift = keep["shift"]
             # stage 2: the 32x32 product; total shift ts = 31 - shift in 1..62, kept as ts - 1
-            ab = reg(s * keep["mult"].as_signed(), f"{n}ab2", shape_of(R["product"]))
-            k = reg(30 - shift, f"{n}k2", shape_of(R["half_shift"]))
+            k = 30 - shift
+            if cfg.mult_style == "lut":
+                parts = self._lut_parts(reg, s, keep["mult"].as_signed(), f"{n}pp2")   # stage 2a
+                k = reg(k, f"{n}k2a", shape_of(R["half_shift"]))
+                carry(late, "2a")
+                product = tree_sum(parts)
+            else:
+                product = s * keep["mult"].as_signed()
+            ab = reg(product, f"{n}ab2", shape_of(R["product"]))
+            k = reg(k, f"{n}k2", shape_of(R["half_shift"]))
             carry(late, 2)
             # stage 3: (ab + 2**(ts-1)) >> ts == ((ab >> (ts-1)) + 1) >> 1 (floor division
             # throughout), saturated to int32. Saturating q = ab >> (ts-1) to
@@ -289,6 +320,15 @@ class Requantizer(wiring.Component):
         lo, hi = keep["act_min"], keep["act_max"]
         out = Mux(t < lo, lo, Mux(t > hi, hi, t))
         return reg(out, f"{n}out", cfg.out_shape)
+
+    @staticmethod
+    def _lut_parts(reg, a, b, name):
+        """The first stage of a ``lut`` product ``a * b``: the partial products of ``b``'s bits
+        (hdl/lib/arith.py) in ``_LUT_GROUPS`` contiguous groups, each group's sum registered
+        (exact widths); the next stage adds the group sums with ``tree_sum``."""
+        rows = partial_products(a, b)
+        size = -(-len(rows) // _LUT_GROUPS)
+        return [reg(tree_sum(rows[i:i + size]), f"{name}_{i // size}") for i in range(0, len(rows), size)]
 
     def _onnx(self, m, reg, n, s, keep, carry, late, R, wire):
         """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
@@ -312,10 +352,19 @@ class Requantizer(wiring.Component):
         bits = keep["mult"]
         sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
         eb = bits[23:31]                       # biased exponent
-        # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
-        prod = reg(fm * sig, f"{n}p4", shape_of(R["sig_product"]))
         # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
-        u_pre = reg(127 + lz3 - eb, f"{n}u4", shape_of(R["u_pre"]))
+        u_pre = 127 + lz3 - eb
+        if self._config.mult_style == "lut":
+            # stage 4a: partial-product group sums (rows: the scale's 24 significand bits)
+            parts = self._lut_parts(reg, fm, sig, f"{n}pp4")
+            u_pre, neg3 = reg(u_pre, f"{n}u4a", shape_of(R["u_pre"])), reg(neg3, f"{n}neg4a")
+            carry(late, "4a")
+            product = tree_sum(parts)
+        else:
+            product = fm * sig
+        # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
+        prod = reg(product, f"{n}p4", shape_of(R["sig_product"]))
+        u_pre = reg(u_pre, f"{n}u4", shape_of(R["u_pre"]))
         neg4 = reg(neg3, f"{n}neg4")
         carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even

@@ -119,6 +119,7 @@ def _layer_engine(q, cfg):
     engine = engine_config_for([engine_form(q, cfg.rows).layer], rows=cfg.rows, cols=cfg.cols, rounding=cfg.rounding,
                                vec=cfg.vec)
     engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
+                                 requant_lanes=cfg.requant_lanes, mult_style=cfg.mult_style,
                                  debug_fault=cfg.debug_fault)
     try:
         prepare_conv(q, config=engine)

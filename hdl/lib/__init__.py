@@ -9,10 +9,12 @@
 - :class:`PipelineStage`: one pipeline register (``i.ready`` depends on ``o.ready``).
 - :class:`SkidBuffer`: one pipeline register with a registered ``i.ready``.
 - :class:`ReducePipeline`: valid/ready control of N stages and a frame reduction.
+- :func:`lut_product`, :func:`partial_products`, :func:`tree_sum`: products without ``*`` (no DSP).
 
 docs/adding-a-block.md says when to use which.
 """
 
+from .arith import lut_product, partial_products, tree_sum
 from .layout import FlatArrayLayout, index_range
 from .pipeline import ReducePipeline
 from .queue import Queue, StepQueue, step_queue
@@ -20,4 +22,5 @@ from .stage import PipelineStage, SkidBuffer
 from .streams import retyped, with_payload
 
 __all__ = ["index_range", "FlatArrayLayout", "with_payload", "retyped", "Queue", "StepQueue", "step_queue",
-           "PipelineStage", "SkidBuffer", "ReducePipeline"]
+           "PipelineStage", "SkidBuffer", "ReducePipeline",
+           "lut_product", "partial_products", "tree_sum"]

@@ -23,6 +23,12 @@ CONFIGS = {
     "tflite-l4g3-s8": dict(lanes=4, groups=3, rounding="tflite"),
     "tflite_single-l4g2-u8": dict(lanes=4, groups=2, rounding="tflite_single", out_signed=False),
     "onnx-l4g3-s8": dict(lanes=4, groups=3, rounding="onnx"),
+    # the scale product as partial products without `*` (mult_style="lut": no DSP blocks), one
+    # more pipeline stage; 2 lanes keep the builds small
+    "tflite-l2g3-s8-lut": dict(lanes=2, groups=3, rounding="tflite", mult_style="lut"),
+    "tflite_single-l2g2-u8-lut": dict(lanes=2, groups=2, rounding="tflite_single", out_signed=False,
+                                      mult_style="lut"),
+    "onnx-l2g3-s8-lut": dict(lanes=2, groups=3, rounding="onnx", mult_style="lut"),
 }
 # random beats of 4 lanes: 100,000 values per mode on Verilator, 20,000 on Icarus (slower)
 BEATS = {"verilator": 25_000, "icarus": 5_000, "slow": 250_000}
