@@ -7,9 +7,9 @@ most descriptors the property set sees are invalid ones; the valid ones are 1x1 
 one channel.
 
 The wrapper (:func:`formal.common.wrapper`) assumes the stream rules on ``desc``, ``x_rsp``,
-``w_rsp`` and ``p_rsp`` (descriptors and data are otherwise arbitrary) and asserts them on
-``x_req``, ``w_req``, ``p_req`` and ``y_req``; one cycle after reset every request ``valid`` is
-low and the engine is idle (``!busy && !done && !error``). On top of that:
+``w_rsp`` and ``p_rsp`` (descriptors and data are otherwise arbitrary) and asserts them on the
+request streams; one cycle after reset every request ``valid`` is low and the engine is idle
+(``!busy && !done && !error``). On top of that:
 
 - **memory model** (assumed): a memory answers only what it was asked: a response on
   ``x_rsp`` / ``w_rsp`` / ``p_rsp`` only while a request of that stream, taken in an earlier
@@ -17,20 +17,26 @@ low and the engine is idle (``!busy && !done && !error``). On top of that:
   reserves room before it requests, so a response is never refused). The engine therefore
   cannot take a response it did not ask for only because the memory model does not send one;
   there is no such assertion on the engine.
-- **requests in flight** (asserted): never more than the engine has room for: ``fetch_banks *
-  rows`` activation words, ``weight_fifo`` weight words, ``max_tiles * cols`` parameter words.
-- **layers** (asserted): ``desc.ready == !busy``; every accepted descriptor ends in exactly
-  one ``done`` pulse or one rise of ``error``, never both in one cycle, and neither without
-  an accepted descriptor (``f_open == busy + done + rise(error)``); a request ``valid`` only
-  while busy; a layer that ends in ``error`` raised no request at all (no ``y_req``, and no
-  read either: "a bad descriptor writes nothing").
+- **layers** (asserted): ``desc.ready == !busy``; ``done`` and ``error`` only while idle; every
+  accepted descriptor ends in exactly one ``done`` pulse or one rise of ``error``, never both in
+  one cycle, and neither without an accepted descriptor (``f_open == busy + done +
+  rise(error)``); a layer that ends in ``error`` raised no request ``valid`` (no read, no
+  write: "a bad descriptor writes nothing").
+- **requests** (asserted): ``p_req.valid`` only in PARAMS, ``w_req.valid`` only in RUN, every
+  request ``valid`` only while busy; in flight never more than the engine has room for:
+  ``fetch_banks * rows`` activation words, ``weight_fifo`` weight words, ``max_tiles * cols``
+  parameter words (and parameter words in flight == issued - received).
 
-k-induction needs to know which sequencer state the engine is in (the proof of "a bad layer
-raised no request" otherwise starts from a state that waits in WAITG after having issued a
-request). The property set therefore adds one observation port ``f_state`` (the sequencer's
-``state`` register) to the generated module; it only reads ``state``. A few invariants over it
-(requests only in PARAMS / RUN) are asserted like every other property, so they are checked,
-not assumed.
+Two property sets: a k-induction set with the properties that close (the layer accounting,
+the ``p_req`` rules, "a bad layer raises no ``p_req``/``w_req``"), and a BMC set (depth 32,
+one whole valid layer) with all of them, the ``x_req``/``w_req``/``y_req`` rules included:
+their induction step starts from a state where a stale result in the array or the
+requantizer completes the layer while a request is stalled (docs/formal.md).
+
+k-induction needs to know the sequencer state and the parameter counters, which no port
+shows. The property set therefore adds observation ports ``f_<name>`` for the registers in
+:data:`OBSERVED` to the generated module (:func:`observe`); they only read the registers. The
+invariants over them are asserted like every other property, so they are checked, not assumed.
 """
 
 from __future__ import annotations
@@ -161,6 +167,20 @@ def engine_job(mode: str, depth: int, *, full: bool, **over):
                       unchecked=() if full else ("x_req", "w_req", "y_req"))
         return SbyJob({f"{dut.name}.v": dut.verilog, "formal_top.sv": top}, "formal_top", mode, depth)
     return build
+
+
+def cover_job(depth: int = 40, **over) -> SbyJob:
+    """Reachability of the full wrapper (not part of formal.run): ``mode cover`` for a ``done``
+    pulse, a rise of ``error`` and a ``y_req`` transfer. Run with
+    ``formal.common.run_sby(cover_job())``; the steps it reports are quoted in docs/formal.md
+    (why the BMC set has depth 32)."""
+    job = engine_job("cover", depth, full=True, **over)(None)
+    covers = ("  always @(posedge clk) if (f_past && !rst) begin\n"
+              "    cover(done);\n    cover(f_rise);\n    cover(y_req__valid && y_req__ready);\n  end\n")
+    top = job.files["formal_top.sv"]
+    i = top.rindex("endmodule")
+    job.files["formal_top.sv"] = top[:i] + covers + top[i:]
+    return job
 
 
 # ---- mutants: edits of the generated engine Verilog -------------------------------------------

@@ -1,8 +1,8 @@
 """The formal proofs of formal/ (docs/formal.md), one test per property set and per mutant.
 
 Default suite: the quick property sets must PASS (about a minute on 2 cores). ``-m slow``: the
-long ones (BMC of the systolic beat counts, 2-lane requantizers, Winograd miters but the
-output transform at 4 bits, the z3 rounding query) and every deliberate bug, which its property
+long ones (BMC of the systolic beat counts and of the engine's request streams, 2-lane
+requantizers, Winograd miters but the output transform at 4 bits, the z3 rounding query) and every deliberate bug, which its property
 set must not pass (a proof that cannot fail proves nothing; formal.run.caught). The exhaustive F(2,3) proof and its mutant run in tests/test_winograd.py.
 The same set runs from one command: ``.venv/bin/python -m formal.run [--quick] [--mutants]``.
 """
