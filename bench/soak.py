@@ -226,9 +226,13 @@ def machine_info() -> dict:
             "simulators": vers}
 
 
-def git_commit() -> str | None:
-    p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return p.stdout.strip() or None
+def git_state() -> dict:
+    """HEAD and the code files with uncommitted changes (the working tree is shared)."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "hdl", "sim", "golden", "core").splitlines()]
+    return {"commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_code_changes": dirty}
 
 
 def _pct(ports: dict, direction: str) -> str:
@@ -247,7 +251,10 @@ def render(res: dict) -> str:
              f"Machine: {m['cpu']}, {m['nproc']} cores (shared with other jobs: load average {res['load_average'][0]} "
              f"at the start, {res['load_average'][1]} at the end), {m['platform']}, Python {m['python']}, Amaranth "
              f"{m['amaranth']}, {m['simulators'].get('verilator')}, {m['simulators'].get('icarus')}. "
-             f"Git {(res['git'] or '?')[:10]}.", ""]
+             f"Git {(res['git']['commit'] or '?')[:10]}"
+             + (f" with uncommitted changes (other sessions' work in the shared tree) in "
+                f"{', '.join(res['git']['uncommitted_code_changes'])}" if res['git']['uncommitted_code_changes'] else "")
+             + " at the start.", ""]
     ic = res["icarus_minutes"]
     nb = len(res["blocks"])
     lines += [
@@ -339,6 +346,7 @@ def main(argv=None) -> int:
         ap.error("--values and --icarus-minutes must be positive")
     t0 = time.monotonic()
     load0 = round(os.getloadavg()[0], 2)
+    git = git_state()
     results = []
     for sim in sims:
         budget = args.icarus_minutes * 60 / len(blocks) if sim == "icarus" else None
@@ -356,7 +364,7 @@ def main(argv=None) -> int:
            "icarus_minutes": args.icarus_minutes, "seed": args.seed, "blocks": blocks, "simulators": sims,
            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "total_seconds": round(time.monotonic() - t0, 1), "load_average": [load0, round(os.getloadavg()[0], 2)],
-           "machine": machine_info(), "git": git_commit(), "results": results}
+           "machine": machine_info(), "git": git, "results": results}
     md = render(res)
 
     out = Path(args.out)
