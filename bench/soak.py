@@ -246,14 +246,16 @@ def _beats(ports: dict, direction: str) -> str:
 
 def render(res: dict) -> str:
     m = res["machine"]
+    git = res["git"] if isinstance(res["git"], dict) else {"commit": res["git"], "uncommitted_code_changes": []}
     lines = ["# Soak: a million random values per block per simulator (issue 13, section 4)", "",
-             f"Command: `{res['command']}` &nbsp; finished {res['finished']}, {res['total_seconds']:.0f} s in total.", "",
+             f"Command: `{res['command']}` &nbsp; finished {res['finished']}, "
+             f"{res['total_seconds']:.0f} s in total.", "",
              f"Machine: {m['cpu']}, {m['nproc']} cores (shared with other jobs: load average {res['load_average'][0]} "
              f"at the start, {res['load_average'][1]} at the end), {m['platform']}, Python {m['python']}, Amaranth "
              f"{m['amaranth']}, {m['simulators'].get('verilator')}, {m['simulators'].get('icarus')}. "
-             f"Git {(res['git']['commit'] or '?')[:10]}"
+             f"Git {(git['commit'] or '?')[:10]}"
              + (f" with uncommitted changes (other sessions' work in the shared tree) in "
-                f"{', '.join(res['git']['uncommitted_code_changes'])}" if res['git']['uncommitted_code_changes'] else "")
+                f"{', '.join(git['uncommitted_code_changes'])}" if git['uncommitted_code_changes'] else "")
              + " at the start.", ""]
     ic = res["icarus_minutes"]
     nb = len(res["blocks"])
@@ -297,9 +299,9 @@ def render(res: dict) -> str:
             f"{r['lost_beats']}/{r['surplus_beats']} | {r['cycles']:,} | {r['rounds']} | {r['wall_seconds']:.1f} s | "
             f"{r['cycles_per_second'] or 0:,} |")
     lines += ["", "im2col's `cfg` stream carries one descriptor per layer and is held by backpressure while the "
-              "layer streams out, so it makes few dropout decisions and its measured share is near 0. The requantizer's "
-              "`p` stream is gated on `i` (a parameter rewrite waits for the beats before it) and `i` on `p`, by the "
-              "harness, so rewrites land between beats at random times."]
+              "layer streams out, so it makes few dropout decisions and its measured share is near 0. The "
+              "requantizer's `p` stream is gated on `i` (a parameter rewrite waits for the beats before it) and "
+              "`i` on `p`, by the harness, so rewrites land between beats at random times."]
     bad = [r for r in res["results"] if not r["ok"]]
     lines += ["", "All values equal the golden model; no beat lost or duplicated; no timeout; im2col's `error` "
               "never rose." if not bad else
