@@ -40,5 +40,17 @@ MSG
     fi
 fi
 
+# Verilator's FST waveform writer (convgen run ... --sim verilator --waves) compiles against the
+# lz4 and zlib headers
+if [ ! -e /usr/include/lz4.h ] || [ ! -e /usr/include/zlib.h ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing the lz4 and zlib headers for Verilator's FST writer (liblz4-dev, zlib1g-dev)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblz4-dev zlib1g-dev >/dev/null
+    else
+        echo "setup: WARNING: no lz4.h/zlib.h: Verilator runs with --waves need liblz4-dev and zlib1g-dev" >&2
+    fi
+fi
+
 echo "setup: checking simulators"
 .venv/bin/convgen doctor

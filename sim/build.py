@@ -33,9 +33,16 @@ from convgen.core.params import check_choice
 from .tools import SIMULATORS, simulator_env, simulator_version
 
 __all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory", "locked",
-           "VERILATOR_SIM_FLAGS", "cached_verilog", "source_digest"]
+           "VERILATOR_SIM_FLAGS", "VERILATOR_WAVES_FLAGS", "WAVES_FORMAT", "cached_verilog", "source_digest",
+           "copy_waves", "save_waves", "check_trace_headers"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
+#: added to a Verilator build with ``waves``: cocotb's runner passes ``--trace`` (VCD), this makes
+#: the model write FST (``dump.fst``), several times smaller and what GTKWave and Surfer open fastest
+VERILATOR_WAVES_FLAGS = ["--trace-fst"]
+#: the waveform format a cocotb run with a ``waves`` build writes, per simulator: Verilator through
+#: the flags above; Icarus through cocotb's dump module and ``vvp -fst``
+WAVES_FORMAT = {"verilator": "fst", "icarus": "fst"}
 
 
 class SimulationFailed(RuntimeError):
@@ -160,7 +167,28 @@ def _build_failure(simulator: str, module: str, log: Path):
     except RuntimeError as e:
         if isinstance(e, SimulationFailed):
             raise
+        check_trace_headers(log)
         raise SimulationFailed(f"the {simulator} build of {module} failed ({e}); see {log}") from None
+
+
+#: what a Verilator build with FST tracing needs besides Verilator: its FST writer includes these
+TRACE_HEADERS = {"lz4.h": "liblz4-dev", "zlib.h": "zlib1g-dev"}
+
+
+def check_trace_headers(log: str | os.PathLike) -> None:
+    """A build whose ``log`` shows a missing header of Verilator's FST writer (``lz4.h``,
+    ``zlib.h``) raises SimulatorUnavailable saying what to install; else returns."""
+    from .tools import SimulatorUnavailable
+
+    try:
+        text = Path(log).read_text(errors="replace")
+    except OSError:
+        return
+    for header, package in TRACE_HEADERS.items():
+        if f"{header}: No such file" in text:
+            raise SimulatorUnavailable(
+                f"Verilator's FST waveform writer needs {header}, which is not installed: install the "
+                f"{package} package (Debian/Ubuntu; bash setup.sh does it as root), or use --sim icarus")
 
 
 def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = False) -> Build:
@@ -172,6 +200,8 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
     env = simulator_env(simulator)  # raises with installation advice when unavailable
     module = manifest["module"]
     flags = VERILATOR_SIM_FLAGS if simulator == "verilator" else []
+    if waves and simulator == "verilator":
+        flags = [*flags, *VERILATOR_WAVES_FLAGS]
     key = hashlib.sha256(json.dumps({
         "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
         "simulator": simulator, "version": simulator_version(simulator),
@@ -211,6 +241,36 @@ def build_component(component, name: str, simulator: str, *, block: str, paramet
     text = to_verilog(component, name)
     manifest = block_manifest(component, name, block=block, parameters=parameters, extra=extra)
     return build(text, manifest, simulator, waves=waves)
+
+
+def copy_waves(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a waveform to ``dst`` atomically (a temporary file in ``dst``'s directory, then
+    ``os.replace``), streaming it: waveforms can be far larger than memory. A symlinked ``dst``
+    is written through to its target, as :func:`convgen.core.fileio.atomic_write_bytes` does."""
+    dst = Path(dst)
+    if dst.is_symlink():
+        dst = Path(os.path.realpath(dst))
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dst
+
+
+def save_waves(res: "RunResult", dst: str | os.PathLike) -> Path:
+    """Copy the waveform of a run on a ``waves`` build to ``dst`` (:func:`copy_waves`);
+    SimulationFailed naming the log if the simulator wrote none."""
+    if res.waves_file is None or not Path(res.waves_file).is_file():
+        raise SimulationFailed(f"the simulator wrote no waveform; see {res.log_file}")
+    return copy_waves(res.waves_file, dst)
 
 
 @dataclass(frozen=True)
@@ -254,6 +314,10 @@ def run_cocotb(b: Build, test_module: str, *, run_dir: str | os.PathLike | None 
     # cocotb's runner calls sys.exit on failures when it detects pytest; we read the results
     # ourselves instead, so hide pytest from it.
     hidden = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    # Icarus: cocotb's dump module writes into the build directory (shared by every run of a
+    # cached build) unless told otherwise; each run gets its own file in its run directory
+    plusargs = [f"+dumpfile_path={run_dir.resolve() / (b.module + '.fst')}"] if b.waves and b.simulator == "icarus" \
+        else []
     try:
         with _environ(env):
             runner.test(
@@ -265,6 +329,7 @@ def run_cocotb(b: Build, test_module: str, *, run_dir: str | os.PathLike | None 
                 testcase=testcase,
                 extra_env=extra,
                 waves=b.waves,
+                plusargs=plusargs,
                 results_xml=str(results_xml),
                 log_file=log_file,
                 seed=seed,

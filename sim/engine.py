@@ -36,7 +36,8 @@ from convgen.core.params import ConfigError, check_choice
 from convgen.golden import engine as ge
 from convgen.hdl.engine import ConvEngine, EngineConfig, manifest_extra
 
-from .build import VERILATOR_SIM_FLAGS, SimulationFailed, cached_verilog, locked, work_directory
+from .build import VERILATOR_SIM_FLAGS, SimulationFailed, cached_verilog, check_trace_headers, copy_waves, locked, \
+    work_directory
 from .tools import SIMULATORS, SimulatorUnavailable, simulator_env, simulator_version
 
 __all__ = ["EngineBuild", "LayerJob", "LayerResult", "build_engine", "run_layers", "run_conv", "ConvResult",
@@ -90,13 +91,19 @@ def _read_hex(path: Path) -> list[int]:
 
 
 # -- testbench -------------------------------------------------------------------------------
-def testbench_verilog(cfg: EngineConfig, module: str, mem_words: int, *, check: bool = False) -> str:
+def testbench_verilog(cfg: EngineConfig, module: str, mem_words: int, *, check: bool = False,
+                      trace: bool = False) -> str:
     """The free-running testbench top (``convgen_engine_tb``, input ``clk``) and a clock wrapper
     for Icarus (``convgen_engine_tb_clock``).
 
     ``check``: at the end, compare the output memory with ``y_expected.hex`` under the byte
     mask ``y_mask.hex`` and print ``CHECK PASS ...`` or ``CHECK FAIL ...`` (a layer that ends
-    in ``error`` or a timeout fails too): the standalone test of :func:`export_test`."""
+    in ``error`` or a timeout fails too): the standalone test of :func:`export_test`.
+
+    ``trace``: the top dumps every signal to ``waves.fst`` when the plusarg ``+fst`` is given
+    (``$dumpfile``/``$dumpvars``, for a Verilator build with ``--trace-fst``; the Icarus clock
+    wrapper has its own ``+vcd``). Without it the text is exactly the untraced testbench, so
+    cached builds stay valid."""
     aw = cfg.addr_width
     mbits = max(1, (mem_words - 1).bit_length())
     dw = cfg.desc_layout.size
@@ -104,6 +111,7 @@ def testbench_verilog(cfg: EngineConfig, module: str, mem_words: int, *, check: 
     xw, cw = 8 * cfg.vec, 8 * cfg.cols
     check_decl = CHECK_DECL.replace("CHECK_COLS", str(cfg.cols)).replace("CHECK_WORDS", str(mem_words)) if check else ""
     check_error = CHECK_ERROR if check else ""
+    trace_decl = TRACE_DECL.replace("TB_TOP", TB_TOP) if trace else ""
     check_end = CHECK_END if check else ""
     check_timeout, check_timeout_end = ("begin run_failed <= 1; ", " end") if check else ("", "")
     return f"""
@@ -156,7 +164,7 @@ module {TB_TOP} (input clk);
     reg [8:0] cur, fin;
     reg err_q, finished;
     reg [31:0] writes, lfsr_y;
-    reg [31:0] drain;{check_decl}
+    reg [31:0] drain;{check_decl}{trace_decl}
     initial begin
         for (i = 0; i < {mem_words}; i = i + 1) ymem[i] = {cw}'d0;
         $readmemh("y.hex", ymem);
@@ -260,6 +268,13 @@ endmodule
 """
 
 
+# the waveform of a tracing Verilator build (testbench_verilog(trace=True)), only when asked
+TRACE_DECL = """
+    initial if ($test$plusargs("fst")) begin
+        $dumpfile("waves.fst");
+        $dumpvars(0, TB_TOP);
+    end"""
+
 # the output check of an exported standalone test (testbench_verilog(check=True))
 CHECK_DECL = """
     reg [8 * CHECK_COLS - 1:0] yexp [0:CHECK_WORDS - 1];
@@ -310,12 +325,40 @@ int main(int argc, char** argv) {
 """
 
 
+# the C++ main of a tracing build: tracing compiled in (the testbench's $dumpvars starts it) and
+# simulation time advancing 5 units per clock edge, as the Icarus clock wrapper's `always #5`
+VERILATOR_MAIN_TRACE = r"""
+#include "V%(top)s.h"
+#include "verilated.h"
+int main(int argc, char** argv) {
+    VerilatedContext* ctx = new VerilatedContext;
+    ctx->commandArgs(argc, argv);
+    ctx->traceEverOn(true);
+    V%(top)s* top = new V%(top)s{ctx};
+    top->clk = 0;
+    top->eval();
+    while (!ctx->gotFinish()) {
+        ctx->timeInc(5);
+        top->clk = !top->clk;
+        top->eval();
+    }
+    top->final();
+    delete top;
+    delete ctx;
+    return 0;
+}
+"""
+
+
 #: Verilator's own optimizations and X values fixed at 0 (the testbench initializes every memory
 #: it reads). The C++ stays at verilated.mk's -Os: the 8x8 engine's model runs about 13,000
 #: instructions per simulated cycle through ~450 kB of straight-line code, so it is bound by
 #: instruction-cache misses (7.5% of fetches, valgrind cachegrind); -O2 executes as many
 #: instructions with more misses and was not faster in alternating runs (docs/engine.md).
 VERILATOR_BUILD_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+#: added for a tracing build (build_engine(trace=True)): FST, compressed (Verilator's FST writer
+#: needs the lz4 and zlib headers: Debian liblz4-dev, zlib1g-dev)
+VERILATOR_TRACE_FLAGS = ["--trace-fst"]
 
 
 @dataclass(frozen=True)
@@ -326,6 +369,7 @@ class EngineBuild:
     executable: Path
     mem_words: int
     build_seconds: float = 0.0
+    trace: bool = False         # Verilator: FST tracing compiled in (``+fst`` writes waves.fst)
 
 
 def engine_verilog(cfg: EngineConfig) -> str:
@@ -343,19 +387,26 @@ def generate(cfg: EngineConfig, out_dir) -> dict:
 
 
 def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16, verilog: str | None = None,
-                 name: str | None = None) -> EngineBuild:
+                 name: str | None = None, trace: bool = False) -> EngineBuild:
     """Compile the engine + testbench for ``simulator`` (cached). ``verilog`` overrides the
-    generated engine text (fault-injection tests pass a mutated copy); ``name`` is its module."""
+    generated engine text (fault-injection tests pass a mutated copy); ``name`` is its module.
+
+    ``trace`` (Verilator): a separate build with FST tracing compiled in (``--trace-fst``, the
+    testbench's ``$dumpvars`` behind the plusarg ``+fst``, a C++ main that advances time), for
+    :func:`run_layers` ``waves``; it simulates slower, so the plain build stays the default.
+    Icarus builds always can dump (``+vcd``), so ``trace`` changes nothing there."""
     check_choice("simulator", simulator, SIMULATORS)
     env = dict(os.environ, **simulator_env(simulator))
     module = name or cfg.module_name
     text = verilog if verilog is not None else engine_verilog(cfg)
-    tb = testbench_verilog(cfg, module, mem_words)
+    trace = trace and simulator == "verilator"
+    tb = testbench_verilog(cfg, module, mem_words, trace=trace)
+    flags = (VERILATOR_BUILD_FLAGS + (VERILATOR_TRACE_FLAGS if trace else [])) if simulator == "verilator" else []
     key = hashlib.sha256(json.dumps({"v": hashlib.sha256(text.encode()).hexdigest(), "tb": tb,
                                      "sim": simulator, "ver": simulator_version(simulator),
-                                     "flags": VERILATOR_BUILD_FLAGS if simulator == "verilator" else []},
+                                     "flags": flags},
                                     sort_keys=True).encode()).hexdigest()[:16]
-    directory = cache_root() / "engine" / f"{module[:60]}-{simulator}-{key}"
+    directory = cache_root() / "engine" / f"{module[:60]}-{simulator}{'-trace' if trace else ''}-{key}"
     exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{TB_TOP}")
     marker = directory / "complete"
     t0 = time.monotonic()
@@ -368,17 +419,19 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
             if simulator == "icarus":
                 cmd = ["iverilog", "-g2012", "-o", str(exe), "-s", f"{TB_TOP}_clock", "tb.v", "engine.v"]
             else:
-                (directory / "main.cpp").write_text(VERILATOR_MAIN % {"top": TB_TOP})
-                cmd = ["verilator", "--cc", "--exe", "--build", *VERILATOR_BUILD_FLAGS,
+                (directory / "main.cpp").write_text((VERILATOR_MAIN_TRACE if trace else VERILATOR_MAIN) % {"top": TB_TOP})
+                cmd = ["verilator", "--cc", "--exe", "--build", *flags,
                        "--top-module", TB_TOP, "-Mdir", "obj", "-o", f"V{TB_TOP}", "-j", "2",
                        *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL", "main.cpp", "tb.v", "engine.v"]
             p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
             (directory / "build.log").write_text(p.stdout + p.stderr)
+            if p.returncode != 0 and trace:
+                check_trace_headers(directory / "build.log")
             if p.returncode != 0:
                 raise SimulationFailed(f"{simulator} build of {module} failed; see {directory / 'build.log'}:\n"
                                    f"{(p.stdout + p.stderr)[-3000:]}")
             marker.write_text("ok\n")
-    return EngineBuild(cfg, simulator, directory, exe, mem_words, time.monotonic() - t0)
+    return EngineBuild(cfg, simulator, directory, exe, mem_words, time.monotonic() - t0, trace)
 
 
 # -- jobs and runs -----------------------------------------------------------------------------
@@ -445,21 +498,24 @@ def run_layers(b: EngineBuild, jobs: list[LayerJob], *, seed: int = 1, stall: in
     temporary directory that is deleted afterwards unless ``keep`` or the simulation failed
     (:class:`~convgen.sim.build.SimulationFailed` names the log inside it).
 
-    ``waves``: a file to copy the run's waveform to (VCD of every testbench and engine signal,
-    memories excluded). Icarus builds only: the clock wrapper dumps ``waves.vcd`` with the
-    plusarg ``+vcd``; the Verilator build has no tracing compiled in (ConfigError)."""
+    ``waves``: a file to copy the run's waveform to (every testbench and engine signal,
+    memories excluded), written atomically. Icarus builds: VCD (the clock wrapper dumps
+    ``waves.vcd`` with the plusarg ``+vcd``). Verilator: FST, from a build with ``trace=True``
+    (:func:`build_engine`; ``+fst``); a plain Verilator build has no tracing (ConfigError)."""
     cfg = b.config
-    if waves is not None and b.simulator != "icarus":
-        raise ConfigError(f"a waveform needs an Icarus build of the engine, not {b.simulator}")
+    if waves is not None and b.simulator != "icarus" and not b.trace:
+        raise ConfigError(f"a waveform needs an Icarus build of the engine or a {b.simulator} build with "
+                          f"tracing (build_engine(..., trace=True)); this one has none")
     t0 = time.monotonic()
     xs, ws, ps, bases = _pack_jobs(cfg, jobs, b.mem_words)
     with work_directory("convgen-engine-", run_dir, keep=keep) as d:
         r = _run_in(b, jobs, d, xs, ws, ps, bases, t0, seed=seed, stall=stall, latency=latency, jitter=jitter,
                     reset_at=reset_at, max_cycles=max_cycles, waves=waves is not None)
         if waves is not None:
-            if not (d / "waves.vcd").is_file():
-                raise SimulationFailed(f"the {b.simulator} run wrote no waves.vcd in {d}")
-            shutil.copyfile(d / "waves.vcd", waves)
+            dump = d / ("waves.vcd" if b.simulator == "icarus" else "waves.fst")
+            if not dump.is_file():
+                raise SimulationFailed(f"the {b.simulator} run wrote no {dump.name} in {d}")
+            copy_waves(dump, waves)
         return r
 
 
@@ -504,7 +560,8 @@ def _run_in(b: EngineBuild, jobs, run_dir: Path, xs, ws, ps, bases, t0, *, seed,
     cfg = b.config
     _write_images(run_dir, cfg, jobs, xs, ws, ps)
     args = _plusargs(len(jobs), bases["y"], seed=seed, stall=stall, latency=latency, jitter=jitter,
-                     reset_at=reset_at, max_cycles=max_cycles) + (["+vcd"] if waves else [])
+                     reset_at=reset_at, max_cycles=max_cycles) + \
+        ([("+vcd" if b.simulator == "icarus" else "+fst")] if waves else [])
     env = dict(os.environ, **simulator_env(b.simulator))
     cmd = (["vvp", "-n", str(b.executable)] if b.simulator == "icarus" else [str(b.executable)]) + args
     t1 = time.monotonic()
@@ -624,7 +681,7 @@ def prepare_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, config: Engin
 def run_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, simulator: str = "verilator",
              config: EngineConfig | None = None, seed: int = 1, stall: int = 0, latency: int = 1,
              jitter: int = 0, progress=None, run_dir=None, keep: bool = False,
-             space_to_depth: bool = True) -> ConvResult:
+             space_to_depth: bool = True, waves=None) -> ConvResult:
     """One quantized layer on the RTL (free-running, no Python in the clock loop).
 
     ``y`` is in the output type (int8, or uint8 when the clamp range is uint8). ``config``:
@@ -632,14 +689,21 @@ def run_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, simulator: str = 
     layer, :func:`engine_config_for`). ``stall``/``latency``/``jitter``: the memory model's
     timing (percent of refused requests, cycles to answer, random extra cycles).
     ``progress(text)`` is called before the build and before the simulation.
-    ``space_to_depth``: run a fetch-bound strided layer in its :func:`engine_form`."""
+    ``space_to_depth``: run a fetch-bound strided layer in its :func:`engine_form`.
+    ``waves``: a file to copy the run's waveform to (every signal of the testbench and the
+    engine): FST from a tracing Verilator build (built and cached separately, slower to
+    simulate), VCD from Icarus. Both grow with the cycles (a 4x4 engine dumps several kB per
+    cycle as VCD), so keep such runs small."""
     check_choice("simulator", simulator, SIMULATORS)
     say = progress or (lambda text: None)
     config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config, space_to_depth=space_to_depth)
-    say(f"building the {config.rows}x{config.cols} engine for {simulator} (cached after the first time)")
-    b = build_engine(config, simulator, mem_words=mem_words)
+    trace = waves is not None and simulator == "verilator"
+    say(f"building the {config.rows}x{config.cols} engine for {simulator}{' with tracing' if trace else ''} "
+        f"(cached after the first time)")
+    b = build_engine(config, simulator, mem_words=mem_words, trace=trace)
     say(f"simulating {q.layer.macs:,} MACs on {simulator}")
-    r = run_layers(b, [job], seed=seed, stall=stall, latency=latency, jitter=jitter, run_dir=run_dir, keep=keep)
+    r = run_layers(b, [job], seed=seed, stall=stall, latency=latency, jitter=jitter, run_dir=run_dir, keep=keep,
+                   waves=waves)
     lr = r.layers[0]
     if lr.status != "OK":
         raise SimulationFailed(f"the engine ended a valid layer with status {lr.status}")

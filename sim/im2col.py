@@ -19,7 +19,7 @@ from convgen.core.layer import LAYER_FIELDS, ConvLayer
 from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig, manifest_extra
 from convgen.core.params import ConfigError
 
-from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
+from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
 
 __all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE"]
 
@@ -59,8 +59,12 @@ class Im2colResult:
 
 
 def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "verilator",
-               work_dir=None, keep: bool = False) -> Im2colResult:
-    """Stream ``layers`` (ConvLayer, programmed back to back without reset) on the RTL."""
+               work_dir=None, keep: bool = False, progress=None, waves=None) -> Im2colResult:
+    """Stream ``layers`` (ConvLayer, programmed back to back without reset) on the RTL.
+
+    ``progress(text)`` is called before the build and before the simulation. ``waves``: a file
+    to copy the run's waveform to (FST on both simulators, every signal of the block;
+    ``build.WAVES_FORMAT``), from a tracing build (cached separately)."""
     hw = hw or Im2colConfig()
     layers = list(layers)
     if not layers:
@@ -69,15 +73,21 @@ def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "veri
         if not isinstance(lay, ConvLayer):
             raise ConfigError(f"layers must be ConvLayer objects, not {type(lay).__name__}")
         hw.check_layer(lay)
-    bld = build_im2col(hw, simulator)
+    say = progress or (lambda text: None)
+    say(f"building the address generator for {simulator}{' with tracing' if waves is not None else ''} "
+        f"(cached after the first time)")
+    bld = build_im2col(hw, simulator, waves=waves is not None)
     with work_directory("convgen-im2col-", work_dir, keep) as work:
         (work / "layers.json").write_text(json.dumps(layers_payload(layers)))
         env = {"CONVGEN_LAYERS": str(work / "layers.json"), "CONVGEN_RESULT": str(work / "result.npz")}
+        say(f"simulating {sum(lay.elements(hw.tile_rows) for lay in layers):,} addresses on {simulator}")
         start = time.monotonic()
         res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
             raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        if waves is not None:
+            save_waves(res, waves)
         out = np.load(work / "result.npz")
         stats = json.loads(str(out["stats"]))
         streams = []

@@ -18,7 +18,7 @@ from convgen.core.params import ConfigError
 from convgen.core.quant import channel_entry
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
+from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
 
 __all__ = ["param_fields", "input_fields", "generate", "build_requant", "run_requant", "RequantResult",
            "RUN_MODULE"]
@@ -91,8 +91,12 @@ class RequantResult:
 
 
 def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = "verilator",
-                work_dir=None, keep: bool = False) -> RequantResult:
-    """Requantize ``acc`` (int32, shape ``[rows, channels]`` or ``[channels]``) on the RTL."""
+                work_dir=None, keep: bool = False, progress=None, waves=None) -> RequantResult:
+    """Requantize ``acc`` (int32, shape ``[rows, channels]`` or ``[channels]``) on the RTL.
+
+    ``progress(text)`` is called before the build and before the simulation. ``waves``: a file
+    to copy the run's waveform to (FST on both simulators, every signal of the block;
+    ``build.WAVES_FORMAT``), from a tracing build (cached separately)."""
     acc = np.asarray(acc)
     if acc.size and not np.issubdtype(acc.dtype, np.integer):
         raise ConfigError(f"acc must hold integers, not {acc.dtype}")
@@ -107,7 +111,10 @@ def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = 
     groups = -(-params.channels // lanes)
     cfg = RequantConfig(lanes=lanes, groups=groups, rounding=params.rounding,
                         out_width=params.out_width, out_signed=params.out_signed)
-    bld = build_requant(cfg, simulator)
+    say = progress or (lambda text: None)
+    say(f"building the requantizer ({lanes} lanes, {cfg.rounding}) for {simulator}"
+        f"{' with tracing' if waves is not None else ''} (cached after the first time)")
+    bld = build_requant(cfg, simulator, waves=waves is not None)
     with work_directory("convgen-requant-", work_dir, keep) as work:
         from .packing import pack
 
@@ -119,11 +126,14 @@ def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = 
         stim = {"p": [str(x) for x in p_beats], "i": [str(x) for x in i_beats]}
         (work / "stimulus.json").write_text(json.dumps(stim))
         env = {"CONVGEN_STIMULUS": str(work / "stimulus.json"), "CONVGEN_RESULT": str(work / "result.json")}
+        say(f"simulating {acc2.size:,} values on {simulator}")
         start = time.monotonic()
         res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
             raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        if waves is not None:
+            save_waves(res, waves)
         from .packing import unpack
 
         out = json.loads((work / "result.json").read_text())

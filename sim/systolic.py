@@ -21,7 +21,7 @@ from convgen.golden.gemm import check_operand, tile_schedule
 from convgen.core.params import ConfigError
 from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
+from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
 
 __all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
 
@@ -59,9 +59,13 @@ def build_systolic(cfg: SystolicConfig, simulator: str, *, waves: bool = False) 
                            parameters=cfg.to_dict(), extra=manifest_extra(cfg), waves=waves)
 
 
+def _print(text: str) -> None:
+    print(f"convgen: {text}", file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
-def _tail(path: Path, interval: float = 0.5):
-    """Echo lines appended to ``path`` to stderr while the block runs."""
+def _tail(path: Path, show, interval: float = 0.5):
+    """Pass lines appended to ``path`` to ``show(line)`` while the block runs."""
     stop = threading.Event()
 
     def follow():
@@ -69,7 +73,7 @@ def _tail(path: Path, interval: float = 0.5):
             while True:
                 line = f.readline()
                 if line:
-                    print(f"convgen: {line.rstrip()}", file=sys.stderr, flush=True)
+                    show(line.rstrip())
                 elif stop.is_set():
                     return
                 else:
@@ -111,8 +115,15 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
              a_width: int = 8, b_width: int = 8, a_signed: bool = True, b_signed: bool = True,
              acc_width: int = 32, pipeline_product: bool = True, pipeline_operands: bool = False,
              allow_wrap: bool = False,
-             work_dir=None, keep: bool = False, progress: bool = False) -> GemmResult:
+             work_dir=None, keep: bool = False, progress=False, waves=None) -> GemmResult:
     """Compute ``a @ b`` on the RTL of a ``rows x cols`` array.
+
+    ``progress``: ``True`` prints the steps and the simulation's progress (every 50,000
+    cycles) on stderr; a callable gets ``progress(text)`` before the build and before the
+    simulation, and its ``detail(text)`` attribute, if any, the simulation's progress lines
+    (``convgen.commands.progress.Steps`` is one). ``waves``: a file to copy the run's waveform
+    to (FST on both simulators, every signal of the array; ``build.WAVES_FORMAT``), from a
+    tracing build of the array (cached separately).
 
     Raises ConfigError for bad parameters, operands out of range, mismatched shapes, or a K
     that could overflow the accumulator (unless ``allow_wrap``: then results wrap modulo
@@ -146,25 +157,35 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
         b_data.append(s["b_data"])
         b_last.append(s["b_last"])
 
-    bld = build_systolic(cfg, simulator)
+    if progress is True:
+        say, detail = _print, _print
+    elif callable(progress):
+        say, detail = progress, getattr(progress, "detail", None)
+    else:
+        say, detail = (lambda text: None), None
+    say(f"building the {rows}x{cols} array for {simulator}{' with tracing' if waves is not None else ''} "
+        f"(cached after the first time)")
+    bld = build_systolic(cfg, simulator, waves=waves is not None)
     with work_directory("convgen-gemm-", work_dir, keep) as work:
         np.savez(work / "stimulus.npz", a=np.concatenate(a_parts), b_data=np.concatenate(b_data),
                  b_last=np.concatenate(b_last), out_rows=np.int64(len(tiles) * rows))
         env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
+        say(f"simulating {len(tiles)} tiles on {simulator}, about {cfg.ideal_cycles(m, k, n):,} cycles at full "
+            f"utilization")
         start = time.monotonic()
-        if progress:
+        if detail is not None:
             progress_file = work / "progress.txt"
             progress_file.write_text("")
             env["CONVGEN_PROGRESS_FILE"] = str(progress_file)
-            ideal = cfg.ideal_cycles(m, k, n)
-            print(f"convgen: {len(tiles)} tiles, about {ideal:,} cycles at full utilization", file=sys.stderr)
-            with _tail(progress_file):
+            with _tail(progress_file, detail):
                 res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         else:
             res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
             raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        if waves is not None:
+            save_waves(res, waves)
         out = np.load(work / "result.npz", allow_pickle=True)
         rows_out = out["rows"]
         stats = json.loads(str(out["stats"]))

@@ -18,7 +18,7 @@ from convgen.golden.winograd import assemble, check_conv_operands, extract_tiles
 from convgen.core.params import ConfigError, check_choice
 from convgen.hdl.winograd import BLOCKS, WinogradConfig, WinogradConv3x3, manifest_extra
 
-from .build import Build, SimulationFailed, build_component, run_cocotb, work_directory
+from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
 
 __all__ = ["conv_beats", "generate", "build_winograd", "run_winograd_conv", "ConvResult", "LAYOUTS"]
 
@@ -78,13 +78,18 @@ class ConvResult:
 
 
 def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw", data_width: int = 8,
-                      weight_width: int = 8, out_width: int = 32, work_dir=None, keep: bool = False) -> ConvResult:
+                      weight_width: int = 8, out_width: int = 32, work_dir=None, keep: bool = False,
+                      progress=None, waves=None) -> ConvResult:
     """``y = conv3x3(x, w)`` (stride 1, zero padding 1) on the WinogradConv3x3 RTL.
 
     ``x`` is ``[C_in, H, W]`` (``layout="nchw"``) or ``[H, W, C_in]`` (``"nhwc"``); a leading
     batch dimension of 1 is accepted. ``w`` is ``[C_out, C_in, 3, 3]`` (OIHW) in both cases.
     ``y`` comes back in the layout of ``x`` (int64), with its batch axis if ``x`` had one. Raises ConfigError for bad parameters,
-    values out of range, mismatched shapes, or a C_in that could overflow ``out_width``."""
+    values out of range, mismatched shapes, or a C_in that could overflow ``out_width``.
+
+    ``progress(text)`` is called before the build and before the simulation. ``waves``: a file
+    to copy the run's waveform to (FST on both simulators, every signal of the block;
+    ``build.WAVES_FORMAT``), from a tracing build (cached separately)."""
     cfg = WinogradConfig(data_width=data_width, weight_width=weight_width, out_width=out_width)
     check_choice("layout", layout, LAYOUTS)
     x = np.asarray(x)
@@ -102,16 +107,22 @@ def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw
         raise ConfigError(f"C_in={c_in} can overflow the {out_width}-bit output: C_in must be in "
                           f"1..{cfg.max_channels} for int{data_width} x int{weight_width}")
     beats = conv_beats(x, w)
-    bld = build_winograd(cfg, simulator)
+    say = progress or (lambda text: None)
+    say(f"building the Winograd F(2x2,3x3) convolution for {simulator}{' with tracing' if waves is not None else ''} "
+        f"(cached after the first time)")
+    bld = build_winograd(cfg, simulator, waves=waves is not None)
     with work_directory("convgen-winograd-", work_dir, keep) as work:
         np.savez(work / "stimulus.npz", d=beats["d"], g=beats["g"], last=beats["last"],
                  out_beats=np.int64(beats["out_beats"]))
         env = {"CONVGEN_STIMULUS": str(work / "stimulus.npz"), "CONVGEN_RESULT": str(work / "result.npz")}
+        say(f"simulating {len(beats['last']):,} tile beats on {simulator}")
         start = time.monotonic()
         res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
             raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+        if waves is not None:
+            save_waves(res, waves)
         out = np.load(work / "result.npz", allow_pickle=False)
         stats = json.loads(str(out["stats"]))
         y = assemble(out["y"].reshape(c_out, -1, 2, 2), c_out, h, wd).astype(np.int64)

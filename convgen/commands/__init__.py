@@ -12,18 +12,18 @@ A module here declares either or both of:
   ``convgen explore``).
 
 ``common`` holds what the verbs share (``CLIError``, ``load_matrix``, options from
-declarations, the registry); it imports nothing of ``convgen.cli``, so the graph points one
-way: ``convgen.cli`` -> ``convgen.commands``.
+declarations, the registry) and ``progress`` their progress display; they import nothing of
+``convgen.cli``, so the graph points one way: ``convgen.cli`` -> ``convgen.commands``.
 """
 
 import importlib
 import pkgutil
 
-_SHARED = {"common"}
+_SHARED = {"common", "progress"}
 
 
 def block_command_modules():
-    """Every command module, by name (``common`` excluded)."""
+    """Every command module, by name (the shared ``common`` and ``progress`` excluded)."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name not in _SHARED and not info.name.startswith("_"):
             yield importlib.import_module(f"{__name__}.{info.name}")

@@ -14,7 +14,9 @@ with no other code:
 - ``convgen generate <block> [config options] [block options] --out DIR``;
 - ``convgen synth <block> [config options] [block options] --target --device --pnr --freq --seed --out``;
 - one ``convgen run <job>`` per :class:`Run` in ``BLOCK.runs``, with the run's own options, the
-  config options (minus those the run sets itself) and ``--sim``.
+  config options (minus those the run sets itself), ``--sim``, ``--waves FILE`` (the run's
+  waveform, its format per simulator from ``Run.waves``) and ``--quiet`` (no progress display,
+  :mod:`convgen.commands.progress`).
 
 Every option is checked before any file is read or any tool runs; a bad value exits with
 status 2 and one line.
@@ -38,7 +40,8 @@ from convgen.core.fields import Field, fields_of
 from convgen.sim.tools import SIMULATORS
 
 __all__ = ["EXIT_USAGE", "EXIT_TOOL", "EXIT_INTERRUPTED", "CLIError", "load_matrix", "check_output_file",
-           "check_output_dir", "keep_directory", "SIM_FIELD",
+           "check_output_dir", "keep_directory", "SIM_FIELD", "QUIET", "waves_field", "check_waves", "steps_for",
+           "waves_written",
            "add_fields", "allowed_text", "read_fields", "name_flags", "remember_flags", "Block", "Run", "add_block_verbs"]
 
 EXIT_USAGE = 2
@@ -142,6 +145,58 @@ def keep_directory(args, prefix: str) -> str | None:
 
 
 SIM_FIELD = Field("sim", "verilator", "simulator", choices=SIMULATORS)
+#: ``--quiet`` of every run verb
+QUIET = Field("quiet", False, "no progress display or messages on stderr (errors still go there; stdout keeps its "
+                              "one JSON line)")
+#: the waveform format a cocotb-driven run writes, per simulator (sim.build.WAVES_FORMAT)
+COCOTB_WAVES = {"verilator": "fst", "icarus": "fst"}
+
+
+def waves_field(formats: dict[str, str]) -> Field:
+    """``--waves FILE`` of a run verb whose simulators write ``formats`` (simulator -> "fst" or
+    "vcd")."""
+    if len(set(formats.values())) == 1:
+        what = f"{next(iter(formats.values())).upper()} on both simulators"
+    else:
+        what = ", ".join(f"{fmt.upper()} from {'Icarus' if sim == 'icarus' else sim.capitalize()}"
+                         for sim, fmt in formats.items())
+    return Field("waves", None, f"write the run's waveform (every signal of the design) to FILE, {what}; the path "
+                                f"is printed on stderr. The run then uses a tracing build (cached separately) and "
+                                f"simulates slower, and the file grows with the simulated cycles (a 2x2 engine: about "
+                                f"3 kB per cycle as VCD, a tenth of that as FST), so use it on small inputs",
+                 kind=str, metavar="FILE")
+
+
+def check_waves(path: str, fmt: str, sim: str, out: str | None = None) -> None:
+    """``--waves`` can be written (:func:`check_output_file`), is not ``--out``, and a
+    ``.vcd``/``.fst`` suffix matches ``fmt``, the format ``sim`` writes; CLIError naming
+    ``--waves`` otherwise. Checked before any work."""
+    check_output_file(path, "--waves", f"waves.{fmt}")
+    if out is not None and os.path.realpath(path) == os.path.realpath(out):
+        raise CLIError(f"--waves: {path} is also --out; give the waveform its own file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".vcd", ".fst") and suffix != f".{fmt}":
+        raise CLIError(f"--waves: {sim} writes {fmt.upper()} here; name the file {os.path.splitext(path)[0]}.{fmt}, "
+                       f"not {path}")
+
+
+def steps_for(args):
+    """The progress display of a run verb (:class:`convgen.commands.progress.Steps`):
+    ``--quiet`` silences it, ``--progress`` (run gemm) adds the simulation's progress lines
+    when stderr is not a terminal."""
+    from .progress import Steps
+
+    return Steps(quiet=getattr(args, "quiet", False), details=getattr(args, "progress", False))
+
+
+def waves_written(steps, args, formats: dict[str, str]) -> dict:
+    """After a run with ``--waves``: name the file on stderr and return the JSON fields
+    (``waves``, ``waves_format``); ``{}`` without ``--waves``."""
+    if getattr(args, "waves", None) is None:
+        return {}
+    fmt = formats[args.sim]
+    steps.message(f"waveform ({fmt.upper()}) written to {args.waves}")
+    return {"waves": args.waves, "waves_format": fmt}
 #: ``--keep`` of every run verb
 KEEP = Field("keep", False, "keep the run's temporary folder (stimulus, simulator log, results); its path is "
                             "printed on stderr")
@@ -227,7 +282,10 @@ class Run:
     ``func(args, cfg) -> int`` gets the parsed arguments and the checked configuration (built
     before any input is read). ``options``: the run's own inputs, declared like config fields
     (files, a layer), listed before the config options. ``exclude``: config fields the run sets
-    itself (``fixed`` gives their values).
+    itself (``fixed`` gives their values). ``waves``: the waveform format (``fst``, ``vcd``)
+    each simulator writes for ``--waves`` (default: what a cocotb-driven run writes); the
+    option is checked before ``func`` runs, and ``func`` copies the waveform to
+    ``args.waves``.
     """
 
     name: str
@@ -236,6 +294,16 @@ class Run:
     options: tuple[Field, ...] = ()
     exclude: tuple[str, ...] = ()
     fixed: dict | None = None
+    waves: dict | None = None
+
+    @property
+    def waves_formats(self) -> dict:
+        return self.waves or COCOTB_WAVES
+
+    @property
+    def shared_fields(self) -> tuple[Field, ...]:
+        """The options every run verb has, after its own and the config's."""
+        return (SIM_FIELD, waves_field(self.waves_formats), QUIET)
 
 
 @dataclass(frozen=True)
@@ -323,7 +391,9 @@ def _synth(block: Block, args) -> int:
 
 def _run(block: Block, run: Run, args) -> int:
     cfg = _config(block, args, run.exclude, run.fixed)
-    _read(args, (SIM_FIELD, *run.options))
+    _read(args, (*run.shared_fields, *run.options))
+    if args.waves is not None:
+        check_waves(args.waves, run.waves_formats[args.sim], args.sim, getattr(args, "out", None))
     return run.func(args, cfg)
 
 
@@ -349,6 +419,6 @@ def add_block_verbs(verbs: dict, block: Block) -> None:
         r = verbs["run"].add_parser(run.name, help=run.help, description=run.help)
         add_fields(r, run.options)
         add_fields(r, [f for f in block.fields if f.name not in run.exclude])
-        add_fields(r, (SIM_FIELD,))
+        add_fields(r, run.shared_fields)
         r.set_defaults(func=lambda args, b=block, j=run: _run(b, j, args))
         remember_flags(r)

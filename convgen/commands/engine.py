@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import sys
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from convgen.hdl.engine import ConvEngine, EngineConfig
 from convgen.hdl.engine_soc import BUFFER_FIELDS, EngineWithBuffers, check_buffer_target, soc_component, soc_verilog
 
 from .common import Block, CLIError, Run, _config, _read, add_fields, check_output_dir, check_output_file, \
-    keep_directory, remember_flags
+    keep_directory, remember_flags, steps_for, waves_written
 
 #: config fields ``run conv`` derives from the layer instead of taking them as options
 DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max_pad", "max_dilation",
@@ -31,6 +30,9 @@ DERIVED = ("max_h", "max_w", "max_pixel_words", "max_kernel", "max_stride", "max
 LAYER_KEYS = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point", "B",
               "strides", "pads", "dilations", "group", "multiplier", "shift", "act_min", "act_max")
 
+
+#: ``run conv --waves``: a tracing Verilator build writes FST; the Icarus build's clock wrapper VCD
+ENGINE_WAVES = {"verilator": "fst", "icarus": "vcd"}
 
 BARE = Field("bare", False, "the engine alone, its memory ports at the module boundary (default: the engine "
                             "with on-chip x/w/p/y buffers and a host bus, hdl/engine_soc.py)")
@@ -137,19 +139,18 @@ def _run_conv(args, cfg) -> int:
     q, y_signed = load_layer(args.layer, rounding=cfg.rounding, layout=args.layout)
     engine = _layer_engine(q, cfg)
 
-    def progress(text):
-        if not args.quiet:
-            print(f"convgen: {text}", file=sys.stderr, flush=True)
-
-    res = run_conv(q, config=engine, simulator=args.sim, seed=args.seed, stall=args.stall, latency=args.latency,
-                   jitter=args.jitter, progress=progress, run_dir=keep_directory(args, "convgen-conv-"))
-    y = res.y.astype(np.int8 if y_signed else np.uint8)
-    y = y[None] if args.layout == "nhwc" else y.transpose(2, 0, 1)[None]
-    buf = io.BytesIO()
-    np.save(buf, y)
-    atomic_write_bytes(args.out, buf.getvalue())
+    with steps_for(args) as steps:
+        res = run_conv(q, config=engine, simulator=args.sim, seed=args.seed, stall=args.stall, latency=args.latency,
+                       jitter=args.jitter, progress=steps, run_dir=keep_directory(args, "convgen-conv-"),
+                       waves=args.waves)
+        y = res.y.astype(np.int8 if y_signed else np.uint8)
+        y = y[None] if args.layout == "nhwc" else y.transpose(2, 0, 1)[None]
+        buf = io.BytesIO()
+        np.save(buf, y)
+        atomic_write_bytes(args.out, buf.getvalue())
+        waves = waves_written(steps, args, ENGINE_WAVES)
     print(json.dumps({"out": args.out, "shape": list(y.shape), "dtype": str(y.dtype), "layout": args.layout,
-                      "layer": q.layer.name or q.layer.kind, **res.summary()}))
+                      "layer": q.layer.name or q.layer.kind, **res.summary(), **waves}))
     return 0
 
 
@@ -215,6 +216,5 @@ BLOCK = Block(
         LAYOUT_OPTION,
         *MEMORY_OPTIONS,
         Field("keep", False, "keep the run directory (memory images, log, output dump)"),
-        Field("quiet", False, "no progress lines on stderr"),
-    )),),
+    ), waves=ENGINE_WAVES),),
 )

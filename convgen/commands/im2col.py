@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig
 
-from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory
+from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory, steps_for, waves_written
 
 
 def _pair(text: str, name: str, n: int = 2) -> tuple[int, ...]:
@@ -52,16 +52,19 @@ def _run(args, hw) -> int:
     if not args.out.endswith(".npz"):
         raise CLIError(f"--out must name an .npz file (several arrays: addr, pad, ...), not {args.out}")
     lay = hw.check_layer(layer_config(args))  # every check before any simulation
-    res = run_im2col([lay], hw, simulator=args.sim, work_dir=keep_directory(args, "convgen-im2col-"))
-    s = res.streams[0]
-    buf = io.BytesIO()
-    np.savez(buf, **{f: s[f] for f in STREAM_FIELDS}, layer=json.dumps(lay.to_dict()),
-             generator=json.dumps(hw.to_dict()))
-    atomic_write_bytes(args.out, buf.getvalue())
+    with steps_for(args) as steps:
+        res = run_im2col([lay], hw, simulator=args.sim, work_dir=keep_directory(args, "convgen-im2col-"),
+                         progress=steps, waves=args.waves)
+        s = res.streams[0]
+        buf = io.BytesIO()
+        np.savez(buf, **{f: s[f] for f in STREAM_FIELDS}, layer=json.dumps(lay.to_dict()),
+                 generator=json.dumps(hw.to_dict()))
+        atomic_write_bytes(args.out, buf.getvalue())
+        waves = waves_written(steps, args, BLOCK.runs[0].waves_formats)
     print(json.dumps({"out": args.out, "elements": res.elements, "cycles": res.cycles[0],
                       "addresses_per_cycle": round(res.addresses_per_cycle, 4), "out_h": lay.out_h,
                       "out_w": lay.out_w, "gemm_k": lay.gemm_k, "pad_elements": int(s["pad"].sum()),
-                      "simulator": args.sim, "wall_seconds": round(res.wall_seconds, 2)}))
+                      "simulator": args.sim, "wall_seconds": round(res.wall_seconds, 2), **waves}))
     return 0
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.requant import RequantConfig, Requantizer
 
-from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory, load_matrix
+from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory, load_matrix, steps_for, \
+    waves_written
 
 
 def _generate(cfg, out_dir, opts) -> dict:
@@ -61,12 +62,14 @@ def _run(args, cfg) -> int:
             raise CLIError(f"--rounding {cfg.rounding} needs --multiplier and --shift (.npy), not --scale")
         params = RequantParams.make(cfg.rounding, channels, multiplier=load_matrix(args.multiplier, "multiplier"),
                                     shift=load_matrix(args.shift, "shift"), **kw)
-    res = run_requant(acc, params, lanes=cfg.lanes, simulator=args.sim,
-                      work_dir=keep_directory(args, "convgen-requant-"))
-    buf = io.BytesIO()
-    np.save(buf, res.y)
-    atomic_write_bytes(args.out, buf.getvalue())
-    print(json.dumps({"out": args.out, "shape": list(res.y.shape), **res.summary()}))
+    with steps_for(args) as steps:
+        res = run_requant(acc, params, lanes=cfg.lanes, simulator=args.sim,
+                          work_dir=keep_directory(args, "convgen-requant-"), progress=steps, waves=args.waves)
+        buf = io.BytesIO()
+        np.save(buf, res.y)
+        atomic_write_bytes(args.out, buf.getvalue())
+        waves = waves_written(steps, args, BLOCK.runs[0].waves_formats)
+    print(json.dumps({"out": args.out, "shape": list(res.y.shape), **res.summary(), **waves}))
     return 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.hdl.winograd import BLOCKS, WinogradConfig
 
-from .common import KEEP, Block, Run, check_output_file, keep_directory, load_matrix
+from .common import KEEP, Block, Run, check_output_file, keep_directory, load_matrix, steps_for, waves_written
 
 KIND = Field("kind", "conv3x3", "which block: the 3x3 convolution, one of its transforms, or the 1-D F(2,3) "
                                 "datapath", choices=tuple(BLOCKS))
@@ -32,12 +32,15 @@ def _run_conv(args, cfg) -> int:
     check_output_file(args.out, "--out", "y.npy")   # before any input is read or tool runs
     x = load_matrix(args.x, "x")
     w = load_matrix(args.w, "w")
-    res = run_winograd_conv(x, w, simulator=args.sim, layout=args.layout, **cfg.to_dict(),
-                            work_dir=keep_directory(args, "convgen-winograd-"))
-    buf = io.BytesIO()
-    np.save(buf, res.y)
-    atomic_write_bytes(args.out, buf.getvalue())
-    print(json.dumps({"out": args.out, "shape": list(res.y.shape), "layout": args.layout, **res.summary()}))
+    with steps_for(args) as steps:
+        res = run_winograd_conv(x, w, simulator=args.sim, layout=args.layout, **cfg.to_dict(),
+                                work_dir=keep_directory(args, "convgen-winograd-"), progress=steps, waves=args.waves)
+        buf = io.BytesIO()
+        np.save(buf, res.y)
+        atomic_write_bytes(args.out, buf.getvalue())
+        waves = waves_written(steps, args, BLOCK.runs[0].waves_formats)
+    print(json.dumps({"out": args.out, "shape": list(res.y.shape), "layout": args.layout, **res.summary(),
+                      **waves}))
     return 0
 
 
