@@ -697,6 +697,7 @@ def run_conv(q: ge.QuantConv, *, rows: int = 8, cols: int = 8, simulator: str = 
     check_choice("simulator", simulator, SIMULATORS)
     say = progress or (lambda text: None)
     config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config, space_to_depth=space_to_depth)
+    simulator_env(simulator)   # a missing or old simulator: one error, before any step is announced
     trace = waves is not None and simulator == "verilator"
     say(f"building the {config.rows}x{config.cols} engine for {simulator}{' with tracing' if trace else ''} "
         f"(cached after the first time)")

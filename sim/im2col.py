@@ -20,6 +20,7 @@ from convgen.hdl.im2col import Im2colAddressGenerator, Im2colConfig, manifest_ex
 from convgen.core.params import ConfigError
 
 from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
+from .tools import simulator_env
 
 __all__ = ["generate", "build_im2col", "run_im2col", "Im2colResult", "layers_payload", "RUN_MODULE"]
 
@@ -74,6 +75,7 @@ def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "veri
             raise ConfigError(f"layers must be ConvLayer objects, not {type(lay).__name__}")
         hw.check_layer(lay)
     say = progress or (lambda text: None)
+    simulator_env(simulator)   # a missing or old simulator: one error, before any step is announced
     say(f"building the address generator for {simulator}{' with tracing' if waves is not None else ''} "
         f"(cached after the first time)")
     bld = build_im2col(hw, simulator, waves=waves is not None)

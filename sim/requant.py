@@ -19,6 +19,7 @@ from convgen.core.quant import channel_entry
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
+from .tools import simulator_env
 
 __all__ = ["param_fields", "input_fields", "generate", "build_requant", "run_requant", "RequantResult",
            "RUN_MODULE"]
@@ -112,6 +113,7 @@ def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = 
     cfg = RequantConfig(lanes=lanes, groups=groups, rounding=params.rounding,
                         out_width=params.out_width, out_signed=params.out_signed)
     say = progress or (lambda text: None)
+    simulator_env(simulator)   # a missing or old simulator: one error, before any step is announced
     say(f"building the requantizer ({lanes} lanes, {cfg.rounding}) for {simulator}"
         f"{' with tracing' if waves is not None else ''} (cached after the first time)")
     bld = build_requant(cfg, simulator, waves=waves is not None)

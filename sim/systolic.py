@@ -22,6 +22,7 @@ from convgen.core.params import ConfigError
 from convgen.hdl.systolic import SystolicArray, SystolicConfig, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
+from .tools import simulator_env
 
 __all__ = ["GemmResult", "tile_streams", "generate", "build_systolic", "run_gemm", "RUN_MODULE"]
 
@@ -163,6 +164,7 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
         say, detail = progress, getattr(progress, "detail", None)
     else:
         say, detail = (lambda text: None), None
+    simulator_env(simulator)   # a missing or old simulator: one error, before any step is announced
     say(f"building the {rows}x{cols} array for {simulator}{' with tracing' if waves is not None else ''} "
         f"(cached after the first time)")
     bld = build_systolic(cfg, simulator, waves=waves is not None)

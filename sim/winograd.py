@@ -19,6 +19,7 @@ from convgen.core.params import ConfigError, check_choice
 from convgen.hdl.winograd import BLOCKS, WinogradConfig, WinogradConv3x3, manifest_extra
 
 from .build import Build, SimulationFailed, build_component, run_cocotb, save_waves, work_directory
+from .tools import simulator_env
 
 __all__ = ["conv_beats", "generate", "build_winograd", "run_winograd_conv", "ConvResult", "LAYOUTS"]
 
@@ -108,6 +109,7 @@ def run_winograd_conv(x, w, *, simulator: str = "verilator", layout: str = "nchw
                           f"1..{cfg.max_channels} for int{data_width} x int{weight_width}")
     beats = conv_beats(x, w)
     say = progress or (lambda text: None)
+    simulator_env(simulator)   # a missing or old simulator: one error, before any step is announced
     say(f"building the Winograd F(2x2,3x3) convolution for {simulator}{' with tracing' if waves is not None else ''} "
         f"(cached after the first time)")
     bld = build_winograd(cfg, simulator, waves=waves is not None)
