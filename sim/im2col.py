@@ -87,7 +87,8 @@ def run_im2col(layers, hw: Im2colConfig | None = None, *, simulator: str = "veri
         res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
-            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}"
+                                   + (f" and the waveform {res.waves_file}" if res.waves_file else ""))
         if waves is not None:
             save_waves(res, waves)
         out = np.load(work / "result.npz")

@@ -133,7 +133,8 @@ def run_requant(acc, params: RequantParams, *, lanes: int = 4, simulator: str = 
         res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
-            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}"
+                                   + (f" and the waveform {res.waves_file}" if res.waves_file else ""))
         if waves is not None:
             save_waves(res, waves)
         from .packing import unpack

@@ -185,7 +185,8 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
             res = run_cocotb(bld, RUN_MODULE, run_dir=work / "run", extra_env=env)
         wall = time.monotonic() - start
         if not res.passed:
-            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}")
+            raise SimulationFailed(f"RTL run failed on {simulator}; see {res.log_file}"
+                                   + (f" and the waveform {res.waves_file}" if res.waves_file else ""))
         if waves is not None:
             save_waves(res, waves)
         out = np.load(work / "result.npz", allow_pickle=True)

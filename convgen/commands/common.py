@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from convgen.core.fields import Field, fields_of
+from convgen.sim.build import WAVES_FORMAT
 from convgen.sim.tools import SIMULATORS
 
 __all__ = ["EXIT_USAGE", "EXIT_TOOL", "EXIT_INTERRUPTED", "CLIError", "load_matrix", "check_output_file",
@@ -148,8 +149,8 @@ SIM_FIELD = Field("sim", "verilator", "simulator", choices=SIMULATORS)
 #: ``--quiet`` of every run verb
 QUIET = Field("quiet", False, "no progress display or messages on stderr (errors still go there; stdout keeps its "
                               "one JSON line)")
-#: the waveform format a cocotb-driven run writes, per simulator (sim.build.WAVES_FORMAT)
-COCOTB_WAVES = {"verilator": "fst", "icarus": "fst"}
+#: the waveform format a cocotb-driven run writes, per simulator
+COCOTB_WAVES = WAVES_FORMAT
 
 
 def waves_field(formats: dict[str, str]) -> Field:
@@ -161,7 +162,7 @@ def waves_field(formats: dict[str, str]) -> Field:
         what = ", ".join(f"{fmt.upper()} from {'Icarus' if sim == 'icarus' else sim.capitalize()}"
                          for sim, fmt in formats.items())
     return Field("waves", None, f"write the run's waveform (every signal of the design) to FILE, {what}; the path "
-                                f"is printed on stderr. The run then uses a tracing build (cached separately) and "
+                                f"goes in the JSON and on stderr. The run then uses a tracing build (cached separately) and "
                                 f"simulates slower, and the file grows with the simulated cycles (a 2x2 engine: about "
                                 f"3 kB per cycle as VCD, a tenth of that as FST), so use it on small inputs",
                  kind=str, metavar="FILE")
@@ -197,6 +198,8 @@ def waves_written(steps, args, formats: dict[str, str]) -> dict:
     fmt = formats[args.sim]
     steps.message(f"waveform ({fmt.upper()}) written to {args.waves}")
     return {"waves": args.waves, "waves_format": fmt}
+
+
 #: ``--keep`` of every run verb
 KEEP = Field("keep", False, "keep the run's temporary folder (stimulus, simulator log, results); its path is "
                             "printed on stderr")
