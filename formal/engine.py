@@ -44,7 +44,7 @@ from __future__ import annotations
 import copy
 import re
 
-from .common import Dut, Mutant, SbyJob, counter_bits, generate, replace_once, replace_re, wrapper
+from .common import Dut, Mutant, SbyJob, counter_bits, generate, replace_re, wrapper
 
 
 def engine_config(**over):
@@ -125,6 +125,7 @@ def engine_props(dut: Dut, cfg, *, full: bool) -> str:
         f"assert(!f_touched || !busy || {in_params} || {in_run});",
         "assert(f_p_received <= f_p_issued && f_p_issued <= f_p_total);",
         "assert(f_p_out >= 0 && f_p_out + f_p_received == f_p_issued);   // parameter words in flight",
+        f"assert(f_p_out <= {caps['p']});",
         f"assert({in_params} || f_p_received == f_p_issued);   // all answered outside PARAMS",
     ]
     if full:
@@ -157,7 +158,7 @@ def engine_props(dut: Dut, cfg, *, full: bool) -> str:
 
 def engine_job(mode: str, depth: int, *, full: bool, **over):
     """``full``: every property, all four request streams' rules (the BMC set); otherwise the
-    k-induction subset, with the ``w_req`` and ``y_req`` rules left out (see docs/formal.md)."""
+    k-induction subset, with the ``x_req``, ``w_req`` and ``y_req`` rules left out (docs/formal.md)."""
     def build(mutate):
         from convgen.hdl.engine import ConvEngine
         cfg = engine_config(**over)
@@ -201,16 +202,21 @@ M_ENGINE_BAD_RUNS = Mutant("bad descriptor raises error but goes on to PARAMS (e
 #: the activation request stage advances without x_req.ready: a stalled request is replaced
 M_ENGINE_X_ADV = Mutant("x_req stage advances while stalled (valid/payload change without ready)",
                         replace_re(r"assign f_adv = \\\$\d+  \| x_req__ready;", "assign f_adv = 1'h1;"))
-#: a weight request counted as taken while stalled: w_req drops its valid or moves its address
-M_ENGINE_W_FIRE = Mutant("weight request counted without w_req.ready (valid/payload change while stalled)",
+#: the weight credit counts a stalled request as taken: the credit runs out and w_req drops its
+#: valid while stalled (the first `w_req.valid & w_req.ready` of the text is the credit's)
+M_ENGINE_W_FIRE = Mutant("weight credit taken without w_req.ready (valid drops while stalled)",
                          replace_re(r"(assign \\\$\d+  = w_req__valid) & w_req__ready;", r"\1;"))
+#: parameter requests not gated by the PARAMS state: after DECIDE (also of a bad descriptor)
+#: p_req is valid while p_issued != p_total
+M_ENGINE_P_UNGATED = Mutant("p_req not gated by the PARAMS state (a bad descriptor reads parameters)",
+                            replace_re(r"assign p_req__valid = \\\$\d+  & (\\\$\d+ );", r"assign p_req__valid = \1;"))
 
 
 def property_sets():
     from .streams import PropertySet as P
     return [
         P("engine 1x1: layers, p_req (k-induction subset)", "prove", 8, engine_job("prove", 8, full=False),
-          quick=True, mutants=[M_ENGINE_BAD_RUNS]),
+          quick=True, mutants=[M_ENGINE_BAD_RUNS, M_ENGINE_P_UNGATED]),
         P("engine 1x1: protocol of every stream, layers, in flight", "bmc", 32, engine_job("bmc", 32, full=True),
           quick=False, mutants=[M_ENGINE_X_ADV, M_ENGINE_W_FIRE, M_ENGINE_BAD_RUNS]),
     ]
