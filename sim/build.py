@@ -38,7 +38,7 @@ __all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb"
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 #: added to a Verilator build with ``waves``: cocotb's runner passes ``--trace`` (VCD), this makes
-#: the model write FST (``dump.fst``), several times smaller and what GTKWave and Surfer open fastest
+#: the model write compressed FST (``dump.fst``) instead; Verilator's FST writer needs lz4.h
 VERILATOR_WAVES_FLAGS = ["--trace-fst"]
 #: the waveform format a cocotb run with a ``waves`` build writes, per simulator: Verilator through
 #: the flags above; Icarus through cocotb's dump module and ``vvp -fst``
