@@ -89,7 +89,7 @@ def test_generate_writes_verilog_and_manifest(capsys, tmp_path):
         f"{info['module']}{ext}" for ext in (".v", ".json", ".f", ".core"))
     manifest = json.loads((tmp_path / f"{info['module']}.json").read_text())
     assert manifest["parameters"] == {"lanes": 2, "groups": 3, "rounding": "tflite_single",
-                                      "out_width": 8, "out_signed": False}
+                                      "out_width": 8, "out_signed": False, "mult_style": "dsp"}
     assert info["latency"] == manifest["timing"]["latency"] == 7
     assert f"module {info['module']}" in (tmp_path / f"{info['module']}.v").read_text()
 
