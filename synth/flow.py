@@ -173,7 +173,8 @@ def flow_markdown(docs) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in docs:
         r = d["resources"]
-        row = [f"`{d['top']}`", d["target"], r["luts"], r["ffs"], r["carries"], r["dsps"], r["brams"]]
+        row = [f"`{d['top']}`", d["target"],
+               *Y.technology_cells(d["target"], [r["luts"], r["ffs"], r["carries"], r["dsps"], r["brams"]])]
         if with_pnr:
             f = d.get("fmax_mhz")
             row += [d.get("device_name") or "-", "-" if f is None else f"{f:.1f}",

@@ -207,6 +207,15 @@ def _fmt_area(r: SynthReport) -> str:
     return ("≥ " if r.area_is_lower_bound else "") + f"{r.area_estimate:.0f}"
 
 
+def technology_cells(target: str, row: list) -> list:
+    """The LUT, carry, DSP and BRAM figures of a table row as shown: "n/a" for the generic
+    target, which maps to gates, not to an FPGA's cells (FFs are counted on every target)."""
+    if target != "generic":
+        return row
+    luts, ffs, carries, dsps, brams = row
+    return ["n/a", ffs, "n/a", "n/a", "n/a"]
+
+
 def markdown_table(reports: Iterable[SynthReport]) -> str:
     """One Markdown table with a row per report (the area column only if a report has one)."""
     reports = list(reports)
@@ -220,7 +229,7 @@ def markdown_table(reports: Iterable[SynthReport]) -> str:
         head.append("area (CMOS transistors)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
-        row = [f"`{r.top}`", r.target, r.luts, r.ffs, r.carries, r.dsps, r.brams]
+        row = [f"`{r.top}`", r.target, *technology_cells(r.target, [r.luts, r.ffs, r.carries, r.dsps, r.brams])]
         if with_lutram:
             row.append(r.lutrams)
         row.append(r.total_cells)
