@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seed", type=int, default=0, help="seed of the random layer (default 0)")
     dm.add_argument("--targets", type=lambda t: t.split(","), default=["ecp5"],
                     help="comma-separated synthesis targets: generic, ice40, ecp5 (default ecp5)")
-    dm.add_argument("--out", default=None, help="directory for the generated files (default: a temporary one, "
+    dm.add_argument("--out", "-o", default=None, help="directory for the generated files (default: a temporary one, "
                                                 "deleted at the end)")
     dm.add_argument("--keep", action="store_true", help="keep the temporary folder")
     dm.set_defaults(func=cmd_demo)

@@ -204,6 +204,8 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
         flags = [*flags, *VERILATOR_WAVES_FLAGS]
     key = hashlib.sha256(json.dumps({
         "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        # the manifest too: a renamed config field changes it without changing the Verilog
+        "manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest(),
         "simulator": simulator, "version": simulator_version(simulator),
         "cocotb": cocotb.__version__, "flags": flags, "waves": waves,
     }, sort_keys=True).encode()).hexdigest()[:16]

@@ -241,7 +241,10 @@ def add_fields(p, fields: Iterable[Field]) -> None:
                 g.add_argument(flags[0], dest=f.name, action="store_false" if default else "store_true",
                                default=default, help=f.help.replace("%", "%%"))
             continue
-        p.add_argument(*f.cli_flags, dest=f.name, default=default, required=f.required,
+        flags = tuple(f.cli_flags)
+        if f.name == "out" and "-o" not in flags:
+            flags += ("-o",)          # every --out has the short alias
+        p.add_argument(*flags, dest=f.name, default=default, required=f.required,
                        metavar=f.metavar or f.name.upper(), help=_help(f))
 
 
