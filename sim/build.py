@@ -22,7 +22,9 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,8 @@ from .tools import SIMULATORS, simulator_env, simulator_version
 
 __all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb", "work_directory", "locked",
            "VERILATOR_SIM_FLAGS", "VERILATOR_WAVES_FLAGS", "WAVES_FORMAT", "cached_verilog", "source_digest",
-           "copy_waves", "save_waves", "check_trace_headers"]
+           "copy_waves", "save_waves", "check_trace_headers", "FREE_RUNNING_MAIN", "FREE_RUNNING_MAIN_TRACE",
+           "FREE_RUNNING_FLAGS", "FREE_RUNNING_TRACE_FLAGS", "FreeRunningBuild", "build_free_running"]
 
 VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 #: added to a Verilator build with ``waves``: cocotb's runner passes ``--trace`` (VCD), this makes
@@ -352,3 +355,114 @@ def run_cocotb(b: Build, test_module: str, *, run_dir: str | os.PathLike | None 
             sorted((b.directory / "sim_build").glob("*.fst"))
         waves_file = candidates[0] if candidates else None
     return RunResult(tests, failures, results_xml, log_file, waves_file)
+
+
+# -- free-running testbenches (sim/engine.py, sim/soak.py) -------------------------------------
+#: The C++ main of a free-running Verilator testbench: toggles the top's ``clk`` until ``$finish``.
+FREE_RUNNING_MAIN = r"""
+#include "V%(top)s.h"
+#include "verilated.h"
+int main(int argc, char** argv) {
+    VerilatedContext* ctx = new VerilatedContext;
+    ctx->commandArgs(argc, argv);
+    V%(top)s* top = new V%(top)s{ctx};
+    top->clk = 0;
+    top->eval();
+    while (!ctx->gotFinish()) {
+        top->clk = !top->clk;
+        top->eval();
+    }
+    top->final();
+    delete top;
+    delete ctx;
+    return 0;
+}
+"""
+
+#: The same for a tracing build: tracing compiled in (the testbench's ``$dumpvars`` starts it) and
+#: simulation time advancing 5 units per clock edge, as the Icarus clock wrapper's ``always #5``.
+FREE_RUNNING_MAIN_TRACE = r"""
+#include "V%(top)s.h"
+#include "verilated.h"
+int main(int argc, char** argv) {
+    VerilatedContext* ctx = new VerilatedContext;
+    ctx->commandArgs(argc, argv);
+    ctx->traceEverOn(true);
+    V%(top)s* top = new V%(top)s{ctx};
+    top->clk = 0;
+    top->eval();
+    while (!ctx->gotFinish()) {
+        ctx->timeInc(5);
+        top->clk = !top->clk;
+        top->eval();
+    }
+    top->final();
+    delete top;
+    delete ctx;
+    return 0;
+}
+"""
+
+#: Verilator's own optimizations and X values fixed at 0 (the testbenches initialize every memory
+#: they read). The C++ stays at verilated.mk's -Os: the 8x8 engine's model runs about 13,000
+#: instructions per simulated cycle through ~450 kB of straight-line code, so it is bound by
+#: instruction-cache misses (7.5% of fetches, valgrind cachegrind); -O2 executes as many
+#: instructions with more misses and was not faster in alternating runs (docs/engine.md).
+FREE_RUNNING_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
+#: added for a tracing build: FST, compressed (Verilator's FST writer needs the lz4 and zlib
+#: headers: Debian liblz4-dev, zlib1g-dev)
+FREE_RUNNING_TRACE_FLAGS = ["--trace-fst"]
+
+
+@dataclass(frozen=True)
+class FreeRunningBuild:
+    directory: Path
+    executable: Path
+    seconds: float
+    cached: bool
+
+
+def build_free_running(kind: str, name: str, simulator: str, top: str, sources: dict[str, str], *,
+                       trace: bool = False, what: str = "") -> FreeRunningBuild:
+    """Compile a plain-Verilog testbench ``top`` (input ``clk``; an Icarus clock wrapper
+    ``<top>_clock``) and ``sources`` (file name -> text, the testbench first) for ``simulator``,
+    cached under ``cache_root()/<kind>/<name>-<sim>-<hash>`` (the hash covers every source text,
+    the simulator, its version and the flags) behind a file lock. ``trace``: a Verilator build
+    with FST tracing (:data:`FREE_RUNNING_MAIN_TRACE`); Icarus can always dump. ``what`` names
+    the design in a build failure (SimulationFailed naming the log)."""
+    check_choice("simulator", simulator, SIMULATORS)
+    env = dict(os.environ, **simulator_env(simulator))
+    trace = trace and simulator == "verilator"
+    flags = ([*FREE_RUNNING_FLAGS, *(FREE_RUNNING_TRACE_FLAGS if trace else [])] if simulator == "verilator"
+             else [])
+    key = hashlib.sha256(json.dumps({"sources": {n: hashlib.sha256(t.encode()).hexdigest() for n, t in sources.items()},
+                                     "sim": simulator, "ver": simulator_version(simulator), "flags": flags,
+                                     "warnings": VERILATOR_SIM_FLAGS}, sort_keys=True).encode()).hexdigest()[:16]
+    directory = cache_root() / kind / f"{name[:60]}-{simulator}{'-trace' if trace else ''}-{key}"
+    exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{top}")
+    marker = directory / "complete"
+    t0 = time.monotonic()
+    cached = True
+    with locked(directory.with_suffix(".lock")):
+        if not marker.exists():
+            cached = False
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            for fname, text in sources.items():
+                (directory / fname).write_text(text)
+            if simulator == "icarus":
+                cmd = ["iverilog", "-g2012", "-o", str(exe), "-s", f"{top}_clock", *sources]
+            else:
+                (directory / "main.cpp").write_text((FREE_RUNNING_MAIN_TRACE if trace else FREE_RUNNING_MAIN)
+                                                    % {"top": top})
+                cmd = ["verilator", "--cc", "--exe", "--build", *flags, "--top-module", top, "-Mdir", "obj",
+                       "-o", f"V{top}", "-j", "2", *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL", "main.cpp", *sources]
+            p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
+            (directory / "build.log").write_text(p.stdout + p.stderr)
+            if p.returncode != 0 and trace:
+                check_trace_headers(directory / "build.log")
+            if p.returncode != 0:
+                raise SimulationFailed(f"{simulator} build of {what or name} failed; see {directory / 'build.log'}:\n"
+                                       f"{(p.stdout + p.stderr)[-3000:]}")
+            marker.write_text("ok\n")
+    return FreeRunningBuild(directory, exe, time.monotonic() - t0, cached)

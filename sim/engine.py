@@ -19,11 +19,8 @@ resets mid-layer) on one model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -31,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convgen.core.cache import cache_root
 from convgen.core.params import ConfigError, check_choice
 from convgen.golden import engine as ge
 from convgen.hdl.engine import ConvEngine, EngineConfig, manifest_extra
 
-from .build import VERILATOR_SIM_FLAGS, SimulationFailed, cached_verilog, check_trace_headers, copy_waves, locked, \
+from .build import FREE_RUNNING_FLAGS, FREE_RUNNING_MAIN, FREE_RUNNING_MAIN_TRACE, VERILATOR_SIM_FLAGS, \
+    SimulationFailed, build_free_running, cached_verilog, copy_waves, \
     work_directory
-from .tools import SIMULATORS, SimulatorUnavailable, simulator_env, simulator_version
+from .tools import SIMULATORS, simulator_env
 
 __all__ = ["EngineBuild", "LayerJob", "LayerResult", "build_engine", "run_layers", "run_conv", "ConvResult",
            "testbench_verilog", "job_from_quant", "generate", "engine_verilog", "engine_config_for",
@@ -304,61 +301,9 @@ CHECK_END = """
                              bad, ywords, first_bad, ymem[first_bad], yexp[first_bad], ymask[first_bad]);"""
 
 
-VERILATOR_MAIN = r"""
-#include "V%(top)s.h"
-#include "verilated.h"
-int main(int argc, char** argv) {
-    VerilatedContext* ctx = new VerilatedContext;
-    ctx->commandArgs(argc, argv);
-    V%(top)s* top = new V%(top)s{ctx};
-    top->clk = 0;
-    top->eval();
-    while (!ctx->gotFinish()) {
-        top->clk = !top->clk;
-        top->eval();
-    }
-    top->final();
-    delete top;
-    delete ctx;
-    return 0;
-}
-"""
-
-
-# the C++ main of a tracing build: tracing compiled in (the testbench's $dumpvars starts it) and
-# simulation time advancing 5 units per clock edge, as the Icarus clock wrapper's `always #5`
-VERILATOR_MAIN_TRACE = r"""
-#include "V%(top)s.h"
-#include "verilated.h"
-int main(int argc, char** argv) {
-    VerilatedContext* ctx = new VerilatedContext;
-    ctx->commandArgs(argc, argv);
-    ctx->traceEverOn(true);
-    V%(top)s* top = new V%(top)s{ctx};
-    top->clk = 0;
-    top->eval();
-    while (!ctx->gotFinish()) {
-        ctx->timeInc(5);
-        top->clk = !top->clk;
-        top->eval();
-    }
-    top->final();
-    delete top;
-    delete ctx;
-    return 0;
-}
-"""
-
-
-#: Verilator's own optimizations and X values fixed at 0 (the testbench initializes every memory
-#: it reads). The C++ stays at verilated.mk's -Os: the 8x8 engine's model runs about 13,000
-#: instructions per simulated cycle through ~450 kB of straight-line code, so it is bound by
-#: instruction-cache misses (7.5% of fetches, valgrind cachegrind); -O2 executes as many
-#: instructions with more misses and was not faster in alternating runs (docs/engine.md).
-VERILATOR_BUILD_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast"]
-#: added for a tracing build (build_engine(trace=True)): FST, compressed (Verilator's FST writer
-#: needs the lz4 and zlib headers: Debian liblz4-dev, zlib1g-dev)
-VERILATOR_TRACE_FLAGS = ["--trace-fst"]
+# the free-running build (shared with sim/soak.py): sim.build.build_free_running
+VERILATOR_MAIN, VERILATOR_MAIN_TRACE = FREE_RUNNING_MAIN, FREE_RUNNING_MAIN_TRACE
+VERILATOR_BUILD_FLAGS = FREE_RUNNING_FLAGS
 
 
 @dataclass(frozen=True)
@@ -396,42 +341,13 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
     :func:`run_layers` ``waves``; it simulates slower, so the plain build stays the default.
     Icarus builds always can dump (``+vcd``), so ``trace`` changes nothing there."""
     check_choice("simulator", simulator, SIMULATORS)
-    env = dict(os.environ, **simulator_env(simulator))
     module = name or cfg.module_name
     text = verilog if verilog is not None else engine_verilog(cfg)
     trace = trace and simulator == "verilator"
-    tb = testbench_verilog(cfg, module, mem_words, trace=trace)
-    flags = (VERILATOR_BUILD_FLAGS + (VERILATOR_TRACE_FLAGS if trace else [])) if simulator == "verilator" else []
-    key = hashlib.sha256(json.dumps({"v": hashlib.sha256(text.encode()).hexdigest(), "tb": tb,
-                                     "sim": simulator, "ver": simulator_version(simulator),
-                                     "flags": flags},
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    directory = cache_root() / "engine" / f"{module[:60]}-{simulator}{'-trace' if trace else ''}-{key}"
-    exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{TB_TOP}")
-    marker = directory / "complete"
-    t0 = time.monotonic()
-    with locked(directory.with_suffix(".lock")):
-        if not marker.exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True)
-            (directory / "engine.v").write_text(text)
-            (directory / "tb.v").write_text(tb)
-            if simulator == "icarus":
-                cmd = ["iverilog", "-g2012", "-o", str(exe), "-s", f"{TB_TOP}_clock", "tb.v", "engine.v"]
-            else:
-                (directory / "main.cpp").write_text((VERILATOR_MAIN_TRACE if trace else VERILATOR_MAIN) % {"top": TB_TOP})
-                cmd = ["verilator", "--cc", "--exe", "--build", *flags,
-                       "--top-module", TB_TOP, "-Mdir", "obj", "-o", f"V{TB_TOP}", "-j", "2",
-                       *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL", "main.cpp", "tb.v", "engine.v"]
-            p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
-            (directory / "build.log").write_text(p.stdout + p.stderr)
-            if p.returncode != 0 and trace:
-                check_trace_headers(directory / "build.log")
-            if p.returncode != 0:
-                raise SimulationFailed(f"{simulator} build of {module} failed; see {directory / 'build.log'}:\n"
-                                   f"{(p.stdout + p.stderr)[-3000:]}")
-            marker.write_text("ok\n")
-    return EngineBuild(cfg, simulator, directory, exe, mem_words, time.monotonic() - t0, trace)
+    fb = build_free_running("engine", module, simulator, TB_TOP,
+                            {"tb.v": testbench_verilog(cfg, module, mem_words, trace=trace), "engine.v": text},
+                            trace=trace, what=module)
+    return EngineBuild(cfg, simulator, fb.directory, fb.executable, mem_words, fb.seconds, trace)
 
 
 # -- jobs and runs -----------------------------------------------------------------------------

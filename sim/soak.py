@@ -40,23 +40,19 @@ sources and sinks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convgen.core.cache import cache_root
 from convgen.core.params import ConfigError, check_choice
 
-from .build import VERILATOR_SIM_FLAGS, SimulationFailed, locked, work_directory
+from .build import SimulationFailed, build_free_running, work_directory
 from .packing import unpack
-from .tools import SIMULATORS, simulator_env, simulator_version
+from .tools import SIMULATORS, simulator_env
 
 __all__ = ["TB_TOP", "harness_verilog", "SoakBuild", "build_soak", "Stimulus", "SoakRun", "run_soak",
            "compare", "Comparison", "read_hex", "write_hex"]
@@ -265,27 +261,6 @@ endmodule
 """
 
 
-VERILATOR_MAIN = r"""
-#include "V%(top)s.h"
-#include "verilated.h"
-int main(int argc, char** argv) {
-    VerilatedContext* ctx = new VerilatedContext;
-    ctx->commandArgs(argc, argv);
-    V%(top)s* top = new V%(top)s{ctx};
-    top->clk = 0;
-    top->eval();
-    while (!ctx->gotFinish()) {
-        top->clk = !top->clk;
-        top->eval();
-    }
-    top->final();
-    delete top;
-    delete ctx;
-    return 0;
-}
-"""
-
-
 @dataclass(frozen=True)
 class SoakBuild:
     """A compiled block + harness."""
@@ -307,39 +282,12 @@ def build_soak(verilog_text: str, manifest: dict, simulator: str, *, depth: int 
 
     Fault-injection tests pass a mutated text: it hashes to its own build."""
     check_choice("simulator", simulator, SIMULATORS)
-    env = dict(os.environ, **simulator_env(simulator))
     module = manifest["module"]
     tb = harness_verilog(manifest, depth=depth, gates=gates)
-    key = hashlib.sha256(json.dumps({"v": hashlib.sha256(verilog_text.encode()).hexdigest(), "tb": tb,
-                                     "sim": simulator, "ver": simulator_version(simulator),
-                                     "flags": VERILATOR_SIM_FLAGS}, sort_keys=True).encode()).hexdigest()[:16]
-    directory = cache_root() / "soak" / f"{module[:60]}-{simulator}-{key}"
-    exe = directory / ("sim.vvp" if simulator == "icarus" else f"obj/V{TB_TOP}")
-    marker = directory / "complete"
-    t0 = time.monotonic()
-    cached = True
-    with locked(directory.with_suffix(".lock")):
-        if not marker.exists():
-            cached = False
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir(parents=True)
-            (directory / "dut.v").write_text(verilog_text)
-            (directory / "tb.v").write_text(tb)
-            if simulator == "icarus":
-                cmd = ["iverilog", "-g2012", "-o", str(exe), "-s", f"{TB_TOP}_clock", "tb.v", "dut.v"]
-            else:
-                (directory / "main.cpp").write_text(VERILATOR_MAIN % {"top": TB_TOP})
-                cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-                       "--top-module", TB_TOP, "-Mdir", "obj", "-o", f"V{TB_TOP}", "-j", "2",
-                       *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL", "main.cpp", "tb.v", "dut.v"]
-            p = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True)
-            (directory / "build.log").write_text(p.stdout + p.stderr)
-            if p.returncode != 0:
-                raise SimulationFailed(f"{simulator} build of the {module} soak harness failed; see "
-                                       f"{directory / 'build.log'}:\n{(p.stdout + p.stderr)[-3000:]}")
-            marker.write_text("ok\n")
-    return SoakBuild(simulator, module, manifest, depth, dict(gates or {}), directory, exe,
-                     time.monotonic() - t0, cached)
+    fb = build_free_running("soak", module, simulator, TB_TOP, {"tb.v": tb, "dut.v": verilog_text},
+                            what=f"the {module} soak harness")
+    return SoakBuild(simulator, module, manifest, depth, dict(gates or {}), fb.directory, fb.executable,
+                     fb.seconds, fb.cached)
 
 
 # -- memory images ----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from convgen.core.params import ConfigError
 from convgen.golden import engine as ge
 from convgen.hdl.engine import ConvEngine, EngineConfig
 from convgen.sim import engine as se
-from convgen.sim.tools import SIMULATORS
 
 # the engine of bench/synth_engine.py's `ice40_fit` point (its buffers aside)
 CFG = dict(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4, max_kernel=3, max_stride=2,
@@ -68,7 +67,12 @@ BAD_FIELDS = [{"kh": 0}, {"ntiles": 2}, {"out_h": 3}, {"c_slice": 3000}, {"ntile
               {"slice_words": 2}]
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", [
+    "icarus",
+    # a cold Verilator build of this engine takes 1-2 minutes; the default engine runs on both
+    # simulators in tests/test_engine_rtl.py
+    pytest.param("verilator", marks=pytest.mark.slow),
+])
 def test_lut_engine_bit_exact_cycles_and_bad_descriptors(simulator, tmp_path):
     b = _build(simulator)
     cfg = b.config

@@ -134,9 +134,13 @@ def _one_json_line(out: str) -> dict:
 WAVE_RUNS = [("gemm", "verilator", False), ("gemm", "icarus", True), ("conv", "verilator", True),
              ("conv", "icarus", False), ("im2col", "icarus", True), ("requant", "icarus", False),
              ("winograd-conv", "icarus", True)]
+#: the engine's tracing Verilator build takes about 2 minutes cold: -m slow (gemm covers Verilator FST)
+SLOW_WAVE_RUNS = {("conv", "verilator", True)}
 
 
-@pytest.mark.parametrize("job, sim, quiet", WAVE_RUNS, ids=[f"{j}-{s}{'-quiet' if q else ''}" for j, s, q in WAVE_RUNS])
+@pytest.mark.parametrize("job, sim, quiet", [
+    pytest.param(*r, marks=[pytest.mark.slow] if r in SLOW_WAVE_RUNS else [],
+                 id=f"{r[0]}-{r[1]}{'-quiet' if r[2] else ''}") for r in WAVE_RUNS])
 def test_waves(job, sim, quiet, inp, tmp_path, capsys):
     fmt = FORMAT[job][sim]
     waves = tmp_path / f"run.{fmt}"
@@ -212,7 +216,7 @@ def test_every_run_verb_has_waves_and_quiet(capsys):
         assert "--waves FILE" in text and "--quiet" in text, job
         fmts = FORMAT[job]
         want = ("FST on both simulators" if len(set(fmts.values())) == 1 else
-                f"FST from Verilator, VCD from Icarus")
+                "FST from Verilator, VCD from Icarus")
         assert want in text, (job, text)
 
 
