@@ -505,6 +505,36 @@ def _run_in(b: EngineBuild, jobs, run_dir: Path, xs, ws, ps, bases, t0, *, seed,
     return RunResult(results, total, time.monotonic() - t0, sim_seconds, log)
 
 
+def random_jobs(cfg: EngineConfig, layers: dict, seed: int, names=None) -> list[LayerJob]:
+    """One job per named layer (``layers``: name -> (ConvLayer, x_signed)) with random data,
+    zero points and per-channel requantization (a ReLU clamp on about 30%), its expected output
+    from the direct convolution (``golden.engine.reference_conv``) and ``out_signed``."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for name in names or layers:
+        layer, x_signed = layers[name]
+        q = ge.random_quant_conv(rng, layer, x_signed=x_signed, relu=rng.random() < 0.3)
+        job = job_from_quant(q, cfg)
+        job.expected = ge.reference_conv(q)
+        job.out_signed = bool(q.params.act_min.min() < 0)
+        jobs.append(job)
+    return jobs
+
+
+def layer_mismatch(job: LayerJob, res: LayerResult) -> str | None:
+    """None when the layer ended OK, wrote each of its output words once and equals
+    ``job.expected`` (from :func:`random_jobs`); otherwise what differs."""
+    if res.status != "OK":
+        return f"status {res.status}"
+    y = y_from_words(res.y_words, job, job.out_signed)
+    bad = np.argwhere(y != job.expected)
+    if len(bad):
+        return f"{len(bad)} of {y.size} outputs differ, first at {bad[:5].tolist()}"
+    if res.writes != job.plan.y_words:
+        return f"{res.writes} output writes, {job.plan.y_words} expected"
+    return None
+
+
 def y_from_words(ybytes: np.ndarray, job: LayerJob, out_signed: bool) -> np.ndarray:
     """Output bytes -> int values of the output type, ``y[OH, OW, C_out]``."""
     v = ybytes.astype(np.int64)

@@ -7,7 +7,6 @@ purpose) is built once per simulator and shared by every test."""
 
 from functools import lru_cache
 
-import numpy as np
 import pytest
 
 from convgen.core.layer import ConvLayer
@@ -43,25 +42,12 @@ def _build(simulator: str, fault: str = ""):
 
 
 def _jobs(seed: int, names=None):
-    rng = np.random.default_rng(seed)
-    cfg = EngineConfig(**CFG)
-    jobs = []
-    for name in names or LAYERS:
-        layer, x_signed = LAYERS[name]
-        q = ge.random_quant_conv(rng, layer, x_signed=x_signed, relu=rng.random() < 0.3)
-        job = se.job_from_quant(q, cfg)
-        job.expected = ge.reference_conv(q)
-        job.out_signed = bool(q.params.act_min.min() < 0)
-        jobs.append(job)
-    return jobs
+    return se.random_jobs(EngineConfig(**CFG), LAYERS, seed, names)
 
 
 def _check(job, res, name=""):
-    assert res.status == "OK", (name, res.status)
-    y = se.y_from_words(res.y_words, job, job.out_signed)
-    bad = np.argwhere(y != job.expected)
-    assert len(bad) == 0, f"{name}: {len(bad)} of {y.size} outputs differ, first at {bad[:5].tolist()}"
-    assert res.writes == job.plan.y_words, (name, res.writes, job.plan.y_words)
+    problem = se.layer_mismatch(job, res)
+    assert problem is None, f"{name}: {problem}"
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
