@@ -358,18 +358,17 @@ def run_cocotb(b: Build, test_module: str, *, run_dir: str | os.PathLike | None 
 
 
 # -- free-running testbenches (sim/engine.py, sim/soak.py) -------------------------------------
-#: The C++ main of a free-running Verilator testbench: toggles the top's ``clk`` until ``$finish``.
-FREE_RUNNING_MAIN = r"""
+_MAIN = r"""
 #include "V%(top)s.h"
 #include "verilated.h"
 int main(int argc, char** argv) {
     VerilatedContext* ctx = new VerilatedContext;
     ctx->commandArgs(argc, argv);
-    V%(top)s* top = new V%(top)s{ctx};
+TRACE_ON    V%(top)s* top = new V%(top)s{ctx};
     top->clk = 0;
     top->eval();
     while (!ctx->gotFinish()) {
-        top->clk = !top->clk;
+TIME_INC        top->clk = !top->clk;
         top->eval();
     }
     top->final();
@@ -378,30 +377,12 @@ int main(int argc, char** argv) {
     return 0;
 }
 """
-
+#: The C++ main of a free-running Verilator testbench: toggles the top's ``clk`` until ``$finish``.
+FREE_RUNNING_MAIN = _MAIN.replace("TRACE_ON", "").replace("TIME_INC", "")
 #: The same for a tracing build: tracing compiled in (the testbench's ``$dumpvars`` starts it) and
 #: simulation time advancing 5 units per clock edge, as the Icarus clock wrapper's ``always #5``.
-FREE_RUNNING_MAIN_TRACE = r"""
-#include "V%(top)s.h"
-#include "verilated.h"
-int main(int argc, char** argv) {
-    VerilatedContext* ctx = new VerilatedContext;
-    ctx->commandArgs(argc, argv);
-    ctx->traceEverOn(true);
-    V%(top)s* top = new V%(top)s{ctx};
-    top->clk = 0;
-    top->eval();
-    while (!ctx->gotFinish()) {
-        ctx->timeInc(5);
-        top->clk = !top->clk;
-        top->eval();
-    }
-    top->final();
-    delete top;
-    delete ctx;
-    return 0;
-}
-"""
+FREE_RUNNING_MAIN_TRACE = (_MAIN.replace("TRACE_ON", "    ctx->traceEverOn(true);\n")
+                           .replace("TIME_INC", "        ctx->timeInc(5);\n"))
 
 #: Verilator's own optimizations and X values fixed at 0 (the testbenches initialize every memory
 #: they read). The C++ stays at verilated.mk's -Os: the 8x8 engine's model runs about 13,000
