@@ -176,7 +176,15 @@ def plan_network(net: gn.Network, x, *, rows: int, cols: int) -> tuple[EngineCon
         except ConfigError as e:
             raise ConfigError(f"node {q.name!r} (QLinearConv): {e}") from None
     quants = [engine_form(qc, rows) for qc in quants]        # as the engine runs them
-    cfg = engine_config_for([qc.layer for qc in quants], rows=rows, cols=cols, rounding="onnx")
+    try:
+        cfg = engine_config_for([qc.layer for qc in quants], rows=rows, cols=cols, rounding="onnx")
+    except ConfigError:
+        for q, qc in zip(seen, quants):                      # name the layer the engine cannot hold
+            try:
+                engine_config_for([qc.layer], rows=rows, cols=cols, rounding="onnx")
+            except ConfigError as e:
+                raise ConfigError(f"node {q.name!r} (QLinearConv) is too large for the engine: {e}") from None
+        raise
     for q, qc in zip(seen, quants):
         try:
             job_from_quant(qc, cfg)

@@ -103,7 +103,23 @@ def _truncated(tmp_path):
     return p
 
 
+def _too_large(tmp_path):
+    """One 33x33 convolution: more than the engine's largest kernel (31)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 33, 33)).astype(np.float32) * 0.05,
+                                "w_big")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w_big"], ["y"], name="huge_conv", pads=[16] * 4)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 20, 20])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 20, 20])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    p = tmp_path / "huge.onnx"
+    onnx.save(netzoo.quantize(model, "qoperator"), str(p))
+    return p
+
+
 @pytest.mark.parametrize("make, extra, needle", [
+    (_too_large, ["--quiet"], "node 'huge_conv_quant' (QLinearConv) is too large for the engine: max_kernel"),
     (_float_model, [], "node 'conv1' (Conv)"),
     (_unsupported, [], "node 'my_lrn' (LRN): unsupported operator LRN"),
     (_dynamic, [], "dynamic shape"),
