@@ -264,6 +264,20 @@ def unpack_y(y_words, p: EnginePlan) -> np.ndarray:
     return y.reshape(L.out_h, L.out_w, L.c_out)
 
 
+def pack_y(y, p: EnginePlan) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`unpack_y`: ``y[OH, OW, C_out]`` as the output memory image
+    ``[m_total*ntiles, cols]`` (low byte of each value) and the byte mask of the lanes that hold
+    outputs (0xFF) or nothing (0)."""
+    L = p.layer
+    y2 = np.asarray(y, dtype=np.int64).reshape(p.m_total, L.c_out)
+    yw = np.zeros((p.m_total, p.ntiles, p.cols), dtype=np.int64)
+    mask = np.zeros_like(yw)
+    t, j = np.nonzero(p.lane_channel >= 0)
+    yw[:, t, j] = y2[:, p.lane_channel[t, j]] & 0xFF
+    mask[:, t, j] = 0xFF
+    return yw.reshape(-1, p.cols), mask.reshape(-1, p.cols)
+
+
 # -- descriptor ---------------------------------------------------------------------------
 def descriptor_fields(p: EnginePlan, *, x_zero_point: int, w_zero_point: int, x_signed: bool,
                       x_base: int = 0, w_base: int = 0, p_base: int = 0, y_base: int = 0) -> dict[str, int]:

@@ -737,16 +737,10 @@ plusargs.txt when it never stalls ({formula_note}).
 
 
 def expected_words(y: np.ndarray, plan: ge.EnginePlan) -> tuple[list[int], list[int]]:
-    """``y[OH, OW, C_out]`` as the engine's output memory words (the inverse of
-    :func:`golden.engine.unpack_y`) and the byte mask of the lanes that hold outputs."""
-    L = plan.layer
-    y2 = np.asarray(y, dtype=np.int64).reshape(plan.m_total, L.c_out)
-    yw = np.zeros((plan.m_total, plan.ntiles, plan.cols), dtype=np.int64)
-    mask = np.zeros_like(yw)
-    t, j = np.nonzero(plan.lane_channel >= 0)
-    yw[:, t, j] = y2[:, plan.lane_channel[t, j]] & 0xFF
-    mask[:, t, j] = 0xFF
-    return (_bytes_words(yw.reshape(-1, plan.cols)), _bytes_words(mask.reshape(-1, plan.cols)))
+    """``y[OH, OW, C_out]`` as the engine's output memory words (``golden.engine.pack_y``) and
+    the byte mask of the lanes that hold outputs, as words."""
+    yw, mask = ge.pack_y(y, plan)
+    return _bytes_words(yw), _bytes_words(mask)
 
 
 def export_test(q: ge.QuantConv, out_dir, *, config: EngineConfig | None = None, rows: int = 8, cols: int = 8,

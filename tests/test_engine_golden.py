@@ -212,3 +212,12 @@ def test_pad_channels_refuses_grouped_layers():
     q = ge.random_quant_conv(np.random.default_rng(0), ConvLayer.square(6, 6, 4, 3, 1, 1, groups=2))
     with pytest.raises(ConfigError):
         ge.pad_channels(q, 8)
+
+
+def test_pack_y_is_the_inverse_of_unpack_y():
+    layer = ConvLayer.square(5, 4, 3, 3, 1, 1, c_out=6)
+    p = ge.plan(layer, 2, 4, 4)
+    y = np.random.default_rng(7).integers(-128, 128, (layer.out_h, layer.out_w, layer.c_out))
+    words, mask = ge.pack_y(y, p)
+    np.testing.assert_array_equal(ge.unpack_y(np.where(words >= 128, words - 256, words), p), y)
+    assert int((mask == 0xFF).sum()) == y.size                  # one lane per output, none for padding lanes
