@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -361,7 +362,10 @@ class ConvEngine(wiring.Component):
         m.submodules.array = arr = SystolicArray(cfg.systolic)
         m.submodules.requant = rq = Requantizer(cfg.requant)
 
-        d = Signal(cfg.desc_layout, name="d")
+        # The descriptor register, one register per field (the same flip-flops as one
+        # desc_layout-wide register, but every field is its own variable in a Verilator model
+        # rather than a slice of a 260-bit word, which costs a wide extraction at every use).
+        d = SimpleNamespace(**{name: Signal(field.shape, name=f"d_{name}") for name, field in cfg.desc_layout})
         lut = cfg.mult_style == "lut"
         states = STATES + (LUT_CHECK_STATES if lut else ())
         state = Signal(range(len(states)), name="state")
@@ -760,7 +764,8 @@ class ConvEngine(wiring.Component):
         with m.Switch(state):
             with m.Case(S["IDLE"]):
                 with m.If(self.desc.valid):
-                    m.d.sync += [d.eq(self.desc.payload), state.eq(S["CHECK1"]), err.eq(0), cycles.eq(0)]
+                    m.d.sync += [*(getattr(d, f).eq(self.desc.payload[f]) for f, _ in cfg.desc_layout),
+                                 state.eq(S["CHECK1"]), err.eq(0), cycles.eq(0)]
             with m.Case(S["CHECK1"]):
                 m.d.sync += state.eq(S["CHECKA"] if lut else S["CHECK2"])
             if lut:

@@ -184,11 +184,14 @@ class Requantizer(wiring.Component):
         en, write_beat = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH)
         m.d.comb += [self.i.ready.eq(en), self.p.ready.eq(1)]
 
-        def reg(value, name, shape=None):
-            """``value`` registered in cycles where the pipeline advances."""
+        def reg(value, name, shape=None, *, reset=False):
+            """``value`` registered in cycles where the pipeline advances. Only the valid
+            flags are ``reset``: the data registers need none (a beat's data is used only
+            where its valid flag is), and a reset-less register costs less (logic and a
+            Verilator model's work per cycle)."""
             if shape is None:
                 shape = value.shape()
-            r = Signal(shape, name=name)
+            r = Signal(shape, name=name, reset_less=not reset)
             with m.If(en):
                 m.d.sync += r.eq(value)
             return r
@@ -205,7 +208,7 @@ class Requantizer(wiring.Component):
 
         take = Signal()
         m.d.comb += take.eq(self.i.valid & en)
-        valid = reg(take, "v0")
+        valid = reg(take, "v0", reset=True)
         results = []
         for lane in range(cfg.lanes):
             # depth >= 2: a one-entry memory would have a zero-width address ("wire [-1:0]")
@@ -220,7 +223,7 @@ class Requantizer(wiring.Component):
             results.append(self._lane(m, reg, lane, acc, prm))
         stages = cfg.stages
         for k in range(1, stages):
-            valid = reg(valid, f"v{k}")
+            valid = reg(valid, f"v{k}", reset=True)
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -258,11 +258,11 @@ class SystolicArray(wiring.Component):
         # combinationally on o.ready.
         en, write_row = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True)
 
-        def delayed(value, steps, name):
+        def delayed(value, steps, name, reset_less=False):
             """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
             shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
             for i in range(steps):
-                reg = Signal(shape, name=f"{name}_d{i + 1}")
+                reg = Signal(shape, name=f"{name}_d{i + 1}", reset_less=reset_less)
                 with m.If(en):
                     m.d.sync += reg.eq(value)
                 value = reg
@@ -285,10 +285,10 @@ class SystolicArray(wiring.Component):
 
     @staticmethod
     def _local_copy(m, prefix, **values):
-        """One register per value (inside the caller's step-enable block)."""
+        """One register per value (inside the caller's step-enable block); operands, so no reset."""
         regs = []
         for name, value in values.items():
-            reg = Signal(Value.cast(value).shape(), name=f"{prefix}_{name}_op")
+            reg = Signal(Value.cast(value).shape(), name=f"{prefix}_{name}_op", reset_less=True)
             m.d.sync += reg.eq(value)
             regs.append(reg)
         return regs
@@ -314,49 +314,51 @@ class SystolicArray(wiring.Component):
             with m.Elif(wait != 0):
                 m.d.sync += wait.eq(wait - 1)
 
-        # PE input registers. The valid/last tag travels with the activation of each row.
-        a_reg = [[Signal(a_shape, name=f"pe{r}_{c}_a") for c in range(C)] for r in range(R)]
-        b_reg = [[Signal(b_shape, name=f"pe{r}_{c}_b") for c in range(C)] for r in range(R)]
-        v_reg = [[Signal(name=f"pe{r}_{c}_v") for c in range(C)] for r in range(R)]
-        l_reg = [[Signal(name=f"pe{r}_{c}_l") for c in range(C)] for r in range(R)]
+        # The valid/last tag of a beat reaches PE(r, c) r + c steps after the beat was taken,
+        # like its operands, so every PE on one anti-diagonal r + c sees the same tag: one tag
+        # shift register for the whole array (bit d = the tag of diagonal d - pe_latency at the
+        # accumulator), not a valid and a last flop per PE and per pipeline stage.
+        depth = R + C + cfg.pe_latency - 2
+        v_tag = Signal(depth, name="valid_tag")
+        l_tag = Signal(depth, name="last_tag")
+
+        # PE registers. Operands, products and results need no reset: nothing is accumulated
+        # or read out unless the tag says so, and the tags and accumulators are reset.
+        def data_reg(shape, name):
+            return Signal(shape, name=name, reset_less=True)
+
+        a_reg = [[data_reg(a_shape, f"pe{r}_{c}_a") for c in range(C)] for r in range(R)]
+        b_reg = [[data_reg(b_shape, f"pe{r}_{c}_b") for c in range(C)] for r in range(R)]
         acc = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_acc") for c in range(C)] for r in range(R)]
-        shadow = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
+        shadow = [[data_reg(cfg.acc_shape, f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
         done = [Signal(name=f"row{r}_done") for r in range(R)]
 
         with m.If(en):
+            m.d.sync += [v_tag.eq(Cat(take, v_tag[:-1])), l_tag.eq(Cat(last_in, l_tag[:-1]))]
             for r in range(R):
                 # row r is skewed by r steps
-                m.d.sync += [
-                    a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}")),
-                    v_reg[r][0].eq(delayed(take, r, f"v_skew{r}")),
-                    l_reg[r][0].eq(delayed(last_in, r, f"l_skew{r}")),
-                ]
+                m.d.sync += a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True))
             for c in range(C):
                 # column c is skewed by c steps
-                m.d.sync += b_reg[0][c].eq(delayed(self.b.payload.data[c], c, f"b_skew{c}"))
+                m.d.sync += b_reg[0][c].eq(delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True))
             for r in range(R):
                 for c in range(C):
                     if c > 0:
-                        m.d.sync += [a_reg[r][c].eq(a_reg[r][c - 1]),
-                                     v_reg[r][c].eq(v_reg[r][c - 1]),
-                                     l_reg[r][c].eq(l_reg[r][c - 1])]
+                        m.d.sync += a_reg[r][c].eq(a_reg[r][c - 1])
                     if r > 0:
                         m.d.sync += b_reg[r][c].eq(b_reg[r - 1][c])
 
             for r in range(R):
                 for c in range(C):
                     a_op, b_op = a_reg[r][c], b_reg[r][c]
-                    valid, last = v_reg[r][c], l_reg[r][c]
                     if cfg.pipeline_operands:
-                        a_op, b_op, valid, last = self._local_copy(
-                            m, f"pe{r}_{c}", a=a_op, b=b_op, v=valid, l=last)
+                        a_op, b_op = self._local_copy(m, f"pe{r}_{c}", a=a_op, b=b_op)
                     product = a_op * b_op
                     if cfg.pipeline_product:
-                        prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod")
-                        pv = Signal(name=f"pe{r}_{c}_pv")
-                        pl = Signal(name=f"pe{r}_{c}_pl")
-                        m.d.sync += [prod_reg.eq(product), pv.eq(valid), pl.eq(last)]
-                        product, valid, last = prod_reg, pv, pl
+                        prod_reg = data_reg(shape_of(cfg.product_range), f"pe{r}_{c}_prod")
+                        m.d.sync += prod_reg.eq(product)
+                        product = prod_reg
+                    valid, last = v_tag[r + c + cfg.pe_latency - 1], l_tag[r + c + cfg.pe_latency - 1]
                     total = acc[r][c] + product
                     with m.If(valid):
                         m.d.sync += acc[r][c].eq(Mux(last, 0, total))
