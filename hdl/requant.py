@@ -338,12 +338,20 @@ class Requantizer(wiring.Component):
         # stage 2: sign, magnitude, normalisation by the leading-zero count
         neg = s < 0
         mag = wire(Mux(neg, -s, s), "magnitude", "mag")
-        lz = Signal(shape_of(R["lz"]), name=f"{n}lz")
-        m.d.comb += lz.eq(R["lz"].hi)
-        for b in range(R["magnitude"].width):  # later assignments win: the highest set bit decides
-            with m.If(mag[b]):
-                m.d.comb += lz.eq(R["magnitude"].width - 1 - b)
-        nm = reg((mag << lz)[:32], f"{n}nm2", shape_of(R["normalised"]))
+        # A logarithmic normalizer: at level k, if the top 2**k bits are zero, shift left by
+        # 2**k; the shifts taken are the bits of the leading-zero count lz, and the result is
+        # (mag << lz)[:32]. (mag == 0 gives lz = 31 = R["lz"].hi and 0.) Five 2:1 mux levels
+        # instead of a 32-way priority encoder followed by a barrel shifter.
+        width = R["magnitude"].width
+        assert width == 1 << (width.bit_length() - 1), "the normalizer needs a power-of-two width"
+        v, lz_bits = mag, []
+        for k in reversed(range(width.bit_length() - 1)):
+            top_zero = Signal(name=f"{n}lz_b{k}")
+            shifted = Signal(width, name=f"{n}norm{k}")
+            m.d.comb += [top_zero.eq(v[width - (1 << k):] == 0), shifted.eq(Mux(top_zero, v << (1 << k), v))]
+            v, lz_bits = shifted, [top_zero] + lz_bits
+        lz = wire(Cat(*lz_bits), "lz", "lz")
+        nm = reg(v, f"{n}nm2", shape_of(R["normalised"]))
         lz2 = reg(lz, f"{n}lz2")
         neg2 = reg(neg, f"{n}neg2")
         carry(late + ["mult"], 2)
