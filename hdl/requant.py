@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -184,15 +184,20 @@ class Requantizer(wiring.Component):
         en, write_beat = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH)
         m.d.comb += [self.i.ready.eq(en), self.p.ready.eq(1)]
 
+        # Data registers advance only while the pipeline holds a beat (``active``); a beat's
+        # data is used only where its valid flag is, so this changes no output, and an idle
+        # requantizer (most cycles of a layer with a large K) then costs a Verilator model
+        # almost nothing. The valid flags advance with ``en`` alone.
+        active = Signal(name="active")
+
         def reg(value, name, shape=None, *, reset=False):
-            """``value`` registered in cycles where the pipeline advances. Only the valid
-            flags are ``reset``: the data registers need none (a beat's data is used only
-            where its valid flag is), and a reset-less register costs less (logic and a
-            Verilator model's work per cycle)."""
+            """``value`` registered in cycles where the pipeline advances (``en``; data
+            registers: ``active``). Only the valid flags are ``reset``: the data registers need
+            none, and a reset-less register costs less (logic and a Verilator model's work)."""
             if shape is None:
                 shape = value.shape()
             r = Signal(shape, name=name, reset_less=not reset)
-            with m.If(en):
+            with m.If(en if reset else active):
                 m.d.sync += r.eq(value)
             return r
 
@@ -208,7 +213,10 @@ class Requantizer(wiring.Component):
 
         take = Signal()
         m.d.comb += take.eq(self.i.valid & en)
-        valid = reg(take, "v0", reset=True)
+        valids = [reg(take, "v0", reset=True)]
+        for k in range(1, cfg.stages):
+            valids.append(reg(valids[-1], f"v{k}", reset=True))
+        m.d.comb += active.eq(en & Cat(take, *valids[:-1]).any())
         results = []
         for lane in range(cfg.lanes):
             # depth >= 2: a one-entry memory would have a zero-width address ("wire [-1:0]")
@@ -221,13 +229,10 @@ class Requantizer(wiring.Component):
             prm = {f: rp.data[f] for f in fields}
             acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
             results.append(self._lane(m, reg, lane, acc, prm))
-        stages = cfg.stages
-        for k in range(1, stages):
-            valid = reg(valid, f"v{k}", reset=True)
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
-        m.d.comb += write_beat(valid, Cat(*results))
+        m.d.comb += write_beat(valids[-1], Cat(*results))
         return m
 
     # -------------------------------------------------------------------------------------
@@ -239,10 +244,22 @@ class Requantizer(wiring.Component):
         R = datapath_ranges(cfg)
         n = f"l{lane}_"
         keep = {}
+        late = ["zero_point", "act_min", "act_max"]   # used only by the last stage
 
         def carry(names, k):
+            """Carry parameters one stage further: ``mult``/``shift`` in a register each
+            (``{n}{f}{k}``), the ``late`` ones together in one (``{n}late{k}``; the same
+            flip-flops, one variable instead of three in a Verilator model)."""
             for f in names:
-                keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
+                if f not in late:
+                    keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
+            packed = [f for f in late if f in names]
+            if packed:
+                values = [Value.cast(keep.get(f, prm.get(f))) for f in packed]
+                r, pos = reg(Cat(*values), f"{n}late{k}"), 0
+                for f, v in zip(packed, values):
+                    keep[f] = r[pos:pos + len(v)].as_signed() if v.shape().signed else r[pos:pos + len(v)]
+                    pos += len(v)
 
         def wire(value, key, name):
             """``value`` as a combinational signal of the shape of range ``R[key]``."""
@@ -252,7 +269,6 @@ class Requantizer(wiring.Component):
 
         # stage 1: v = wrap32(acc + bias) (the sum range R["acc_bias"] is wrapped to int32)
         s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", shape_of(R["v"]))
-        late = ["zero_point", "act_min", "act_max"]
         carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
         if cfg.rounding == "tflite":

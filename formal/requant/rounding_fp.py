@@ -6,7 +6,7 @@ round ``|v|`` to a 24-bit significand, multiply the significands, round the prod
 shift to the integer grid with a half-to-even round). Here the generated Verilog is read by
 yosys (``write_smt2``: the transition relation of the RTL, every register as a function of the
 state) and unrolled in z3 (Python API) over the pipeline stages, with the global step enable
-held high. The specification uses z3's floating-point theory (SMT-LIB FloatingPoint, IEEE 754
+held high and a beat in the pipeline (``active``). The specification uses z3's floating-point theory (SMT-LIB FloatingPoint, IEEE 754
 binary32, roundNearestTiesToEven), not the golden model.
 
 For every int32 ``v`` (the stage-1 register ``v1``, the wrapped ``acc + bias``) and every
@@ -61,12 +61,15 @@ def rtl_smt2(mutate=None) -> str:
 
 
 def _unroll(steps: int) -> str:
-    """States s0..s<steps>, linked by the transition relation, not in reset, pipeline enabled."""
+    """States s0..s<steps>, linked by the transition relation, not in reset, pipeline enabled
+    and holding a beat (``active``: the data registers advance; they hold only while the
+    pipeline is empty, when no output depends on them)."""
     out = [f"(declare-fun s{k} () |{TOP}_s|)" for k in range(steps + 1)]
     out += [f"(assert (|{TOP}_h| s{k}))" for k in range(steps + 1)]
     out += [f"(assert (|{TOP}_t| s{k} s{k + 1}))" for k in range(steps)]
     for k in range(steps):
-        out += [f"(assert (not (|{TOP}_n rst| s{k})))", f"(assert (|{TOP}_n i__ready| s{k}))"]
+        out += [f"(assert (not (|{TOP}_n rst| s{k})))", f"(assert (|{TOP}_n i__ready| s{k}))",
+                f"(assert (|{TOP}_n active| s{k}))"]
     return "\n".join(out)
 
 
