@@ -172,6 +172,11 @@ class DspMul(wiring.Component):
             m.d.sync += reg.eq(value)
         return reg
 
+    def _operand(self, value):
+        """An operand as the vendor primitives take it: assigning it to their wider operand port
+        extends it by its own signedness (tb/dsp/mutants.py overrides this)."""
+        return value
+
     def _elaborate_generic(self, m):
         for i in range(self._lanes):
             a, b = self.a[i], self.b[i]
@@ -199,15 +204,15 @@ class DspMul(wiring.Component):
             # 18-bit operands, extended as SIGNEDA/SIGNEDB say (a signed product of the
             # extended operands is the exact product of the narrow ones)
             a18, b18, p36 = Signal(18, name=f"l{i}_a18"), Signal(18, name=f"l{i}_b18"), Signal(36, name=f"l{i}_p36")
-            m.d.comb += [a18.eq(self.a[i]), b18.eq(self.b[i])]
+            m.d.comb += [a18.eq(self._operand(self.a[i])), b18.eq(self._operand(self.b[i]))]
             ports = [("i", f"A{k}", a18[k]) for k in range(18)] + [("i", f"B{k}", b18[k]) for k in range(18)]
             ports += [("o", f"P{k}", p36[k]) for k in range(36)]
             ports += [("i", "SIGNEDA", Const(int(self._a_signed), 1)), ("i", "SIGNEDB", Const(int(self._b_signed), 1)),
                       ("i", "SOURCEA", Const(0, 1)), ("i", "SOURCEB", Const(0, 1)),
                       ("i", "CLK0", ClockSignal("sync")), ("i", "CE0", self.ce), ("i", "RST0", Const(0, 1))]
-            # every other port connected too (unused inputs at 0), so that no tool sees a missing pin
-            ports += [("i", f"{n}{k}", Const(0, 1)) for n in ("CLK", "CE", "RST") for k in (1, 2, 3)]
-            ports += [("i", f"{n}{k}", Const(0, 1)) for n in ("C", "SRIA", "SRIB") for k in range(18)]
+            # Unused inputs (C, SRIA/SRIB, CLK1..3, CE1..3, RST1..3) stay unconnected: nextpnr
+            # ties them off itself, while tying CLK1..3 to 0 in the netlist made routing fail
+            # (a GND arc it could not route). Unused outputs go to named wires.
             for n in ("SROA", "SROB", "ROA", "ROB", "ROC"):
                 unused = Signal(18, name=f"l{i}_{n.lower()}")
                 ports += [("o", f"{n}{k}", unused[k]) for k in range(18)]
@@ -236,9 +241,9 @@ class DspMul(wiring.Component):
             lo, hi = 2 * d, 2 * d + 1
             a16, b16, o32 = Signal(16, name=f"mac{d}_a"), Signal(16, name=f"mac{d}_b"), Signal(32, name=f"mac{d}_o")
             # each half sign- or zero-extended to 8 bits, as A_SIGNED/B_SIGNED say
-            m.d.comb += [a16[:8].eq(self.a[lo]), b16[:8].eq(self.b[lo])]
+            m.d.comb += [a16[:8].eq(self._operand(self.a[lo])), b16[:8].eq(self._operand(self.b[lo]))]
             if hi < self._lanes:
-                m.d.comb += [a16[8:].eq(self.a[hi]), b16[8:].eq(self.b[hi])]
+                m.d.comb += [a16[8:].eq(self._operand(self.a[hi])), b16[8:].eq(self._operand(self.b[hi]))]
             ports = [("i", "A", a16), ("i", "B", b16), ("i", "C", Const(0, 16)), ("i", "D", Const(0, 16)),
                      ("i", "CLK", ClockSignal("sync")), ("i", "CE", self.ce), ("o", "O", o32),
                      ("o", "CO", Signal(name=f"mac{d}_co")), ("o", "ACCUMCO", Signal(name=f"mac{d}_accumco")),

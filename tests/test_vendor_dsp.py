@@ -1,0 +1,176 @@
+"""DspMul (hdl/lib/dsp.py): the generic, ECP5 MULT18X18D and iCE40 SB_MAC16 (two 8x8 lanes)
+variants against NumPy products of every int8/uint8 operand pair, and the MULT18X18D model
+(hdl/lib/dsp_models/ecp5_mult18x18d.v) against 36-bit products at full width.
+
+Default suite (about 30 s of CPU): interface checks; the exhaustive sweep of the three
+latency-3 int8 x int8 variants on Icarus and of all 15 sweep instances on Verilator; one
+Verilator build of injected bugs (a MULT18X18D pipeline register ignoring CE, an SB_MAC16 whose
+low multiplier ignores A_SIGNED, a wrapper zero-extending signed operands), each caught.
+``-m slow``: the full sweep and the mutants on Icarus, the MULT18X18D model sweep (8 register
+combinations, 18-bit operands) on both simulators with its own mutants, and yosys mapping counts.
+"""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.hdl import signed, unsigned
+
+from convgen.core.params import ConfigError
+from convgen.hdl.generate import to_verilog
+from convgen.hdl.lib.dsp import DspMul, simulation_sources
+from convgen.tb.dsp import sweep as S
+from convgen.tb.dsp.mutants import mutant_model
+
+L3 = [S.Dut(v, 3) for v in ("generic", "ecp5", "ice40")]
+
+
+def _unused(mul):
+    """A DspMul built only to read its attributes (no UnusedElaboratable warning)."""
+    mul._MustUse__silence = True
+    return mul
+
+
+def _assert_clean(records, duts):
+    msgs = [m for d in duts for m in S.check_sweep(d, records[d.name])]
+    assert not msgs, "\n".join(msgs)
+
+
+# -- interface --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["generic", "ecp5", "ice40"])
+@pytest.mark.parametrize("latency", [1, 2, 3])
+def test_interface(variant, latency):
+    mul = DspMul(variant=variant, lanes=3, latency=latency)
+    assert mul.latency == latency
+    assert mul.p_shape == signed(16)
+    assert mul.dsp_blocks == {"generic": 0, "ecp5": 3, "ice40": 2}[variant]
+    text = to_verilog(mul, f"m_{variant}_{latency}")
+    primitive = {"generic": None, "ecp5": "MULT18X18D", "ice40": "SB_MAC16"}[variant]
+    if primitive:
+        assert text.count(f"  {primitive} #(") == mul.dsp_blocks
+
+
+def test_product_shapes():
+    assert _unused(DspMul(a_signed=False, b_signed=False)).p_shape == unsigned(16)
+    assert _unused(DspMul(a_signed=False, b_signed=True)).p_shape == signed(16)
+    assert _unused(DspMul(variant="ecp5", a_width=18, b_width=18)).p_shape == signed(36)
+
+
+def test_ecp5_registers_by_latency():
+    def params(latency):
+        text = to_verilog(DspMul(variant="ecp5", latency=latency), "m")
+        return {k: ('"CLK0"' in line) for line in text.splitlines()
+                for k in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK", "REG_OUTPUT_CLK")
+                if f".{k}(" in line}
+    assert params(1) == {"REG_INPUTA_CLK": False, "REG_INPUTB_CLK": False, "REG_PIPELINE_CLK": False,
+                         "REG_OUTPUT_CLK": True}
+    assert params(3) == dict.fromkeys(("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK", "REG_OUTPUT_CLK"),
+                                      True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(variant="ice40", a_width=9), "a_width"),
+    (dict(variant="ecp5", b_width=19), "b_width"),
+    (dict(variant="xilinx"), "variant"),
+    (dict(latency=0), "latency"),
+    (dict(lanes=0), "lanes"),
+    (dict(a_signed=1), "a_signed"),
+])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        DspMul(**kwargs)
+
+
+def test_simulation_sources():
+    assert simulation_sources("generic") == {}
+    assert "module MULT18X18D" in simulation_sources("ecp5")["ecp5_mult18x18d.v"]
+    assert "MODE_8x8" in simulation_sources("ice40")["ice40_sb_mac16.v"]
+
+
+# -- exhaustive sweeps --------------------------------------------------------------------------
+
+def test_sweep_icarus_latency3():
+    """All 65,536 int8 pairs per lane through each variant with every DSP register, Icarus."""
+    _assert_clean(S.run_sweep("icarus", L3, name="sweep_l3"), L3)
+
+
+def test_sweep_verilator_all():
+    """All 65,536 pairs per lane, every variant x latency 1..3 and uint8 operands, Verilator."""
+    _assert_clean(S.run_sweep("verilator"), S.DEFAULT_DUTS)
+
+
+@pytest.mark.slow
+def test_sweep_icarus_all():
+    _assert_clean(S.run_sweep("icarus"), S.DEFAULT_DUTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_mult18x18d_model_every_register_option(simulator):
+    """The model at full width: 18-bit operands, random SIGNEDA/SIGNEDB, all 8 combinations of
+    the input, pipeline and output registers, against Python's 36-bit products."""
+    msgs = S.run_model_sweep(simulator)
+    assert not msgs, "\n".join(msgs)
+
+
+# -- injected bugs ------------------------------------------------------------------------------
+
+#: one build: the ECP5 model whose pipeline register ignores CE0 and the SB_MAC16 model whose
+#: low multiplier ignores A_SIGNED (different primitives, so both fit in one testbench), a
+#: wrapper that zero-extends signed operands, and twins that must stay correct
+MUTANT_DUTS = {
+    S.Dut("ecp5", 3): True,                               # pipeline register used: CE mutant bites
+    S.Dut("ice40", 3): True,                              # low lane signedness mutant bites
+    S.Dut("ecp5", 2, mutant="ZeroExtendingDspMul"): True,  # wrapper signedness bug
+    S.Dut("ecp5", 2): False,                              # no pipeline register: CE mutant idle
+    S.Dut("generic", 3): False,
+}
+
+
+def _run_mutants(simulator):
+    overrides = {**mutant_model("ecp5_pipeline_ignores_ce"), **mutant_model("ice40_unsigned_low_a")}
+    records = S.run_sweep(simulator, MUTANT_DUTS, model_overrides=overrides, name="mutants")
+    for dut, broken in MUTANT_DUTS.items():
+        msgs = S.check_sweep(dut, records[dut.name])
+        if broken:
+            assert msgs and "products wrong" in msgs[-1], f"{dut.name}: the bug was not caught"
+        else:
+            assert not msgs, "\n".join(msgs)
+    # the ice40 mutant breaks lane 0 (bottom multiplier) only
+    ice = S.Dut("ice40", 3)
+    assert all(" lane 0 " in m for m in S.check_sweep(ice, records[ice.name])[:-1])
+
+
+def test_mutants_caught_verilator():
+    _run_mutants("verilator")
+
+
+@pytest.mark.slow
+def test_mutants_caught_icarus():
+    _run_mutants("icarus")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant, broken", [("ecp5_pipeline_ignores_ce", "pipe=1"),
+                                            ("ecp5_ignores_signeda", "mode")])
+def test_model_mutants_caught_by_model_sweep(mutant, broken):
+    (text,) = mutant_model(mutant).values()
+    msgs = S.run_model_sweep("verilator", model_text=text)
+    assert any(broken in m for m in msgs), "the model sweep did not catch " + mutant
+    if mutant == "ecp5_pipeline_ignores_ce":
+        assert not any("pipe=0" in m for m in msgs)
+
+
+# -- synthesis: the primitives are what yosys keeps ----------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant, target, cell, blocks", [("ecp5", "ecp5", "MULT18X18D", 4),
+                                                          ("ice40", "ice40", "SB_MAC16", 2)])
+def test_yosys_keeps_the_primitives(variant, target, cell, blocks):
+    from convgen.synth import synthesize
+
+    text = to_verilog(DspMul(variant=variant, lanes=4, latency=3), f"dspmul_{variant}_x4")
+    r = synthesize(text, f"dspmul_{variant}_x4", target)
+    assert r.cells.get(cell) == blocks
+    assert r.dsps == blocks
+    assert r.luts == 0  # no fabric logic: the registers are the DSP's own
