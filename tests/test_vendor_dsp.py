@@ -76,6 +76,7 @@ def test_ecp5_registers_by_latency():
     (dict(lanes=0), "lanes"),
     (dict(a_signed=1), "a_signed"),
 ])
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the constructor raised
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         DspMul(**kwargs)
