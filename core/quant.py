@@ -16,22 +16,24 @@ from .intrange import IntRange
 __all__ = ["INT32_MIN", "INT32_MAX", "INT32", "UINT32", "ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX",
            "SHIFT_MIN", "SHIFT_MAX", "OUT_WIDTH_MIN", "OUT_WIDTH_MAX", "ONNX_SCALE_MIN", "ONNX_SCALE_MAX",
            "channel_entry", "entry_channel", "GOLDEN_ROUNDINGS", "FLOAT_ROUNDINGS", "XNNPACK_SCALE_MIN",
-           "XNNPACK_SCALE_MAX", "float_scale_ranges"]
+           "XNNPACK_SCALE_MAX", "float_scale_ranges", "OPT_AWAY_BIT", "OPT_MULTIPLIER_MAX"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 INT32 = IntRange(INT32_MIN, INT32_MAX)
 UINT32 = IntRange(0, (1 << 32) - 1)
 
-#: rounding modes, each named after the framework path it reproduces (docs/requant.md)
-ROUNDINGS = ("tflite", "tflite_single", "onnx")
+#: rounding modes, each named after the framework path it reproduces (docs/requant.md):
+#: ``tflite`` TFLite's reference kernels, ``tflite_single`` TFLM / CMSIS-NN (single rounding),
+#: ``onnx`` ONNX Runtime, ``tflite_opt`` TFLite's optimized kernels (ruy /
+#: optimized_integer_ops: SRDHM, then a right shift rounding ties up), ``xnnpack`` the XNNPACK
+#: delegate (qs8/qc8w "fp32" requantization: the ``onnx`` arithmetic with scales up to 256).
+#: The RTL (hdl/requant.py) builds every one of them.
+ROUNDINGS = ("tflite", "tflite_single", "onnx", "tflite_opt", "xnnpack")
 
-#: every rounding mode the golden model knows: ``ROUNDINGS`` (the modes the RTL builds) plus the
-#: modes that have a golden model but no RTL yet. ``tflite_opt``: TFLite's optimized kernels
-#: (ruy / optimized_integer_ops): SRDHM, then a right shift rounding ties up. ``xnnpack``: the
-#: XNNPACK delegate's qs8/qc8w "fp32" requantization, the ``onnx`` arithmetic with scales up to
-#: 256. An RTL mode moves into ``ROUNDINGS`` when hdl/requant.py builds it.
-GOLDEN_ROUNDINGS = ROUNDINGS + ("tflite_opt", "xnnpack")
+#: every rounding mode the golden model knows (today the same as ``ROUNDINGS``: a mode that has
+#: a golden model but no RTL yet would be listed here only)
+GOLDEN_ROUNDINGS = ROUNDINGS
 
 #: modes whose parameter is a float32 scale (the others take a Q31 multiplier and a shift)
 FLOAT_ROUNDINGS = ("onnx", "xnnpack")
@@ -40,6 +42,14 @@ FLOAT_ROUNDINGS = ("onnx", "xnnpack")
 MULTIPLIER_MIN = 1 << 30
 MULTIPLIER_MAX = (1 << 31) - 1
 SHIFT_MIN, SHIFT_MAX = -31, 30
+
+#: ``tflite_opt``: bit of the 32-bit ``mult`` parameter word that selects, per channel, the final
+#: shift's rounding: 0 ties up (the vector kernels: ruy, the 8-channel blocks of the optimized
+#: depthwise conv), 1 ties away from zero like RoundingDivideByPOT (the optimized depthwise
+#: conv's ``C mod 8`` scalar channels). The multiplier is the word's low 31 bits, so it is a
+#: non-negative Q31 value (``QuantizeMultiplier`` gives [2**30, 2**31) or 0).
+OPT_AWAY_BIT = 31
+OPT_MULTIPLIER_MAX = (1 << OPT_AWAY_BIT) - 1
 
 #: output width of the requantized value (8 = int8/uint8)
 OUT_WIDTH_MIN, OUT_WIDTH_MAX = 2, 16

@@ -35,7 +35,7 @@ from convgen.core.params import ConfigError, check_int
 from .gemm import gemm
 from .im2col import im2col
 from .quant import wrap32
-from .requant import RequantParams, requantize
+from .requant import RequantParams, mult_shift_fields, requantize
 
 __all__ = ["EnginePlan", "random_qlinearconv_arrays", "space_to_depth", "space_to_depth_factor", "unfold_width", "plan", "pack_x", "pack_w", "pack_params", "unpack_y", "descriptor_fields",
            "descriptor_errors", "engine_accumulators", "engine_conv", "PARAM_FIELDS"]
@@ -233,19 +233,16 @@ def pack_w(w_ohwi, p: EnginePlan, w_zero_point: int = 0) -> np.ndarray:
 
 def pack_params(params: RequantParams, p: EnginePlan) -> dict[str, np.ndarray]:
     """Parameter memory image: one word per (tile t, lane j) at ``t*cols + j``, as a dict of
-    :data:`PARAM_FIELDS` arrays of length ``ntiles*cols``. ``mult`` is the Q31 multiplier
-    (tflite modes) or the float32 bits of the scale (onnx); unused lanes get harmless values."""
+    :data:`PARAM_FIELDS` arrays of length ``ntiles*cols``. ``mult`` and ``shift`` are the
+    requantizer's parameter word (:func:`convgen.golden.requant.mult_shift_fields`: the Q31
+    multiplier, with ``round_away`` in bit 31 for tflite_opt, or the float32 bits of the scale
+    for onnx and xnnpack, scales >= 1 included); unused lanes get harmless values."""
     if params.channels != p.layer.c_out:
         raise ConfigError(f"requantization parameters are for {params.channels} channels, the layer has "
                           f"{p.layer.c_out}")
     ch = p.lane_channel.reshape(-1)
     idx = np.where(ch >= 0, ch, 0)
-    if params.rounding == "onnx":
-        mult = params.scale.astype(np.float32).view(np.uint32).astype(np.int64)[idx]
-        shift = np.zeros(idx.size, dtype=np.int64)
-    else:
-        mult = params.multiplier.astype(np.int64)[idx]
-        shift = params.shift.astype(np.int64)[idx]
+    mult, shift = mult_shift_fields(params, idx)
     out = {"bias": params.bias[idx], "mult": mult, "shift": shift, "zero_point": params.zero_point[idx],
            "act_min": params.act_min[idx], "act_max": params.act_max[idx]}
     unused = ch < 0
@@ -485,7 +482,8 @@ def _broadcast_params(p: RequantParams, n: int) -> RequantParams:
     def rep(a):
         return None if a is None else np.repeat(a, n)
     return RequantParams(p.rounding, n, rep(p.bias), rep(p.multiplier), rep(p.shift), rep(p.scale),
-                         rep(p.zero_point), rep(p.act_min), rep(p.act_max), p.out_width, p.out_signed)
+                         rep(p.zero_point), rep(p.act_min), rep(p.act_max), p.out_width, p.out_signed,
+                         rep(p.round_away))
 
 
 def reference_conv(q: QuantConv) -> np.ndarray:

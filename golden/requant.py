@@ -10,7 +10,9 @@
    - ``"tflite_single"``: ``(v*M + 2**(30-shift)) >> (31-shift)``, saturated to int32;
    - ``"onnx"``: ``round_half_even(float32(v) * scale[c])`` in float32, as ONNX Runtime;
    - ``"tflite_opt"``: TFLite's optimized kernels: SRDHM, then a right shift rounding ties up
-     (golden/quant.py ``multiply_by_quantized_multiplier_opt``);
+     (golden/quant.py ``multiply_by_quantized_multiplier_opt``); channels marked ``round_away``
+     round the final shift like ``"tflite"`` instead (the ``C mod 8`` scalar channels of
+     TFLite's optimized depthwise conv);
    - ``"xnnpack"``: the ``onnx`` arithmetic with XNNPACK's scale range (below 256);
 
 3. ``out = clamp(y + zero_point[c], act_min[c], act_max[c])`` (exact integer addition).
@@ -30,7 +32,8 @@ from convgen.core.intrange import IntRange
 from convgen.core.layer import ConvLayer
 from convgen.core.params import ConfigError, check_bool, check_choice, check_int
 from convgen.core.quant import (FLOAT_ROUNDINGS, GOLDEN_ROUNDINGS, INT32, MULTIPLIER_MAX, MULTIPLIER_MIN,
-                               OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN)
+                               OPT_AWAY_BIT, OPT_MULTIPLIER_MAX, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS,
+                               SHIFT_MAX, SHIFT_MIN)
 
 from .conv import conv2d_nchw
 from .quant import (check_onnx_scale, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_opt,
@@ -38,7 +41,8 @@ from .quant import (check_onnx_scale, multiply_by_quantized_multiplier, multiply
                     scale_onnx_float, wrap32)
 
 __all__ = ["ROUNDINGS", "GOLDEN_ROUNDINGS", "MULTIPLIER_MIN", "MULTIPLIER_MAX", "SHIFT_MIN", "SHIFT_MAX",
-           "RequantParams", "requantize", "scale_values", "qgemm", "qconv2d", "params_from_scales"]
+           "RequantParams", "requantize", "scale_values", "qgemm", "qconv2d", "params_from_scales",
+           "mult_shift_fields"]
 
 
 
@@ -67,13 +71,19 @@ class RequantParams:
 
     Parameters
     ----------
-    rounding : "tflite", "tflite_single", "onnx" (the RTL's modes) or "tflite_opt", "xnnpack"
+    rounding : "tflite", "tflite_single", "onnx", "tflite_opt" or "xnnpack"
     bias : int32 per channel
-    multiplier : int in [2**30, 2**31) per channel (tflite modes)
+    multiplier : int in [2**30, 2**31) per channel (tflite modes; with ``check_multiplier=False``
+        any int32, or 0..2**31-1 in ``tflite_opt``, whose parameter word keeps bit 31 for
+        ``round_away``)
     shift : int in -31..30 per channel (tflite modes; positive = left shift)
     scale : float32 in [2**-126, 1) per channel (onnx), in [2**-126, 256) (xnnpack)
     zero_point, act_min, act_max : per channel, in the output range
     out_width, out_signed : the output type (default int8)
+    round_away : bool per channel (``tflite_opt`` only, default all False): the final shift
+        rounds ties away from zero (RoundingDivideByPOT, as ``tflite``) instead of up; TFLite's
+        optimized DEPTHWISE_CONV_2D does that on its last ``C mod 8`` channels
+        (golden/tflite_fixtures.py ``opt_ties_up_channels``)
 
     Scalars are broadcast to ``channels``."""
 
@@ -88,11 +98,12 @@ class RequantParams:
     act_max: np.ndarray
     out_width: int = 8
     out_signed: bool = True
+    round_away: np.ndarray | None = None
 
     @classmethod
     def make(cls, rounding: str, channels: int, *, bias=0, multiplier=None, shift=None, scale=None,
              zero_point=0, act_min=None, act_max=None, out_width: int = 8, out_signed: bool = True,
-             check_multiplier: bool = True) -> "RequantParams":
+             check_multiplier: bool = True, round_away=None) -> "RequantParams":
         check_choice("rounding", rounding, GOLDEN_ROUNDINGS)
         channels = check_int("channels", channels, 1)
         out_width = check_int("out_width", out_width, OUT_WIDTH_MIN, OUT_WIDTH_MAX)
@@ -121,6 +132,9 @@ class RequantParams:
             if check_multiplier:
                 _check_range("multiplier", multiplier, IntRange(MULTIPLIER_MIN, MULTIPLIER_MAX),
                              " (Q31 multiplier in [2**30, 2**31))")
+            elif rounding == "tflite_opt":
+                _check_range("multiplier", multiplier, IntRange(0, OPT_MULTIPLIER_MAX),
+                             " (non-negative Q31 multiplier in tflite_opt)")
             else:
                 _check_range("multiplier", multiplier, INT32, " (int32)")
             _check_range("shift", shift, IntRange(SHIFT_MIN, SHIFT_MAX))
@@ -130,12 +144,19 @@ class RequantParams:
         _check_range("zero_point", zero_point, out_rng, kind)
         _check_range("act_min", act_min, out_rng, kind)
         _check_range("act_max", act_max, out_rng, kind)
+        if rounding == "tflite_opt":
+            away = np.zeros(channels, dtype=bool) if round_away is None else np.atleast_1d(np.asarray(round_away))
+            if away.dtype != bool:
+                raise ConfigError(f"round_away must hold booleans, not {away.dtype}")
+            round_away = _per_channel("round_away", away, channels, dtype=bool)
+        elif round_away is not None:
+            raise ConfigError(f"round_away applies to rounding 'tflite_opt' only, not {rounding!r}")
         if np.any(act_min > act_max):
             c = int(np.argmax(act_min > act_max))
             raise ConfigError(f"act_min must be <= act_max, channel {c} has act_min={int(act_min[c])} "
                               f"> act_max={int(act_max[c])}")
         return cls(rounding, channels, bias, multiplier, shift, scale, zero_point, act_min, act_max,
-                   out_width, out_signed)
+                   out_width, out_signed, round_away)
 
 
 def scale_values(v, p: RequantParams, channel=None) -> np.ndarray:
@@ -146,7 +167,9 @@ def scale_values(v, p: RequantParams, channel=None) -> np.ndarray:
     if p.rounding == "tflite_single":
         return multiply_by_quantized_multiplier_single(v, p.multiplier[idx], p.shift[idx])
     if p.rounding == "tflite_opt":
-        return multiply_by_quantized_multiplier_opt(v, p.multiplier[idx], p.shift[idx])
+        m, s = p.multiplier[idx], p.shift[idx]
+        return np.where(p.round_away[idx], multiply_by_quantized_multiplier(v, m, s),
+                        multiply_by_quantized_multiplier_opt(v, m, s))
     return scale_onnx_float(v, p.scale[idx])  # onnx, xnnpack
 
 
@@ -167,6 +190,24 @@ def requantize(acc, p: RequantParams, channel=None) -> np.ndarray:
     v = wrap32(acc + p.bias[ch])
     y = scale_values(v, p, ch)
     return np.clip(y + p.zero_point[ch], p.act_min[ch], p.act_max[ch]).astype(np.int64)
+
+
+def mult_shift_fields(p: RequantParams, channels=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``mult`` and ``shift`` fields of the requantizer's parameter word (hdl/requant.py
+    ``RequantConfig.p_layout``, the engine's parameter memory) for ``channels`` (default all):
+
+    - ``onnx``, ``xnnpack``: the float32 bits of the scale; shift 0 (unused);
+    - ``tflite``, ``tflite_single``: the multiplier as a 32-bit two's complement word;
+    - ``tflite_opt``: the multiplier (0..2**31-1) with ``round_away`` in bit ``OPT_AWAY_BIT``.
+    """
+    idx = np.arange(p.channels) if channels is None else np.asarray(channels)
+    if p.rounding in FLOAT_ROUNDINGS:
+        return (p.scale.astype(np.float32).view(np.uint32).astype(np.int64)[idx],
+                np.zeros(idx.shape, dtype=np.int64))
+    mult = p.multiplier.astype(np.int64)[idx] & 0xFFFFFFFF
+    if p.rounding == "tflite_opt":
+        mult = mult | (p.round_away[idx].astype(np.int64) << OPT_AWAY_BIT)
+    return mult, p.shift.astype(np.int64)[idx]
 
 
 def params_from_scales(rounding: str, x_scale, w_scale, y_scale, *, bias=0, zero_point=0,

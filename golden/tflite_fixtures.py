@@ -289,7 +289,9 @@ def accumulators(fx: ConvFixture) -> np.ndarray:
 
 
 def path_params(fx: ConvFixture, path: str) -> RequantParams:
-    """The requantization parameters path ``path`` derives from the fixture's scales."""
+    """The requantization parameters path ``path`` derives from the fixture's scales. For ``opt``
+    the channels that TFLite's optimized kernels round like the reference ones are marked
+    ``round_away`` (:func:`opt_ties_up_channels`)."""
     lo, hi = ACTIVATIONS[fx.activation]
     mode = PATH_MODE[path]
     if mode == "xnnpack":
@@ -302,8 +304,10 @@ def path_params(fx: ConvFixture, path: str) -> RequantParams:
     # / double(output_scale), then QuantizeMultiplier
     real = float(np.float32(fx.in_scale)) * fx.w_scale.astype(np.float32).astype(np.float64) / float(np.float32(fx.out_scale))
     qm = [quantize_multiplier(r) for r in real]
+    away = ~opt_ties_up_channels(fx) if mode == "tflite_opt" else None
     return RequantParams.make(mode, fx.channels, bias=fx.bias, multiplier=[m for m, _ in qm],
-                              shift=[s for _, s in qm], zero_point=fx.out_zp, act_min=act_min, act_max=act_max)
+                              shift=[s for _, s in qm], zero_point=fx.out_zp, act_min=act_min, act_max=act_max,
+                              round_away=away)
 
 
 def opt_ties_up_channels(fx: ConvFixture) -> np.ndarray:
@@ -325,14 +329,9 @@ def opt_ties_up_channels(fx: ConvFixture) -> np.ndarray:
 
 
 def golden_path(fx: ConvFixture, path: str) -> np.ndarray:
-    """What TFLite path ``path`` outputs for the fixture, NHWC int64. For ``opt`` the mode is
-    chosen per channel (:func:`opt_ties_up_channels`)."""
-    acc = accumulators(fx)
-    y = requantize(acc, path_params(fx, path))
-    if path == "opt":
-        ref = requantize(acc, path_params(fx, "ref"))
-        y = np.where(opt_ties_up_channels(fx), y, ref)
-    return y
+    """What TFLite path ``path`` outputs for the fixture, NHWC int64 (for ``opt`` the final
+    shift's rounding is chosen per channel: ``round_away`` in :func:`path_params`)."""
+    return requantize(accumulators(fx), path_params(fx, path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Pipelined multi-lane requantizer: int32 accumulators to int8/uint8, bit-exact with TFLite
-(double or single rounding) or with ONNX Runtime's float32 path, chosen by a parameter.
+"""Pipelined multi-lane requantizer: int32 accumulators to int8/uint8, bit-exact with a named
+framework path, chosen by a parameter: TFLite's reference kernels (``tflite``), its optimized
+kernels (``tflite_opt``), TFLM / CMSIS-NN single rounding (``tflite_single``), ONNX Runtime's
+float32 path (``onnx``) or the XNNPACK delegate (``xnnpack``).
 
 Per lane, every cycle: ``v = wrap32(acc + bias)``, ``y = scale(v)`` by ``rounding``, then
 ``out = clamp(y + zero_point, act_min, act_max)``. The semantics are those of
-``convgen.golden.requant.requantize`` (see docs/requant.md); the ONNX mode uses the integer
-algorithm of ``convgen.golden.quant.scale_onnx_int``, proved equal to float32 arithmetic there.
+``convgen.golden.requant.requantize`` (see docs/requant.md); the float modes (``onnx``,
+``xnnpack``) use the integer algorithm of ``convgen.golden.quant.scale_onnx_int``, checked
+against float32 arithmetic there.
 
 Per-channel parameters live in a parameter memory (one ``amaranth.lib.memory.Memory`` of ``groups``
 entries per lane)
@@ -24,7 +27,8 @@ from amaranth.lib.wiring import In, Out
 from convgen.core.intrange import IntRange
 from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError, check_int
-from convgen.core.quant import INT32, OUT_WIDTH_MAX, OUT_WIDTH_MIN, ROUNDINGS, SHIFT_MAX, SHIFT_MIN
+from convgen.core.quant import (FLOAT_ROUNDINGS, INT32, OPT_AWAY_BIT, OPT_MULTIPLIER_MAX, OUT_WIDTH_MAX, OUT_WIDTH_MIN,
+                               ROUNDINGS, SHIFT_MAX, SHIFT_MIN, float_scale_ranges)
 from .lib import FlatArrayLayout, index_range, partial_products, step_queue, tree_sum
 from .shapes import fits, range_of, shape_of
 
@@ -35,7 +39,7 @@ MAX_GROUPS = 1024
 OUTPUT_FIFO_DEPTH = 4
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
-_STAGES = {"tflite": 7, "tflite_single": 5, "onnx": 8}
+_STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 8, "xnnpack": 8}
 
 #: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs) or ``lut``
 #: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains)
@@ -54,7 +58,8 @@ class RequantConfig(Config):
         Accumulators per beat (values per cycle).
     groups : int, 1..1024
         Parameter-memory entries per lane; channel ``group*lanes + lane``.
-    rounding : "tflite", "tflite_single" or "onnx"
+    rounding : "tflite", "tflite_opt", "tflite_single", "onnx" or "xnnpack"
+        The framework path to match (docs/requant.md has the table).
     out_width : int, 2..16
         Output bits (default 8).
     out_signed : bool
@@ -127,8 +132,10 @@ class RequantConfig(Config):
             "group": unsigned(Shape.cast(index_range(self.groups)).width),
             "lane": unsigned(Shape.cast(index_range(self.lanes)).width),
             "bias": signed(32),
-            "mult": unsigned(32),   # tflite: int32 Q31 multiplier; onnx: float32 bits of the scale
-            "shift": signed(6),     # tflite: -31..30, positive = left; onnx: ignored
+            # tflite, tflite_single: int32 Q31 multiplier; tflite_opt: the multiplier in bits
+            # 0..30, bit 31 = round_away; onnx, xnnpack: float32 bits of the scale
+            "mult": unsigned(32),
+            "shift": signed(6),     # tflite modes: -31..30, positive = left; float modes: ignored
             "zero_point": self.out_shape,
             "act_min": self.out_shape,
             "act_max": self.out_shape,
@@ -206,7 +213,7 @@ class Requantizer(wiring.Component):
         # read register is the first pipeline stage of the parameters (as a register of an
         # Array mux would be, but block or LUT RAM on an FPGA and an array in simulation).
         fields = ["bias", "mult", "zero_point", "act_min", "act_max"]
-        if cfg.rounding != "onnx":
+        if cfg.rounding not in FLOAT_ROUNDINGS:
             fields.append("shift")
         p = self.p.payload
         entry = data.StructLayout({f: cfg.p_layout[f].shape for f in fields})
@@ -271,7 +278,11 @@ class Requantizer(wiring.Component):
         s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", shape_of(R["v"]))
         carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
-        if cfg.rounding == "tflite":
+        if cfg.rounding in ("tflite", "tflite_opt"):
+            # tflite_opt differs in two places: the multiplier is the word's low 31 bits (so
+            # SRDHM cannot saturate) and the final shift rounds ties up unless the channel's
+            # round_away bit (bit 31) is set
+            opt = cfg.rounding == "tflite_opt"
             shift = keep["shift"]
             # stage 2: x << left_shift, wrapped to int32 (TFLite's int32 shift)
             ls = wire(Mux(shift > 0, shift, 0), "left_shift", "ls")
@@ -279,17 +290,22 @@ class Requantizer(wiring.Component):
             x = reg((s << ls)[:32].as_signed(), f"{n}x2", shape_of(R["x"]))
             rsh = reg(rs, f"{n}rs2", shape_of(R["right_shift"]))
             carry(late + ["mult"], 2)
-            mult = keep["mult"].as_signed()
-            ovf = (x == INT32.lo) & (mult == INT32.lo)
+            if opt:
+                mult = keep["mult"][:OPT_AWAY_BIT]
+                flag = keep["mult"][OPT_AWAY_BIT]           # round_away
+            else:
+                mult = keep["mult"].as_signed()
+                flag = (x == INT32.lo) & (mult == INT32.lo)  # SRDHM's saturation
+            tag = "away" if opt else "ovf"
             if cfg.mult_style == "lut":
                 # stage 3a: partial-product group sums; the other values wait one stage
                 parts = self._lut_parts(reg, x, mult, f"{n}pp3")
-                ovf, rsh = reg(ovf, f"{n}ovf3a"), reg(rsh, f"{n}rs3a")
+                flag, rsh = reg(flag, f"{n}{tag}3a"), reg(rsh, f"{n}rs3a")
                 carry(late, "3a")
                 product = tree_sum(parts)
             else:
                 product = x * mult
-            ovf = reg(ovf, f"{n}ovf3")
+            flag = reg(flag, f"{n}{tag}3")
             # stage 3: the 32x32 product
             ab = reg(product, f"{n}ab3", shape_of(R["product"]))
             rsh = reg(rsh, f"{n}rs3")
@@ -298,15 +314,20 @@ class Requantizer(wiring.Component):
             # int32 except for INT32_MIN * INT32_MIN, which saturates
             v = wire(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)), "nudged", "nudged")
             trunc = Mux(v < 0, (v + ((1 << 31) - 1)) >> 31, v >> 31)
-            high = reg(Mux(ovf, INT32.hi, trunc[:32].as_signed()), f"{n}high4", shape_of(R["high"]))
+            if opt:
+                high = reg(trunc[:32].as_signed(), f"{n}high4", shape_of(R["high"]))
+                flag = reg(flag, f"{n}away4")
+            else:
+                high = reg(Mux(flag, INT32.hi, trunc[:32].as_signed()), f"{n}high4", shape_of(R["high"]))
             rsh = reg(rsh, f"{n}rs4")
             carry(late, 4)
-            # stage 5: RoundingDivideByPOT(high, right_shift), right_shift 0..31
+            # stage 5: RoundingDivideByPOT(high, right_shift), right_shift 0..31 (tflite_opt:
+            # ties up, (high + 2**(rs-1)) >> rs, unless round_away)
             # 2**rs - 1 as all-ones >> (31 - rs): no widening left shift
             mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(R["right_shift"].hi, rsh), "mask", "mask")
             remainder = (high.as_unsigned() & mask)
-            threshold = (mask >> 1) + (high < 0)
-            y = reg((high >> rsh) + (remainder > threshold), f"{n}y5", shape_of(R["y"]))
+            y = reg((high >> rsh) + (remainder > self._shift_threshold(mask, high, flag if opt else None)),
+                    f"{n}y5", shape_of(R["y"]))
             carry(late, 5)
         elif cfg.rounding == "tflite_single":
             shift = keep["shift"]
@@ -339,6 +360,21 @@ class Requantizer(wiring.Component):
         lo, hi = keep["act_min"], keep["act_max"]
         out = Mux(t < lo, lo, Mux(t > hi, hi, t))
         return reg(out, f"{n}out", cfg.out_shape)
+
+    # The two rounding decisions, as methods so that tb/requant/mutants.py can show that the
+    # fixture and regression tests catch a wrong one.
+    @staticmethod
+    def _shift_threshold(mask, high, away):
+        """The remainder above which the final right shift of the tflite modes rounds up:
+        RoundingDivideByPOT (ties away from zero) when ``away`` is None (``tflite``) or set,
+        ties up otherwise (``tflite_opt``)."""
+        negative = high < 0
+        return (mask >> 1) + (negative if away is None else negative & away)
+
+    @staticmethod
+    def _float_round_up(remainder, half, quotient):
+        """Round half to even (float modes): above half, or exactly half with an odd quotient."""
+        return (remainder > half) | ((remainder == half) & quotient[0])
 
     @staticmethod
     def _lut_parts(reg, a, b, name):
@@ -412,7 +448,7 @@ class Requantizer(wiring.Component):
         mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
         remv = x & mask
         half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
-        up = (u_sat != 0) & ((remv > half) | ((remv == half) & qv[0]))
+        up = (u_sat != 0) & self._float_round_up(remv, half, qv)
         mag_y = wire(qv + up, "y_magnitude", "ymag")
         y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
         carry(late, 6)
@@ -443,18 +479,25 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
     R = {"acc": INT32, "bias": range_of(P["bias"].shape)}
     R["acc_bias"] = R["acc"] + R["bias"]            # wrapped to int32 (documented)
     R["v"] = INT32
-    if cfg.rounding in ("tflite", "tflite_single"):
+    if cfg.rounding not in FLOAT_ROUNDINGS:
         R["shift"] = IntRange(SHIFT_MIN, SHIFT_MAX)
         _fits(R, "shift", P["shift"].shape, "the p.shift field")
-        R["mult"] = range_of(signed(P["mult"].shape.width))   # any int32 is accepted
+        if cfg.rounding == "tflite_opt":
+            # the word's low 31 bits; bit 31 is round_away
+            R["mult"] = IntRange(0, OPT_MULTIPLIER_MAX)
+            _fits(R, "mult", unsigned(OPT_AWAY_BIT), "the multiplier bits of p.mult below round_away")
+        else:
+            R["mult"] = range_of(signed(P["mult"].shape.width))   # any int32 is accepted
         R["product"] = R["v"] * R["mult"]
-    if cfg.rounding == "tflite":
+    if cfg.rounding in ("tflite", "tflite_opt"):
         R["left_shift"] = IntRange(0, max(R["shift"].hi, 0))
         R["right_shift"] = IntRange(0, max(-R["shift"].lo, 0))
         R["x"] = INT32                                   # v << left_shift, wrapped to int32
         R["nudged"] = R["product"] + IntRange(1 - (1 << 30), 1 << 30)
-        # the product without INT32_MIN * INT32_MIN (saturated separately): its quotient fits
-        unsat = IntRange(R["product"].lo, INT32.lo * (INT32.lo + 1)) + IntRange(1 - (1 << 30), 1 << 30)
+        # the product without INT32_MIN * INT32_MIN (saturated separately; tflite_opt's
+        # multiplier is never negative): its quotient fits
+        top = R["product"].hi if cfg.rounding == "tflite_opt" else INT32.lo * (INT32.lo + 1)
+        unsat = IntRange(R["product"].lo, top) + IntRange(1 - (1 << 30), 1 << 30)
         R["quotient"] = IntRange(-((-unsat.lo) >> 31), unsat.hi >> 31)
         _fits(R, "quotient", signed(32), "SRDHM high half, truncated to int32")
         R["high"] = INT32
@@ -472,6 +515,7 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
         R["y"] = IntRange(R["rounded"].lo >> 1, R["rounded"].hi >> 1)
         _fits(R, "y", signed(32), "int32 result after saturation")
     else:
+        fr = float_scale_ranges(cfg.rounding)
         R["magnitude"] = IntRange(0, -INT32.lo)
         _fits(R, "magnitude", unsigned(32), "|v|, normalised within 32 bits")
         R["lz"] = IntRange(0, R["magnitude"].width - 1)
@@ -480,13 +524,30 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
         R["sig"] = IntRange(1 << 23, (1 << 24) - 1)     # the scale's significand, hidden bit set
         R["sig_product"] = R["fm"] * R["sig"]
         _fits(R, "sig_product", unsigned(48), "the float32 product rounding reads bit 47")
-        R["exponent"] = IntRange(0, 255)
+        R["exponent"] = IntRange(0, 255)                 # the field: any 8 bits
         R["u_pre"] = IntRange(127, 127) + R["lz"] + IntRange(-R["exponent"].hi, -R["exponent"].lo)
+        # for the accepted scales (exponent field in eb): u = 127 + lz - hi - eb, derived here
+        # and in core.quant.float_scale_ranges (135 - hi - fexp - eb); the two must agree
+        R["eb"] = fr["eb"]
+        R["u"] = IntRange(127, 127) + R["lz"] + IntRange(-1, 0) + IntRange(-R["eb"].hi, -R["eb"].lo)
+        if R["u"] != fr["u"]:
+            raise WidthError(f"requant datapath: u range {R['u'].lo}..{R['u'].hi} differs from "
+                             f"float_scale_ranges {fr['u'].lo}..{fr['u'].hi}")
         R["r"] = IntRange(0, 1 << 24)                    # product significand after rounding
         R["x"] = IntRange(0, R["r"].hi << 8)
         # a right shift u >= bit_length(x.hi) + 1 gives 0 with no round-up (half > x), so
         # the shift saturates there without changing any result
         R["u_sat"] = IntRange(0, R["x"].hi.bit_length() + 1)
+        # A negative u (xnnpack: scales in [1, 256) give u down to -8) is an exact left shift
+        # of x by -u; the datapath saturates u at 0 instead and outputs y = x. That changes no
+        # output: a nonzero r is at least 2**23 (a normalised significand), so |y| and the
+        # exact |x << -u| are both >= 2**31, beyond the output span, and the clamp of
+        # y + zero_point gives act_max (act_min) either way. Checked here:
+        if R["u"].lo < 0:
+            R["x_nonzero_min"] = IntRange(1 << 31, 1 << 31)   # (2**23) << 8
+            if R["x_nonzero_min"].lo <= out.hi - out.lo:
+                raise WidthError(f"requant datapath: saturating u at 0 needs |y| >= 2**31 beyond the "
+                                 f"output span {out.hi - out.lo}")
         R["mask"] = IntRange(0, (1 << R["u_sat"].hi) - 1)
         R["y_magnitude"] = R["x"] + IntRange(0, 1)
         R["y"] = IntRange(-R["y_magnitude"].hi, R["y_magnitude"].hi)
@@ -494,6 +555,16 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
     R["out"] = out
     _fits(R, "out", cfg.out_shape, "output type")
     return R
+
+
+_MULT_FIELD = {
+    "onnx": "IEEE float32 bits of the scale, accepted range [2**-126, 1)",
+    "xnnpack": "IEEE float32 bits of the scale, accepted range [2**-126, 256)",
+    "tflite": "int32 Q31 multiplier, [2**30, 2**31) from quantize_multiplier",
+    "tflite_single": "int32 Q31 multiplier, [2**30, 2**31) from quantize_multiplier",
+    "tflite_opt": (f"bits 0..{OPT_AWAY_BIT - 1}: Q31 multiplier, [2**30, 2**31) from quantize_multiplier; "
+                   f"bit {OPT_AWAY_BIT}: round_away (1: the final shift rounds ties away from zero, 0: up)"),
+}
 
 
 def manifest_extra(cfg: RequantConfig) -> dict:
@@ -504,8 +575,7 @@ def manifest_extra(cfg: RequantConfig) -> dict:
             "bias_add": "wrap32(acc + bias)",
             "output": {"width": cfg.out_width, "signed": cfg.out_signed,
                        "range": [cfg.out_range.lo, cfg.out_range.hi]},
-            "mult_field": ("IEEE float32 bits of the scale, accepted range [2**-126, 1)"
-                           if cfg.rounding == "onnx" else "int32 Q31 multiplier, [2**30, 2**31) from quantize_multiplier"),
+            "mult_field": _MULT_FIELD[cfg.rounding],
         },
         "timing": {"stages": cfg.stages, "fifo_latency": cfg.fifo_latency, "latency": cfg.latency,
                    "values_per_cycle": cfg.throughput,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convgen.golden.requant import RequantParams
+from convgen.golden.requant import RequantParams, mult_shift_fields
 from convgen.core.params import ConfigError
 from convgen.core.quant import channel_entry
 from convgen.hdl.requant import RequantConfig, Requantizer, manifest_extra
@@ -37,12 +37,7 @@ def param_fields(cfg: RequantConfig, p: RequantParams, channels=None) -> dict:
         raise ConfigError(f"parameters are for rounding {p.rounding!r}, the block is {cfg.rounding!r}")
     if p.out_width != cfg.out_width or p.out_signed != cfg.out_signed:
         raise ConfigError("parameters and block disagree on the output type")
-    if p.rounding == "onnx":
-        mult = p.scale.astype(np.float32).view(np.uint32).astype(np.int64)[ch]
-        shift = np.zeros(len(ch), dtype=np.int64)
-    else:
-        mult = p.multiplier[ch] & 0xFFFFFFFF
-        shift = p.shift[ch]
+    mult, shift = mult_shift_fields(p, ch)
     group, lane = channel_entry(ch, cfg.lanes)
     return {"group": group, "lane": lane, "bias": p.bias[ch], "mult": mult,
             "shift": shift, "zero_point": p.zero_point[ch], "act_min": p.act_min[ch],

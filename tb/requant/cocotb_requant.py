@@ -7,13 +7,15 @@ Runtime and against TFLite known answers in tests/), never from the RTL. The sco
 every output beat in order and that no surplus beat appears afterwards.
 """
 
+import dataclasses
 import json
 import os
 
 import cocotb
 import numpy as np
 
-from convgen.core.quant import INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCALE_MIN, entry_channel
+from convgen.core.quant import (FLOAT_ROUNDINGS, INT32_MAX, INT32_MIN, ONNX_SCALE_MAX, ONNX_SCALE_MIN,
+                               OPT_MULTIPLIER_MAX, XNNPACK_SCALE_MAX, XNNPACK_SCALE_MIN, entry_channel)
 from convgen.golden.requant import RequantParams, requantize
 from convgen.hdl.requant import RequantConfig
 from convgen.sim.packing import pack, unpack
@@ -28,6 +30,9 @@ SEED = int(os.environ.get("CONVGEN_SEED", "1234"))
 BEATS = int(os.environ.get("CONVGEN_REQUANT_BEATS", "2000"))
 CHANNELS = CFG.lanes * CFG.groups
 OUT = CFG.out_range
+FLOAT = CFG.rounding in FLOAT_ROUNDINGS
+SCALE_MIN, SCALE_MAX = ((XNNPACK_SCALE_MIN, XNNPACK_SCALE_MAX) if CFG.rounding == "xnnpack"
+                        else (ONNX_SCALE_MIN, ONNX_SCALE_MAX))
 
 
 def random_params(rng, *, relu=False) -> RequantParams:
@@ -44,18 +49,23 @@ def random_params(rng, *, relu=False) -> RequantParams:
     bias = rng.integers(INT32_MIN, INT32_MAX + 1, c) >> rng.integers(0, 32, c)
     kw = dict(bias=bias, zero_point=zp, act_min=lo, act_max=hi, out_width=CFG.out_width,
               out_signed=CFG.out_signed)
-    if CFG.rounding == "onnx":
-        # half random float32 scales over [2**-126, 1) (mostly in the useful 2**-24..1),
-        # half dyadic (odd * 2**-k): those put many results exactly on .5
+    if FLOAT:
+        # half random float32 scales over [2**-126, 1) (mostly in the useful 2**-24..1; xnnpack:
+        # up to 256, a quarter of them >= 1), half dyadic (odd * 2**-k): those put many results
+        # exactly on .5
         e = rng.integers(-24, 0, c)
+        if CFG.rounding == "xnnpack":
+            e = np.where(rng.random(c) < 0.25, rng.integers(0, 8, c), e)
         rnd = np.ldexp(rng.uniform(1, 2, c), e).astype(np.float32)
         dy = (rng.choice([1, 3, 5, 7], c) * np.ldexp(1.0, -rng.integers(3, 12, c))).astype(np.float32)
         scale = np.where(rng.random(c) < 0.5, rnd, dy).astype(np.float32)
-        scale = np.clip(scale, np.float32(ONNX_SCALE_MIN), np.float32(ONNX_SCALE_MAX))
-        return RequantParams.make("onnx", c, scale=scale, **kw)
+        scale = np.clip(scale, np.float32(SCALE_MIN), np.float32(SCALE_MAX))
+        return RequantParams.make(CFG.rounding, c, scale=scale, **kw)
     mult = rng.integers(1 << 30, 1 << 31, c)
     mult = np.where(rng.random(c) < 0.3, 1 << 30, mult)  # 0.5: exact ties
     shift = np.where(rng.random(c) < 0.7, rng.integers(-20, 1, c), rng.integers(-31, 31, c))
+    if CFG.rounding == "tflite_opt":   # half the channels round ties away (the scalar channels)
+        kw["round_away"] = rng.random(c) < 0.5
     return RequantParams.make(CFG.rounding, c, multiplier=mult, shift=shift, **kw)
 
 
@@ -155,6 +165,17 @@ def corner_params():
         scale = np.array([0.5, ONNX_SCALE_MAX, ONNX_SCALE_MIN, 2.0 ** -31, 2.0 ** -32, 0.25, 3 / 8, 1 / 3],
                          dtype=np.float32)[idx % 8]
         return RequantParams.make("onnx", c, bias=bias, scale=scale, zero_point=zp, **kw)
+    if CFG.rounding == "xnnpack":
+        # the extremes of XNNPACK's range, 1 (u = 0..8 left shifts begin), 1.5, 255
+        scale = np.array([0.5, XNNPACK_SCALE_MAX, XNNPACK_SCALE_MIN, 1.0, 2.0 ** -32, 1.5, 255.0, 1 / 3],
+                         dtype=np.float32)[idx % 8]
+        return RequantParams.make("xnnpack", c, bias=bias, scale=scale, zero_point=zp, **kw)
+    if CFG.rounding == "tflite_opt":
+        # the multiplier field's extremes (0 and 2**31 - 1), both roundings of the final shift
+        mult = np.array([1 << 30, OPT_MULTIPLIER_MAX, 0, 1 << 30, 1 << 30, OPT_MULTIPLIER_MAX, 1 << 30, 1 << 30])[idx % 8]
+        shift = np.array([0, -31, 0, 30, -31, 30, -1, -2])[idx % 8]
+        return RequantParams.make(CFG.rounding, c, bias=bias, multiplier=mult, shift=shift, zero_point=zp,
+                                  check_multiplier=False, round_away=(idx // 8) % 2 == 1, **kw)
     if CFG.rounding == "tflite":
         # INT32_MIN as multiplier reaches SRDHM's saturation (TFLite never produces it; the
         # hardware implements SRDHM in full, so it is checked anyway)
@@ -238,29 +259,16 @@ async def parameter_writes_mid_stream(dut):
     write_cycles = p_src.transfer_cycles[writes_before:]
     f1 = param_fields(CFG, p1)
     # the parameters each beat saw: p0 overwritten by the p1 writes transferred before it
+    per_channel = ("bias", "multiplier", "shift", "scale", "zero_point", "act_min", "act_max", "round_away")
     seen = []
     for cyc in sb.i_src.transfer_cycles[-n:]:
         done = sum(1 for w in write_cycles if w < cyc)
-        mixed = {name: getattr(p0, name).copy() for name in
-                 ("bias", "zero_point", "act_min", "act_max")}
-        mixed["mult"] = (p0.scale.copy() if CFG.rounding == "onnx" else p0.multiplier.copy())
-        mixed["shift"] = None if CFG.rounding == "onnx" else p0.shift.copy()
+        mixed = {name: getattr(p0, name).copy() for name in per_channel if getattr(p0, name) is not None}
         for k in range(done):
             ch = entry_channel(f1["group"][k], f1["lane"][k], CFG.lanes)
-            for name in ("bias", "zero_point", "act_min", "act_max"):
+            for name in mixed:
                 mixed[name][ch] = getattr(p1, name)[ch]
-            if CFG.rounding == "onnx":
-                mixed["mult"][ch] = p1.scale[ch]
-            else:
-                mixed["mult"][ch] = p1.multiplier[ch]
-                mixed["shift"][ch] = p1.shift[ch]
-        kw = dict(bias=mixed["bias"], zero_point=mixed["zero_point"], act_min=mixed["act_min"],
-                  act_max=mixed["act_max"], out_width=CFG.out_width, out_signed=CFG.out_signed)
-        if CFG.rounding == "onnx":
-            seen.append(RequantParams.make("onnx", CHANNELS, scale=mixed["mult"], **kw))
-        else:
-            seen.append(RequantParams.make(CFG.rounding, CHANNELS, multiplier=mixed["mult"],
-                                           shift=mixed["shift"], **kw))
+        seen.append(dataclasses.replace(p0, **mixed))
     assert 0 < sum(1 for cyc in sb.i_src.transfer_cycles[-n:] if cyc < write_cycles[-1]) < n, \
         "the writes should overlap the data stream"
     sb.check(seen)

@@ -23,6 +23,8 @@ CONFIGS = {
     "tflite-l4g3-s8": dict(lanes=4, groups=3, rounding="tflite"),
     "tflite_single-l4g2-u8": dict(lanes=4, groups=2, rounding="tflite_single", out_signed=False),
     "onnx-l4g3-s8": dict(lanes=4, groups=3, rounding="onnx"),
+    "tflite_opt-l4g3-s8": dict(lanes=4, groups=3, rounding="tflite_opt"),
+    "xnnpack-l4g3-s8": dict(lanes=4, groups=3, rounding="xnnpack"),
     # the scale product as partial products without `*` (mult_style="lut": no DSP blocks), one
     # more pipeline stage; 2 lanes keep the builds small
     "tflite-l2g3-s8-lut": dict(lanes=2, groups=3, rounding="tflite", mult_style="lut"),
@@ -32,6 +34,17 @@ CONFIGS = {
 }
 # random beats of 4 lanes: 100,000 values per mode on Verilator, 20,000 on Icarus (slower)
 BEATS = {"verilator": 25_000, "icarus": 5_000, "slow": 250_000}
+# the default suite's budget: these configurations run on Verilator (a build of about 25 s of
+# CPU each) under -m slow only; Icarus runs them in the default suite, and
+# tests/test_tflite_rtl.py compares the same builds with LiteRT
+VERILATOR_SLOW = ("tflite_opt-l4g3-s8", "xnnpack-l4g3-s8")
+
+
+def _cases():
+    for name in CONFIGS:
+        for simulator in SIMULATORS:
+            marks = [pytest.mark.slow] if simulator == "verilator" and name in VERILATOR_SLOW else []
+            yield pytest.param(name, simulator, marks=marks, id=f"{name}-{simulator}")
 
 
 def _run(params, simulator, run_dir, beats, testcase=None):
@@ -41,8 +54,7 @@ def _run(params, simulator, run_dir, beats, testcase=None):
                    label=f"{cfg.module_name} on {simulator}", extra_env=env, testcase=testcase)
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name, simulator", list(_cases()))
 def test_requant(name, simulator, tmp_path):
     _run(CONFIGS[name], simulator, str(tmp_path), BEATS[simulator])
 
