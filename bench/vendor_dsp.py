@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.fileio import atomic_write_text
 from convgen.hdl.generate import to_verilog
+from convgen.hdl.lib import FlatArrayLayout
 from convgen.hdl.lib.dsp import DspMul
 from convgen.synth.flow import run_flow
 from convgen.synth.pnr import DoesNotFit
@@ -49,10 +50,10 @@ class MacRow(wiring.Component):
         self.n, self.variant, self.latency, self.acc_width = n, variant, latency, acc_width
         super().__init__({
             "a": In(signed(8)),
-            "b": In(data.ArrayLayout(signed(8), n)),
+            "b": In(FlatArrayLayout(signed(8), n)),
             "en": In(1),
             "clr": In(1),
-            "acc": Out(data.ArrayLayout(signed(acc_width), n)),
+            "acc": Out(FlatArrayLayout(signed(acc_width), n)),
         })
 
     def elaborate(self, platform):

@@ -2,11 +2,11 @@
 variants against NumPy products of every int8/uint8 operand pair, and the MULT18X18D model
 (hdl/lib/dsp_models/ecp5_mult18x18d.v) against 36-bit products at full width.
 
-Default suite (about 30 s of CPU): interface checks; the exhaustive sweep of the three
-latency-3 int8 x int8 variants on Icarus and of all 15 sweep instances on Verilator; one
-Verilator build of injected bugs (a MULT18X18D pipeline register ignoring CE, an SB_MAC16 whose
-low multiplier ignores A_SIGNED, a wrapper zero-extending signed operands), each caught.
-``-m slow``: the full sweep and the mutants on Icarus, the MULT18X18D model sweep (8 register
+Default suite (about 30 s of CPU): interface checks; the exhaustive int8 x int8 sweep of the
+two vendor variants at latency 3 on Icarus, and of all 9 variant x latency instances on
+Verilator with, in the same build, three injected bugs (a MULT18X18D pipeline register ignoring CE, an SB_MAC16
+whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed operands), each caught.
+``-m slow``: the full sweep with the mutants on Icarus, uint8 operands on both simulators, the MULT18X18D model sweep (8 register
 combinations, 18-bit operands) on both simulators with its own mutants, and yosys mapping counts.
 """
 
@@ -90,19 +90,18 @@ def test_simulation_sources():
 
 # -- exhaustive sweeps --------------------------------------------------------------------------
 
-def test_sweep_icarus_latency3():
-    """All 65,536 int8 pairs per lane through each variant with every DSP register, Icarus."""
-    _assert_clean(S.run_sweep("icarus", L3, name="sweep_l3"), L3)
-
-
-def test_sweep_verilator_all():
-    """All 65,536 pairs per lane, every variant x latency 1..3 and uint8 operands, Verilator."""
-    _assert_clean(S.run_sweep("verilator"), S.DEFAULT_DUTS)
+def test_sweep_icarus_vendor_latency3():
+    """All 65,536 int8 pairs per lane through MULT18X18D and SB_MAC16 with every DSP register,
+    Icarus (the generic variant on Icarus: -m slow)."""
+    duts = [d for d in L3 if d.variant != "generic"]
+    _assert_clean(S.run_sweep("icarus", duts, name="sweep_l3"), duts)
 
 
 @pytest.mark.slow
-def test_sweep_icarus_all():
-    _assert_clean(S.run_sweep("icarus"), S.DEFAULT_DUTS)
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_sweep_unsigned_operands(simulator):
+    """uint8 x int8 and uint8 x uint8: all pairs, every variant at latency 3."""
+    _assert_clean(S.run_sweep(simulator, S.UNSIGNED_DUTS, name="sweep_unsigned"), S.UNSIGNED_DUTS)
 
 
 @pytest.mark.slow
@@ -116,39 +115,30 @@ def test_mult18x18d_model_every_register_option(simulator):
 
 # -- injected bugs ------------------------------------------------------------------------------
 
-#: one build: the ECP5 model whose pipeline register ignores CE0 and the SB_MAC16 model whose
-#: low multiplier ignores A_SIGNED (different primitives, so both fit in one testbench), a
-#: wrapper that zero-extends signed operands, and twins that must stay correct
-MUTANT_DUTS = {
-    S.Dut("ecp5", 3): True,                               # pipeline register used: CE mutant bites
-    S.Dut("ice40", 3): True,                              # low lane signedness mutant bites
-    S.Dut("ecp5", 2, mutant="ZeroExtendingDspMul"): True,  # wrapper signedness bug
-    S.Dut("ecp5", 2): False,                              # no pipeline register: CE mutant idle
-    S.Dut("generic", 3): False,
-}
-
-
-def _run_mutants(simulator):
-    overrides = {**mutant_model("ecp5_pipeline_ignores_ce"), **mutant_model("ice40_unsigned_low_a")}
-    records = S.run_sweep(simulator, MUTANT_DUTS, model_overrides=overrides, name="mutants")
-    for dut, broken in MUTANT_DUTS.items():
+def _assert_mutants_caught(records):
+    for dut in S.MUTANT_DUTS:
         msgs = S.check_sweep(dut, records[dut.name])
-        if broken:
-            assert msgs and "products wrong" in msgs[-1], f"{dut.name}: the bug was not caught"
-        else:
-            assert not msgs, "\n".join(msgs)
-    # the ice40 mutant breaks lane 0 (bottom multiplier) only
-    ice = S.Dut("ice40", 3)
+        assert msgs and "products wrong" in msgs[-1], f"{dut.name}: the bug was not caught"
+    # the SB_MAC16 mutant breaks only lane 0, its bottom multiplier
+    ice = next(d for d in S.MUTANT_DUTS if d.variant == "ice40")
     assert all(" lane 0 " in m for m in S.check_sweep(ice, records[ice.name])[:-1])
 
 
-def test_mutants_caught_verilator():
-    _run_mutants("verilator")
+def test_sweep_verilator_all_and_mutants():
+    """All 65,536 int8 pairs per lane, every variant x latency 1..3, Verilator;
+    in the same build, three broken instances (a MULT18X18D pipeline register that ignores CE,
+    an SB_MAC16 whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed
+    operands), each of which the sweep must catch."""
+    records = S.run_sweep("verilator", S.DEFAULT_DUTS + S.MUTANT_DUTS, name="sweep_all")
+    _assert_clean(records, S.DEFAULT_DUTS)
+    _assert_mutants_caught(records)
 
 
 @pytest.mark.slow
-def test_mutants_caught_icarus():
-    _run_mutants("icarus")
+def test_sweep_icarus_all_and_mutants():
+    records = S.run_sweep("icarus", S.DEFAULT_DUTS + S.MUTANT_DUTS, name="sweep_all")
+    _assert_clean(records, S.DEFAULT_DUTS)
+    _assert_mutants_caught(records)
 
 
 @pytest.mark.slow

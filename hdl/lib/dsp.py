@@ -42,13 +42,14 @@ import re
 from pathlib import Path
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_choice, check_int
 
 from ..shapes import shape_of
+from .layout import FlatArrayLayout
 
 __all__ = ["DspMul", "VARIANTS", "MAX_WIDTH", "LATENCIES", "simulation_sources"]
 
@@ -81,18 +82,22 @@ class DspMul(wiring.Component):
 
     Attributes
     ----------
-    a : In(ArrayLayout(a_shape, lanes))
-    b : In(ArrayLayout(b_shape, lanes))
+    a : In(FlatArrayLayout(a_shape, lanes))
+    b : In(FlatArrayLayout(b_shape, lanes))
     ce : In(1)
         Clock enable of every register: with ``ce`` low the whole pipeline holds. A PE of the
         systolic array drives it with the array's step enable.
-    p : Out(ArrayLayout(p_shape, lanes))
+    p : Out(FlatArrayLayout(p_shape, lanes))
         ``p[i]`` is ``a[i] * b[i]`` of the operands present ``latency`` enabled clock edges
         earlier. ``p_shape`` is the smallest shape of the product range (``signed(16)`` for
         int8 x int8, as the array's product register).
 
     Timing: one product per lane per enabled cycle; latency :attr:`latency` enabled cycles.
     """
+
+    #: the primitives instantiated (tb/dsp/mutants.py points them at broken models)
+    ECP5_PRIMITIVE = "MULT18X18D"
+    ICE40_PRIMITIVE = "SB_MAC16"
 
     def __init__(self, *, variant: str = "generic", a_width: int = 8, b_width: int = 8,
                  a_signed: bool = True, b_signed: bool = True, lanes: int = 1, latency: int = 3):
@@ -107,11 +112,13 @@ class DspMul(wiring.Component):
         self._lanes = check_int("lanes", lanes, 1)
         self._latency = check_int("latency", latency, LATENCIES[0], LATENCIES[-1])
         self._product_range = (IntRange.of_operand(a_width, a_signed) * IntRange.of_operand(b_width, b_signed))
+        # FlatArrayLayout: no per-lane debug wires (``p[0]``), whose names clash with yosys'
+        # bit names in iCE40 ABC9 reintegration (hdl/lib/layout.py)
         super().__init__({
-            "a": In(data.ArrayLayout(self.a_shape, lanes)),
-            "b": In(data.ArrayLayout(self.b_shape, lanes)),
+            "a": In(FlatArrayLayout(self.a_shape, lanes)),
+            "b": In(FlatArrayLayout(self.b_shape, lanes)),
             "ce": In(1),
-            "p": Out(data.ArrayLayout(self.p_shape, lanes)),
+            "p": Out(FlatArrayLayout(self.p_shape, lanes)),
         })
 
     # -- parameters, read-only ------------------------------------------------------------
@@ -210,14 +217,12 @@ class DspMul(wiring.Component):
             ports += [("i", "SIGNEDA", Const(int(self._a_signed), 1)), ("i", "SIGNEDB", Const(int(self._b_signed), 1)),
                       ("i", "SOURCEA", Const(0, 1)), ("i", "SOURCEB", Const(0, 1)),
                       ("i", "CLK0", ClockSignal("sync")), ("i", "CE0", self.ce), ("i", "RST0", Const(0, 1))]
-            # Unused inputs (C, SRIA/SRIB, CLK1..3, CE1..3, RST1..3) stay unconnected: nextpnr
-            # ties them off itself, while tying CLK1..3 to 0 in the netlist made routing fail
-            # (a GND arc it could not route). Unused outputs go to named wires.
-            for n in ("SROA", "SROB", "ROA", "ROB", "ROC"):
-                unused = Signal(18, name=f"l{i}_{n.lower()}")
-                ports += [("o", f"{n}{k}", unused[k]) for k in range(18)]
-            ports.append(("o", "SIGNEDP", Signal(name=f"l{i}_signedp")))
-            m.submodules[f"mult{i}"] = Instance("MULT18X18D", *[("p", k, v) for k, v in params.items()], *ports)
+            # Unused ports stay unconnected (a Verilator lint of this reports PINMISSING):
+            # nextpnr ties unused inputs off itself, while tying CLK1..3 to 0 in the netlist made
+            # its router fail on a GND arc; unused outputs become anonymous Amaranth wires
+            # (``\$1``) that made yosys 0.70's ABC9 fail an assertion (a name clash in
+            # ABC_OPS_REINTEGRATE, seen with SB_MAC16).
+            m.submodules[f"mult{i}"] = Instance(self.ECP5_PRIMITIVE, *[("p", k, v) for k, v in params.items()], *ports)
             m.d.comb += self.p[i].eq(p36[:self._p_width])
 
     def _elaborate_ice40(self, m):
@@ -245,13 +250,12 @@ class DspMul(wiring.Component):
             if hi < self._lanes:
                 m.d.comb += [a16[8:].eq(self._operand(self.a[hi])), b16[8:].eq(self._operand(self.b[hi]))]
             ports = [("i", "A", a16), ("i", "B", b16), ("i", "C", Const(0, 16)), ("i", "D", Const(0, 16)),
-                     ("i", "CLK", ClockSignal("sync")), ("i", "CE", self.ce), ("o", "O", o32),
-                     ("o", "CO", Signal(name=f"mac{d}_co")), ("o", "ACCUMCO", Signal(name=f"mac{d}_accumco")),
-                     ("o", "SIGNEXTOUT", Signal(name=f"mac{d}_signextout"))]
+                     ("i", "CLK", ClockSignal("sync")), ("i", "CE", self.ce), ("o", "O", o32)]
+            # CO, ACCUMCO and SIGNEXTOUT stay unconnected (see _elaborate_ecp5)
             ports += [("i", n, zero) for n in ("AHOLD", "BHOLD", "CHOLD", "DHOLD", "IRSTTOP", "IRSTBOT",
                                                "ORSTTOP", "ORSTBOT", "OLOADTOP", "OLOADBOT", "ADDSUBTOP",
                                                "ADDSUBBOT", "OHOLDTOP", "OHOLDBOT", "CI", "ACCUMCI", "SIGNEXTIN")]
-            m.submodules[f"mac{d}"] = Instance("SB_MAC16", *[("p", k, v) for k, v in params.items()], *ports)
+            m.submodules[f"mac{d}"] = Instance(self.ICE40_PRIMITIVE, *[("p", k, v) for k, v in params.items()], *ports)
             width = self._p_width
             m.d.comb += self.p[lo].eq(o32[:width])
             if hi < self._lanes:

@@ -62,20 +62,30 @@ class Dut:
         sign = ("s" if self.a_signed else "u") + ("s" if self.b_signed else "u")
         return f"dsp_{self.variant}_l{self.latency}_{sign}" + (f"_{self.mutant}" if self.mutant else "")
 
+    @property
+    def cls(self):
+        if self.mutant is None:
+            return DspMul
+        from . import mutants
+        return getattr(mutants, self.mutant)
+
     def component(self) -> DspMul:
-        cls = DspMul
-        if self.mutant:
-            from . import mutants
-            cls = getattr(mutants, self.mutant)
-        return cls(variant=self.variant, a_width=8, b_width=8, a_signed=self.a_signed,
+        return self.cls(variant=self.variant, a_width=8, b_width=8, a_signed=self.a_signed,
                    b_signed=self.b_signed, lanes=LANES, latency=self.latency)
 
 
-#: the default-suite set: every variant at every latency (int8 x int8), and the other
-#: signedness combinations at latency 3
-DEFAULT_DUTS = tuple(
-    [Dut(v, lat) for v in ("generic", "ecp5", "ice40") for lat in (1, 2, 3)]
-    + [Dut(v, 3, a_s, b_s) for v in ("generic", "ecp5", "ice40") for a_s, b_s in ((False, True), (False, False))])
+#: every variant at every latency, int8 x int8
+DEFAULT_DUTS = tuple(Dut(v, lat) for v in ("generic", "ecp5", "ice40") for lat in (1, 2, 3))
+#: the other signedness combinations (uint8 x int8, uint8 x uint8) at latency 3
+UNSIGNED_DUTS = tuple(Dut(v, 3, a_s, b_s) for v in ("generic", "ecp5", "ice40")
+                      for a_s, b_s in ((False, True), (False, False)))
+
+#: deliberately broken instances (tb/dsp/mutants.py): the sweep must find wrong products in each
+MUTANT_DUTS = (
+    Dut("ecp5", 3, mutant="PipelineIgnoresCeDspMul"),
+    Dut("ice40", 3, mutant="LowAUnsignedDspMul"),
+    Dut("ecp5", 2, mutant="ZeroExtendingDspMul"),
+)
 
 
 def _ce_lfsr_verilog() -> str:
@@ -161,6 +171,10 @@ def run_sweep(simulator: str, duts=DEFAULT_DUTS, *, model_overrides=None, name: 
         # the vendor primitives' unused inputs are left unconnected on purpose (hdl/lib/dsp.py)
         sources[f"{d.name}.v"] = "/* verilator lint_off PINMISSING */\n" + to_verilog(d.component(), d.name)
     sources.update(_models([d.variant for d in duts], model_overrides))
+    for d in duts:
+        if d.mutant:
+            from .mutants import sources_of
+            sources.update(sources_of(d.cls))
     with tempfile.TemporaryDirectory(prefix="convgen-dsp-") as tmp:
         out = Path(tmp) / "records.txt"
         _run("dsp_sweep", name, simulator, "dsp_sweep_tb", sources, out)
