@@ -35,7 +35,7 @@ def _save(tmp_path, name, arr):
     (["--lanes", "0"], "--lanes must be an integer in 1..64, not 0"),
     (["--lanes", "65"], "--lanes must be an integer in 1..64, not 65"),
     (["--groups", "1025"], "--groups must be an integer in 1..1024, not 1025"),
-    (["--rounding", "floor"], "--rounding must be one of 'tflite', 'tflite_single', 'onnx', not 'floor'"),
+    (["--rounding", "floor"], "--rounding must be one of 'tflite', 'tflite_single', 'onnx', 'tflite_opt', 'xnnpack', not 'floor'"),
     (["--out-width", "1"], "--out-width must be an integer in 2..16, not 1"),
 ])
 def test_generate_bad_parameters(capsys, tmp_path, argv, needle):
@@ -79,6 +79,30 @@ def test_run_bad_onnx_scale(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.parametrize("rounding, files, needle", [
+    ("xnnpack", {"scale": np.full(4, 256.0, np.float32)}, "scale must be a float32 in [2**-126, 256)"),
+    ("xnnpack", {"multiplier": np.full(4, 1 << 30), "shift": np.zeros(4, np.int64)},
+     "--rounding xnnpack needs --scale (float32 .npy) and no --multiplier"),
+    ("tflite", {"multiplier": np.full(4, 1 << 30), "shift": np.zeros(4, np.int64), "round_away": np.ones(4, bool)},
+     "--round-away applies to --rounding tflite_opt only, not tflite"),
+    ("tflite_opt", {"multiplier": np.full(4, 1 << 30), "shift": np.zeros(4, np.int64), "round_away": np.full(4, 2)},
+     "must hold booleans (or 0/1), one per channel"),
+    ("tflite_opt", {"multiplier": np.full(4, 1 << 30), "shift": np.zeros(4, np.int64), "round_away": np.ones(3, bool)},
+     "--round-away must have 1 or 4 values (one per channel), not 3"),
+])
+def test_run_bad_new_mode_parameters(capsys, tmp_path, rounding, files, needle):
+    acc = _save(tmp_path, "acc.npy", np.zeros((2, 4), dtype=np.int64))
+    args = []
+    for name, arr in files.items():
+        args += [f"--{name.replace('_', '-')}", _save(tmp_path, f"{name}.npy", arr)]
+    out = tmp_path / "y.npy"
+    status, stdout, err = run(capsys, "run", "requant", "--acc", acc, "--rounding", rounding, *args,
+                              "--out", out, "--sim", "icarus")
+    assert status == 2, err
+    assert needle in err and err.startswith("convgen: error: ") and len(err.strip().splitlines()) == 1, err
+    assert stdout == "" and not out.exists()
+
+
 def test_generate_writes_verilog_and_manifest(capsys, tmp_path):
     status, out, err = run(capsys, "generate", "requant", "--lanes", "2", "--groups", "3", "--rounding",
                            "tflite_single", "--out-unsigned", "-o", tmp_path)
@@ -99,11 +123,21 @@ RUN_CASES = {
     "tflite": dict(channels=12, out_signed=True),
     "tflite_single": dict(channels=8, out_signed=False),
     "onnx": dict(channels=12, out_signed=True),
+    "tflite_opt": dict(channels=12, out_signed=True),
+    "xnnpack": dict(channels=12, out_signed=True),
 }
+# as in tb/requant/test_requant.py, the new modes' Verilator builds run under -m slow
+_VERILATOR_SLOW = ("tflite_opt", "xnnpack")
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("rounding", list(RUN_CASES))
+def _run_cases():
+    for rounding in RUN_CASES:
+        for simulator in SIMULATORS:
+            marks = [pytest.mark.slow] if simulator == "verilator" and rounding in _VERILATOR_SLOW else []
+            yield pytest.param(rounding, simulator, marks=marks, id=f"{simulator}-{rounding}")
+
+
+@pytest.mark.parametrize("rounding, simulator", list(_run_cases()))
 def test_run_matches_golden(capsys, tmp_path, rounding, simulator):
     case = RUN_CASES[rounding]
     c = case["channels"]
@@ -118,16 +152,23 @@ def test_run_matches_golden(capsys, tmp_path, rounding, simulator):
             "--lanes", 4, "--sim", simulator]
     if not case["out_signed"]:
         args.append("--out-unsigned")
-    if rounding == "onnx":
-        scale = rng.uniform(1e-6, 0.9, c).astype(np.float32)
+    if rounding in ("onnx", "xnnpack"):
+        # xnnpack: scales up to 256 (a third of them >= 1)
+        top = 0.9 if rounding == "onnx" else 255.0
+        scale = np.exp(rng.uniform(np.log(1e-6), np.log(top), c)).astype(np.float32)
         args += ["--scale", _save(tmp_path, "scale.npy", scale)]
-        params = RequantParams.make("onnx", c, scale=scale, **kw)
+        params = RequantParams.make(rounding, c, scale=scale, **kw)
     else:
         ms = [quantize_multiplier(x, single_rounding=rounding == "tflite_single")
               for x in rng.uniform(1e-6, 0.9, c)]
         mult = np.array([m for m, _ in ms])
         shift = np.array([s for _, s in ms])
         args += ["--multiplier", _save(tmp_path, "m.npy", mult), "--shift", _save(tmp_path, "s.npy", shift)]
+        if rounding == "tflite_opt":
+            mult[::3] = 1 << 30          # power-of-two scales: exact ties, both roundings
+            kw["round_away"] = rng.random(c) < 0.5
+            args += ["--round-away", _save(tmp_path, "away.npy", kw["round_away"])]
+            args[args.index("--multiplier") + 1] = _save(tmp_path, "m.npy", mult)
         params = RequantParams.make(rounding, c, multiplier=mult, shift=shift, **kw)
     out = tmp_path / "y.npy"
     status, stdout, err = run(capsys, "run", "requant", *args, "--out", out)

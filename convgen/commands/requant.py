@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from convgen.core.fields import Field
+from convgen.core.quant import FLOAT_ROUNDINGS
 from convgen.hdl.requant import RequantConfig, Requantizer
 
 from .common import KEEP, Block, CLIError, Run, check_output_file, keep_directory, load_matrix, steps_for, \
@@ -53,10 +54,17 @@ def _run(args, cfg) -> int:
     bias = _optional(args.bias, "bias")
     kw = dict(bias=0 if bias is None else bias, zero_point=args.zero_point, act_min=args.act_min,
               act_max=args.act_max, out_width=cfg.out_width, out_signed=cfg.out_signed)
-    if cfg.rounding == "onnx":
+    if args.round_away is not None:
+        if cfg.rounding != "tflite_opt":
+            raise CLIError(f"--round-away applies to --rounding tflite_opt only, not {cfg.rounding}")
+        away = load_matrix(args.round_away, "round_away")
+        if away.dtype != bool and not (np.issubdtype(away.dtype, np.integer) and np.isin(away, (0, 1)).all()):
+            raise CLIError(f"--round-away: {args.round_away} must hold booleans (or 0/1), one per channel")
+        kw["round_away"] = away.astype(bool)
+    if cfg.rounding in FLOAT_ROUNDINGS:
         if args.scale is None or args.multiplier is not None:
-            raise CLIError("--rounding onnx needs --scale (float32 .npy) and no --multiplier")
-        params = RequantParams.make("onnx", channels, scale=_float32_scale(args.scale), **kw)
+            raise CLIError(f"--rounding {cfg.rounding} needs --scale (float32 .npy) and no --multiplier")
+        params = RequantParams.make(cfg.rounding, channels, scale=_float32_scale(args.scale), **kw)
     else:
         if args.multiplier is None or args.shift is None or args.scale is not None:
             raise CLIError(f"--rounding {cfg.rounding} needs --multiplier and --shift (.npy), not --scale")
@@ -79,16 +87,19 @@ def _npy(name, help, **kw):
 
 BLOCK = Block(
     name="requant",
-    help="INT32 -> INT8 requantizer (TFLite or ONNX Runtime exact)",
+    help="INT32 -> INT8 requantizer (exact with TFLite ref/opt, XNNPACK, TFLM or ONNX Runtime)",
     config=RequantConfig,
     component=lambda cfg, opts: (Requantizer(cfg), cfg.module_name),
     generate=_generate,
     runs=(Run("requant", "requantize int32 accumulators on the RTL", _run, options=(
         _npy("acc", "accumulators .npy, [rows, channels] int32", required=True),
         _npy("bias", "bias .npy, one int32 per channel (default 0)"),
-        _npy("scale", "onnx: float32 scale .npy, per channel or one value"),
+        _npy("scale", "onnx, xnnpack: float32 scale .npy, per channel or one value (onnx below 1, xnnpack "
+                      "below 256)"),
         _npy("multiplier", "tflite modes: Q31 multiplier .npy in [2**30, 2**31)"),
         _npy("shift", "tflite modes: shift .npy in -31..30 (positive = left)"),
+        _npy("round_away", "tflite_opt: bool .npy per channel, the final shift rounds ties away from zero "
+                           "(TFLite's scalar depthwise channels) instead of up (default all false)"),
         Field("zero_point", 0, "output zero point"),
         Field("act_min", None, "clamp low (default: output minimum)", kind=int),
         Field("act_max", None, "clamp high (default: output maximum)", kind=int),
