@@ -1,7 +1,10 @@
 """Place and route of a row of MAC processing elements on each DspMul variant (issue 14).
 
-    .venv/bin/python bench/vendor_dsp.py                      # every point below, seed 1
-    .venv/bin/python bench/vendor_dsp.py --points ecp5_row8_ecp5_l3 --seeds 1,2,3
+    .venv/bin/python bench/vendor_dsp.py --seeds 1,2,3        # every point below (as committed)
+    .venv/bin/python bench/vendor_dsp.py --points ecp5_row8_ecp5_l3 --seeds 1
+
+Runs are cached (~/.cache/convgen), so a rerun of unchanged points is instant; the result
+files hold exactly the points of the last invocation.
 
 The test design, :class:`MacRow`, is one row of ``n`` output-stationary PEs cut out of the
 systolic array's structure: the ``a`` operand enters PE 0 and moves one PE per step through
@@ -10,6 +13,10 @@ multiplies them and a fabric accumulator adds the product. Every register advanc
 step enable ``en`` (a registered input, like the array's), and ``clr``, delayed by the
 multiplier's latency, restarts the accumulators. So the paths around the multiplier are the
 array's: fabric register -> DSP -> accumulator.
+
+:class:`MacGrid` is the same as a ``rows x cols`` grid (``b`` moving down the columns, one
+DspMul per row), without the array's read-out multiplexer and output FIFO: a proxy for the 8x8
+array's Fmax target (issue 14: 150 MHz on LFE5U-85F-6).
 
 Each point goes through convgen's synthesis flow (yosys 0.70, nextpnr 0.11.1, the 3-pin I/O
 harness of docs/synth.md) on LFE5U-85F-6 or iCE40UP5K. Writes bench/results/vendor_dsp.{md,json}.
@@ -81,7 +88,54 @@ class MacRow(wiring.Component):
         return m
 
 
-#: name -> (target, device, n, variant, latency, acc_width)
+class MacGrid(wiring.Component):
+    """``rows x cols`` MAC PEs as in the output-stationary array: ``a[r]`` enters PE (r, 0) and
+    moves right, ``b[c]`` enters PE (0, c) and moves down, one PE per step, through fabric
+    registers; one :class:`DspMul` per row (``cols`` lanes); fabric accumulators restarted by
+    ``clr``, which reaches PE (r, c) with its operands. No read-out multiplexer or output FIFO:
+    every accumulator is an output (the I/O harness observes them all)."""
+
+    def __init__(self, rows: int, cols: int, variant: str, latency: int, acc_width: int = 32):
+        self.rows, self.cols, self.variant, self.latency, self.acc_width = rows, cols, variant, latency, acc_width
+        super().__init__({
+            "a": In(FlatArrayLayout(signed(8), rows)),
+            "b": In(FlatArrayLayout(signed(8), cols)),
+            "en": In(1),
+            "clr": In(1),
+            "acc": Out(FlatArrayLayout(signed(acc_width), rows * cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, L = self.rows, self.cols, self.latency
+        en = Signal()
+        m.d.sync += en.eq(self.en)
+        a_reg = [[Signal(signed(8), name=f"pe{r}_{c}_a", reset_less=True) for c in range(C)] for r in range(R)]
+        b_reg = [[Signal(signed(8), name=f"pe{r}_{c}_b", reset_less=True) for c in range(C)] for r in range(R)]
+        # clr travels with the operands: PE (r, c) sees it r + c steps after it entered, and
+        # its product L steps later
+        clr = Signal(R + C + L, name="clr_tag")
+        with m.If(en):
+            m.d.sync += clr.eq(Cat(self.clr, clr[:-1]))
+            for r in range(R):
+                for c in range(C):
+                    m.d.sync += [a_reg[r][c].eq(self.a[r] if c == 0 else a_reg[r][c - 1]),
+                                 b_reg[r][c].eq(self.b[c] if r == 0 else b_reg[r - 1][c])]
+        for r in range(R):
+            m.submodules[f"mul_row{r}"] = mul = DspMul(variant=self.variant, lanes=C, latency=L)
+            m.d.comb += mul.ce.eq(en)
+            for c in range(C):
+                acc = Signal(signed(self.acc_width), name=f"pe{r}_{c}_acc")
+                m.d.comb += [mul.a[c].eq(a_reg[r][c]), mul.b[c].eq(b_reg[r][c]), self.acc[r * C + c].eq(acc)]
+                with m.If(en):
+                    with m.If(clr[r + c + L]):
+                        m.d.sync += acc.eq(mul.p[c])
+                    with m.Else():
+                        m.d.sync += acc.eq(acc + mul.p[c])
+        return m
+
+
+#: name -> (target, device, n, variant, latency, acc_width); n = "RxC" for a MacGrid
 POINTS = {
     # ECP5: one PE and a row of 8, the array's PE today (product register: generic l1), with
     # operand registers (generic l2, = pipeline_operands), and MULT18X18D with its registers
@@ -93,6 +147,9 @@ POINTS = {
     "ecp5_row8_generic_l3": ("ecp5", "85k", 8, "generic", 3, 32),
     "ecp5_row8_ecp5_l2": ("ecp5", "85k", 8, "ecp5", 2, 32),
     "ecp5_row8_ecp5_l3": ("ecp5", "85k", 8, "ecp5", 3, 32),
+    # ECP5: 8x8 grid, 64 MULT18X18D, the array's PE today against every DSP register
+    "ecp5_grid8x8_generic_l1": ("ecp5", "85k", "8x8", "generic", 1, 32),
+    "ecp5_grid8x8_ecp5_l3": ("ecp5", "85k", "8x8", "ecp5", 3, 32),
     # UP5K: 8 MACs on 8 SB_MAC16 (one product each, as today) against 16 MACs on the same 8
     "up5k_row8_generic_l2": ("ice40", "up5k", 8, "generic", 2, 24),
     "up5k_row16_ice40_l3": ("ice40", "up5k", 16, "ice40", 3, 24),
@@ -102,14 +159,26 @@ POINTS = {
 
 def build(name: str):
     target, device, n, variant, latency, acc_width = POINTS[name]
+    if isinstance(n, str):
+        rows, cols = map(int, n.split("x"))
+        top = f"convgen_macgrid_{name}"
+        return to_verilog(MacGrid(rows, cols, variant, latency, acc_width), top), top
     top = f"convgen_macrow_{name}"
     return to_verilog(MacRow(n, variant, latency, acc_width), top), top
+
+
+def macs(n) -> int:
+    if isinstance(n, str):
+        rows, cols = map(int, n.split("x"))
+        return rows * cols
+    return n
 
 
 def run_point(name: str, seed: int) -> dict:
     target, device, n, variant, latency, acc_width = POINTS[name]
     text, top = build(name)
-    doc = run_flow(text, top, target, block="macrow", device=device, pnr=True, seed=seed,
+    doc = run_flow(text, top, target, block="macgrid" if isinstance(n, str) else "macrow", device=device,
+                   pnr=True, seed=seed,
                    parameters={"n": n, "variant": variant, "latency": latency, "acc_width": acc_width})
     return doc
 
@@ -144,14 +213,14 @@ def main(argv=None) -> int:
         logic_bel = "TRELLIS_COMB" if target == "ecp5" else "ICESTORM_LC"
         med = statistics.median(fmax)
         rows.append({
-            "point": name, "status": "ok", "target": target, "device": last["device_name"], "macs": n,
+            "point": name, "status": "ok", "target": target, "device": last["device_name"], "macs": macs(n),
             "variant": variant, "latency": latency, "acc_width": acc_width,
             "luts": r["luts"], "ffs": r["ffs"], "carries": r["carries"], "dsps": r["dsps"],
-            "luts_per_mac": round(r["luts"] / n, 1),
+            "luts_per_mac": round(r["luts"] / macs(n), 1),
             "placed_logic": util.get(logic_bel), "placed_dsp": util.get(dsp_bel),
             "seeds": seeds, "fmax_mhz": fmax, "fmax_median": round(med, 1),
             "fmax_spread": round(max(fmax) - min(fmax), 1),
-            "gmacs": round(n * med / 1000, 3),
+            "gmacs": round(macs(n) * med / 1000, 3),
             "critical_path": last["pnr"]["critical_path"],
             "tools": last["tools"],
         })
