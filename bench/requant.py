@@ -27,8 +27,11 @@ from convgen.synth import SynthError, synthesize
 def params(rounding, channels, rng):
     if rounding == "onnx":
         return RequantParams.make("onnx", channels, scale=rng.uniform(1e-4, 0.9, channels).astype(np.float32))
+    if rounding == "xnnpack":
+        return RequantParams.make("xnnpack", channels, scale=rng.uniform(1e-4, 255.0, channels).astype(np.float32))
+    kw = {"round_away": rng.random(channels) < 0.5} if rounding == "tflite_opt" else {}
     return RequantParams.make(rounding, channels, multiplier=rng.integers(1 << 30, 1 << 31, channels),
-                              shift=rng.integers(-31, 1, channels))
+                              shift=rng.integers(-31, 1, channels), **kw)
 
 
 def main(argv=None) -> int:
