@@ -1,0 +1,465 @@
+"""Small int8 TFLite graphs: written as flatbuffers with the ``tflite`` schema package (no
+TensorFlow), read back, and run op by op with the integer semantics of one TFLite path.
+
+- :func:`read_model` reads a ``.tflite`` file (one subgraph) into a :class:`Graph`: tensors
+  with their int8/int32 data and quantization, operators with their options. Supported
+  operators: ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` (int8, per-channel or per-tensor weight
+  scales, weight zero point 0, depth multiplier 1, no dilation) and ``RESHAPE`` (with the same
+  quantization on both sides); anything else is a ConfigError naming the operator.
+- :meth:`Graph.conv_fixture` turns a convolution and its input into a
+  :class:`convgen.golden.tflite_fixtures.ConvFixture`, so the golden model of each path
+  (``golden_path``), LiteRT on a one-operator model of that layer (``build_model`` +
+  ``run_path``) and the engine (:func:`quant_conv_for`) see the same layer.
+- :func:`run_golden` runs the graph on the golden models of a path.
+- :func:`mobilenet` writes a deterministic MobileNetV1-style int8 model (the generator behind
+  ``examples/tflite_mobilenet.py``): 3x3 stride-2 stem, depthwise-separable blocks with ReLU6,
+  a last 1x1 convolution and a RESHAPE, per-channel weight scales, output scales calibrated on
+  the generator's own input with the reference path's golden model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from convgen.core.params import ConfigError
+
+from . import tflite_fixtures as F
+
+__all__ = ["SUPPORTED_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
+           "quant_conv_for", "mobilenet"]
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE")
+_ACT_NAME = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
+_ACT_CODE = {v: k for k, v in _ACT_NAME.items()}
+_TYPES = {"int8": 9, "int32": 2}        # tflite.TensorType.INT8, INT32
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple
+    dtype: str                           # "int8", "int32", or another TensorType name
+    scale: np.ndarray | None = None      # float32, one per tensor or per channel
+    zero_point: np.ndarray | None = None
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None       # constant tensors (weights, bias, shapes)
+
+
+@dataclass
+class OpInfo:
+    index: int
+    kind: str                            # the builtin operator's name, e.g. "CONV_2D"
+    inputs: list
+    outputs: list
+    options: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}_{self.kind.lower()}"
+
+
+@dataclass
+class Graph:
+    tensors: list
+    ops: list
+    inputs: list
+    outputs: list
+
+    @property
+    def convs(self) -> list:
+        return [op for op in self.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+
+    def conv_fixture(self, op: OpInfo, x: np.ndarray) -> F.ConvFixture:
+        """Convolution ``op`` with input ``x`` (int8 NHWC) as a one-layer fixture."""
+        t = self.tensors
+        xt, wt = t[op.inputs[0]], t[op.inputs[1]]
+        bt = t[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        yt = t[op.outputs[0]]
+        c = yt.shape[-1]
+        w_scale = np.asarray(wt.scale, np.float32)
+        w_scale = np.repeat(w_scale, c) if w_scale.size == 1 else w_scale
+        bias = bt.data.astype(np.int32) if bt is not None else np.zeros(c, np.int32)
+        return F.ConvFixture(op.name, "conv" if op.kind == "CONV_2D" else "depthwise", np.asarray(x).astype(np.int8),
+                             wt.data.astype(np.int8), bias, float(xt.scale[0]), int(xt.zero_point[0]), w_scale,
+                             float(yt.scale[0]), int(yt.zero_point[0]), op.options["activation"],
+                             op.options["stride"], op.options["padding"])
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+
+def _op_names() -> dict:
+    import tflite as T
+    return {v: k for k, v in vars(T.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _type_names() -> dict:
+    import tflite as T
+    return {v: k.lower() for k, v in vars(T.TensorType).items() if not k.startswith("_")}
+
+
+def read_model(data: bytes) -> Graph:
+    """The first subgraph of a ``.tflite`` flatbuffer; ConfigError for an operator or a
+    quantization outside :data:`SUPPORTED_OPS` and their documented limits."""
+    import tflite as T
+
+    try:
+        model = T.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() < 1:
+            raise ConfigError("the model has no subgraph")
+        sg = model.Subgraphs(0)
+    except ConfigError:
+        raise
+    except Exception as e:    # flatbuffers raises assorted errors on foreign bytes
+        raise ConfigError(f"not a TFLite flatbuffer ({type(e).__name__})") from None
+    types, ops_by_code = _type_names(), _op_names()
+    tensors = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        dtype = types.get(t.Type(), str(t.Type()))
+        q = t.Quantization()
+        scale = zp = None
+        qdim = 0
+        if q is not None and q.ScaleLength():
+            scale = q.ScaleAsNumpy().astype(np.float32)
+            zp = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros(scale.size, np.int64)
+            qdim = q.QuantizedDimension()
+        buf = model.Buffers(t.Buffer())
+        arr = None
+        if buf is not None and buf.DataLength():
+            raw = buf.DataAsNumpy().tobytes()
+            npt = {"int8": np.int8, "int32": "<i4", "int64": "<i8", "float32": "<f4", "uint8": np.uint8}.get(dtype)
+            if npt is None:
+                raise ConfigError(f"tensor {t.Name().decode()!r}: constant data of type {dtype} is not supported")
+            arr = np.frombuffer(raw, dtype=npt).reshape(tuple(t.ShapeAsNumpy()) if t.ShapeLength() else ())
+        shape = tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        tensors.append(TensorInfo(t.Name().decode(), shape, dtype, scale, zp, qdim, arr))
+    ops = []
+    for i in range(sg.OperatorsLength()):
+        o = sg.Operators(i)
+        oc = model.OperatorCodes(o.OpcodeIndex())
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        kind = ops_by_code.get(code, f"builtin {code}")
+        op = OpInfo(i, kind, [int(v) for v in o.InputsAsNumpy()], [int(v) for v in o.OutputsAsNumpy()])
+        if kind not in SUPPORTED_OPS:
+            raise ConfigError(f"operator {i} ({kind}) is not supported; run tflite supports "
+                              f"{', '.join(SUPPORTED_OPS)}")
+        _read_options(o, op, tensors)
+        ops.append(op)
+    graph = Graph(tensors, ops, [int(v) for v in sg.InputsAsNumpy()], [int(v) for v in sg.OutputsAsNumpy()])
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConfigError(f"the model must have one input and one output, not {len(graph.inputs)} and "
+                          f"{len(graph.outputs)}")
+    return graph
+
+
+def _read_options(o, op: OpInfo, tensors: list) -> None:
+    import tflite as T
+
+    table = o.BuiltinOptions()
+    where = f"operator {op.index} ({op.kind})"
+    if op.kind == "RESHAPE":
+        a, b = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if not (_same_quant(a, b)):
+            raise ConfigError(f"{where}: input and output quantization differ")
+        return
+    opts = T.Conv2DOptions() if op.kind == "CONV_2D" else T.DepthwiseConv2DOptions()
+    if table is None:
+        raise ConfigError(f"{where}: no options")
+    opts.Init(table.Bytes, table.Pos)
+    if opts.StrideH() != opts.StrideW():
+        raise ConfigError(f"{where}: strides {opts.StrideH()}x{opts.StrideW()} differ (square strides only)")
+    if opts.DilationHFactor() not in (0, 1) or opts.DilationWFactor() not in (0, 1):
+        raise ConfigError(f"{where}: dilation is not supported")
+    if op.kind == "DEPTHWISE_CONV_2D" and opts.DepthMultiplier() not in (0, 1):
+        raise ConfigError(f"{where}: depth multiplier {opts.DepthMultiplier()} (only 1 is supported)")
+    act = _ACT_NAME.get(opts.FusedActivationFunction())
+    if act is None:
+        raise ConfigError(f"{where}: fused activation {opts.FusedActivationFunction()} is not supported")
+    op.options = {"stride": int(opts.StrideH()), "padding": "SAME" if opts.Padding() == T.Padding.SAME else "VALID",
+                  "activation": act}
+    x, w, y = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
+    for t, what in ((x, "input"), (w, "filter"), (y, "output")):
+        if t.dtype != "int8" or t.scale is None:
+            raise ConfigError(f"{where}: the {what} must be a quantized int8 tensor, not {t.dtype}")
+    if w.data is None:
+        raise ConfigError(f"{where}: the filter must be a constant")
+    if np.any(w.zero_point != 0):
+        raise ConfigError(f"{where}: filter zero points must be 0 (TFLite int8)")
+    if x.scale.size != 1 or y.scale.size != 1:
+        raise ConfigError(f"{where}: input and output need one scale per tensor")
+
+
+def _same_quant(a: TensorInfo, b: TensorInfo) -> bool:
+    if (a.scale is None) != (b.scale is None):
+        return False
+    return a.scale is None or (np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point))
+
+
+# ---------------------------------------------------------------------------------------------
+# running on the golden models
+# ---------------------------------------------------------------------------------------------
+
+def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
+    """Every tensor the graph computes on input ``x`` (int8 of the input shape) with path
+    ``path``'s golden models; ``conv(op, fixture) -> y`` replaces the golden convolution (the
+    engine runner's hook). Returns ``{tensor index: value}``."""
+    if path not in F.PATHS:
+        raise ConfigError(f"path must be one of {', '.join(F.PATHS)}, not {path!r}")
+    x = np.asarray(x)
+    inp = graph.tensors[graph.inputs[0]]
+    if tuple(x.shape) != inp.shape:
+        raise ConfigError(f"the input must have shape {inp.shape}, not {tuple(x.shape)}")
+    if x.size and (x.min() < -128 or x.max() > 127):
+        raise ConfigError("the input must hold int8 values")
+    values = {graph.inputs[0]: x.astype(np.int64)}
+    for op in graph.ops:
+        a = values[op.inputs[0]]
+        if op.kind == "RESHAPE":
+            y = a.reshape(graph.tensors[op.outputs[0]].shape)
+        else:
+            fx = graph.conv_fixture(op, a)
+            y = F.golden_path(fx, path) if conv is None else conv(op, fx)
+        values[op.outputs[0]] = np.asarray(y).astype(np.int64)
+    return values
+
+
+def quant_conv_for(fx: F.ConvFixture, path: str):
+    """The fixture's layer as the engine runs it on path ``path``
+    (:class:`convgen.golden.engine.QuantConv`, NHWC): TFLite's quantization, bias, and the
+    requantization parameters that path derives (``tflite_fixtures.path_params``: its clamp
+    bounds and, on ``opt``, the depthwise ``round_away`` channels), with the engine's 9-bit
+    parameter output type."""
+    from .engine import quant_conv_from_arrays
+
+    kh, kw = fx.w.shape[1:3]
+    _, pt, pb = F._pads(fx.x.shape[1], kh, fx.stride, fx.padding)
+    _, pl, pr = F._pads(fx.x.shape[2], kw, fx.stride, fx.padding)
+    w = fx.w if fx.op == "conv" else fx.w.transpose(3, 1, 2, 0)      # depthwise: [C, kh, kw, 1]
+    arrays = {"x": fx.x.astype(np.int8), "w": w.astype(np.int8), "B": fx.bias.astype(np.int32),
+              "x_scale": np.float32(fx.in_scale), "x_zero_point": np.int8(fx.in_zp),
+              "w_scale": fx.w_scale.astype(np.float32), "w_zero_point": np.int8(0),
+              "y_scale": np.float32(fx.out_scale), "y_zero_point": np.int8(fx.out_zp),
+              "strides": np.array([fx.stride, fx.stride]), "pads": np.array([pt, pl, pb, pr]),
+              "group": np.array(1 if fx.op == "conv" else fx.channels)}
+    q = quant_conv_from_arrays(arrays, rounding=F.PATH_MODE[path], layout="nhwc")
+    p = F.path_params(fx, path)
+    return replace(q, params=replace(p, out_width=9))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+
+def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
+    """``graph`` as a ``.tflite`` flatbuffer (schema version 3). Tensors with ``data`` get a
+    buffer of their own; operators take their options from ``OpInfo.options`` (``stride``,
+    ``padding``, ``activation``; RESHAPE: ``new_shape``)."""
+    import flatbuffers
+    import tflite as T
+
+    b = flatbuffers.Builder(1 << 16)
+
+    def vector(start, values, prepend):
+        start(b, len(values))
+        for v in reversed(list(values)):
+            prepend(v)
+        return b.EndVector()
+
+    def buffer(data: bytes | None):
+        if data is None:
+            T.BufferStart(b)
+            return T.BufferEnd(b)
+        b.StartVector(1, len(data), 16)
+        b.head = b.head - len(data)
+        b.Bytes[b.head:b.head + len(data)] = data
+        vec = b.EndVector()
+        T.BufferStart(b)
+        T.BufferAddData(b, vec)
+        return T.BufferEnd(b)
+
+    buffers = [buffer(None)]
+    tensor_offsets = []
+    for t in graph.tensors:
+        buf = 0
+        if t.data is not None:
+            dt = {"int8": np.int8, "int32": "<i4"}[t.dtype]
+            buffers.append(buffer(np.ascontiguousarray(t.data, dtype=dt).tobytes()))
+            buf = len(buffers) - 1
+        q = None
+        if t.scale is not None:
+            sv = vector(T.QuantizationParametersStartScaleVector, [float(s) for s in t.scale], b.PrependFloat32)
+            zv = vector(T.QuantizationParametersStartZeroPointVector, [int(z) for z in t.zero_point], b.PrependInt64)
+            T.QuantizationParametersStart(b)
+            T.QuantizationParametersAddScale(b, sv)
+            T.QuantizationParametersAddZeroPoint(b, zv)
+            T.QuantizationParametersAddQuantizedDimension(b, t.quantized_dimension)
+            q = T.QuantizationParametersEnd(b)
+        nm = b.CreateString(t.name)
+        sh = vector(T.TensorStartShapeVector, list(t.shape), b.PrependInt32)
+        T.TensorStart(b)
+        T.TensorAddShape(b, sh)
+        T.TensorAddType(b, _TYPES[t.dtype])
+        T.TensorAddBuffer(b, buf)
+        T.TensorAddName(b, nm)
+        if q is not None:
+            T.TensorAddQuantization(b, q)
+        tensor_offsets.append(T.TensorEnd(b))
+
+    kinds = sorted({op.kind for op in graph.ops})
+    code_of = {k: getattr(T.BuiltinOperator, k) for k in kinds}
+    operators = []
+    for op in graph.ops:
+        o = op.options
+        if op.kind == "RESHAPE":
+            ns = vector(T.ReshapeOptionsStartNewShapeVector, list(o["new_shape"]), b.PrependInt32)
+            T.ReshapeOptionsStart(b)
+            T.ReshapeOptionsAddNewShape(b, ns)
+            opts, otype = T.ReshapeOptionsEnd(b), T.BuiltinOptions.ReshapeOptions
+        else:
+            pad = T.Padding.SAME if o["padding"] == "SAME" else T.Padding.VALID
+            if op.kind == "CONV_2D":
+                T.Conv2DOptionsStart(b)
+                T.Conv2DOptionsAddPadding(b, pad)
+                T.Conv2DOptionsAddStrideW(b, o["stride"])
+                T.Conv2DOptionsAddStrideH(b, o["stride"])
+                T.Conv2DOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
+                T.Conv2DOptionsAddDilationWFactor(b, 1)
+                T.Conv2DOptionsAddDilationHFactor(b, 1)
+                opts, otype = T.Conv2DOptionsEnd(b), T.BuiltinOptions.Conv2DOptions
+            else:
+                T.DepthwiseConv2DOptionsStart(b)
+                T.DepthwiseConv2DOptionsAddPadding(b, pad)
+                T.DepthwiseConv2DOptionsAddStrideW(b, o["stride"])
+                T.DepthwiseConv2DOptionsAddStrideH(b, o["stride"])
+                T.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
+                T.DepthwiseConv2DOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
+                T.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
+                T.DepthwiseConv2DOptionsAddDilationHFactor(b, 1)
+                opts, otype = T.DepthwiseConv2DOptionsEnd(b), T.BuiltinOptions.DepthwiseConv2DOptions
+        ins = vector(T.OperatorStartInputsVector, op.inputs, b.PrependInt32)
+        outs = vector(T.OperatorStartOutputsVector, op.outputs, b.PrependInt32)
+        T.OperatorStart(b)
+        T.OperatorAddOpcodeIndex(b, kinds.index(op.kind))
+        T.OperatorAddInputs(b, ins)
+        T.OperatorAddOutputs(b, outs)
+        T.OperatorAddBuiltinOptionsType(b, otype)
+        T.OperatorAddBuiltinOptions(b, opts)
+        operators.append(T.OperatorEnd(b))
+
+    tv = vector(T.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative)
+    iv = vector(T.SubGraphStartInputsVector, graph.inputs, b.PrependInt32)
+    ov = vector(T.SubGraphStartOutputsVector, graph.outputs, b.PrependInt32)
+    opv = vector(T.SubGraphStartOperatorsVector, operators, b.PrependUOffsetTRelative)
+    sg_name = b.CreateString("main")
+    T.SubGraphStart(b)
+    T.SubGraphAddTensors(b, tv)
+    T.SubGraphAddInputs(b, iv)
+    T.SubGraphAddOutputs(b, ov)
+    T.SubGraphAddOperators(b, opv)
+    T.SubGraphAddName(b, sg_name)
+    subgraph = T.SubGraphEnd(b)
+    codes = []
+    for k in kinds:
+        T.OperatorCodeStart(b)
+        T.OperatorCodeAddDeprecatedBuiltinCode(b, min(code_of[k], 127))
+        T.OperatorCodeAddBuiltinCode(b, code_of[k])
+        T.OperatorCodeAddVersion(b, 3 if k != "RESHAPE" else 1)
+        codes.append(T.OperatorCodeEnd(b))
+    bv = vector(T.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
+    sv = vector(T.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
+    cv = vector(T.ModelStartOperatorCodesVector, codes, b.PrependUOffsetTRelative)
+    desc = b.CreateString(description)
+    T.ModelStart(b)
+    T.ModelAddVersion(b, 3)
+    T.ModelAddOperatorCodes(b, cv)
+    T.ModelAddSubgraphs(b, sv)
+    T.ModelAddDescription(b, desc)
+    T.ModelAddBuffers(b, bv)
+    b.Finish(T.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+# ---------------------------------------------------------------------------------------------
+# the MobileNet-style generator
+# ---------------------------------------------------------------------------------------------
+
+#: (op, output channels, kernel, stride, activation) of :func:`mobilenet`
+MOBILENET_LAYERS = (
+    ("conv", 8, 3, 2, "relu6"),        # stem
+    ("depthwise", 8, 3, 1, "relu6"),
+    ("conv", 16, 1, 1, "relu6"),
+    ("depthwise", 16, 3, 2, "relu6"),
+    ("conv", 20, 1, 1, "relu6"),
+    ("depthwise", 20, 3, 1, "relu6"),  # 20 channels: 16 vector + 4 scalar ones in TFLite's opt kernel
+    ("conv", 24, 1, 1, "relu6"),
+    ("conv", 10, 1, 1, "none"),        # the classifier as a 1x1 convolution
+)
+
+
+def mobilenet(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
+    """A deterministic MobileNetV1-style int8 model and an int8 input for it.
+
+    Weights are seeded random int8 with per-channel scales ``max|w| / 127``; biases are random
+    around zero; every layer's output scale and zero point are calibrated on the generated
+    input with the reference path's golden model (ReLU6 layers: the range ``[0, min(6, max)]``
+    over the uint8-like span, zero point -128 with a small seeded offset, so the ReLU6 bound is
+    not always 127; the last layer: a symmetric range). The model ends with a RESHAPE to
+    ``[1, H*W*10]``."""
+    rng = np.random.default_rng(seed)
+    tensors = [TensorInfo("input", (1, size, size, 3), "int8", np.array([0.03], np.float32), np.array([-5]))]
+    x = rng.integers(-128, 128, (1, size, size, 3)).astype(np.int8)
+    ops, cur, val = [], 0, x.astype(np.int64)
+    for i, (kind, cout, k, stride, act) in enumerate(MOBILENET_LAYERS):
+        cin = tensors[cur].shape[-1]
+        if kind == "depthwise":
+            cout = cin
+            w = np.clip(np.round(rng.normal(0, 40, (1, k, k, cin))), -127, 127).astype(np.int8)
+            amax = np.abs(w).reshape(-1, cin).max(axis=0)
+        else:
+            w = np.clip(np.round(rng.normal(0, 40, (cout, k, k, cin))), -127, 127).astype(np.int8)
+            amax = np.abs(w).reshape(cout, -1).max(axis=1)
+        w_scale = (np.maximum(amax, 1) / 127.0 * rng.uniform(0.002, 0.01)).astype(np.float32)
+        in_scale = float(tensors[cur].scale[0])
+        bias = np.round(rng.normal(0, 0.05, cout) / (in_scale * w_scale.astype(np.float64))).astype(np.int32)
+        # calibrate the output quantization on this input (reference path)
+        probe = F.ConvFixture("probe", kind, val.astype(np.int8), w, bias, in_scale, int(tensors[cur].zero_point[0]),
+                              w_scale, 1.0, 0, "none", stride, "SAME")
+        real = (F.accumulators(probe) + bias) * (in_scale * w_scale.astype(np.float64))
+        if act == "relu6":
+            hi = min(6.0, float(real.max())) * rng.uniform(1.0, 1.1)
+            out_scale = float(np.float32(hi / 255.0))
+            out_zp = -128 + int(rng.integers(0, 3))
+        else:
+            out_scale = float(np.float32(float(np.abs(real).max()) / 127.0))
+            out_zp = int(rng.integers(-3, 4))
+        names = (f"conv{i}_filter", f"conv{i}_bias", f"conv{i}_out")
+        qdim = 0 if kind == "conv" else 3
+        tensors.append(TensorInfo(names[0], tuple(w.shape), "int8", w_scale, np.zeros(cout, np.int64), qdim, w))
+        bias_scale = (np.float32(in_scale) * w_scale).astype(np.float32)
+        tensors.append(TensorInfo(names[1], (cout,), "int32", bias_scale, np.zeros(cout, np.int64), 0, bias))
+        h = -(-tensors[cur].shape[1] // stride)
+        wd = -(-tensors[cur].shape[2] // stride)
+        tensors.append(TensorInfo(names[2], (1, h, wd, cout), "int8", np.array([out_scale], np.float32),
+                                  np.array([out_zp])))
+        op = OpInfo(i, "CONV_2D" if kind == "conv" else "DEPTHWISE_CONV_2D",
+                    [cur, len(tensors) - 3, len(tensors) - 2], [len(tensors) - 1],
+                    {"stride": stride, "padding": "SAME", "activation": act})
+        ops.append(op)
+        cur = len(tensors) - 1
+        graph = Graph(tensors, ops, [0], [cur])
+        val = F.golden_path(graph.conv_fixture(op, val), "ref")
+    last = tensors[cur]
+    flat = (1, int(np.prod(last.shape)))
+    shape_t = TensorInfo("reshape_shape", (2,), "int32", data=np.array(flat, np.int32))
+    tensors.append(shape_t)
+    tensors.append(TensorInfo("output", flat, "int8", last.scale, last.zero_point))
+    ops.append(OpInfo(len(ops), "RESHAPE", [cur, len(tensors) - 2], [len(tensors) - 1], {"new_shape": flat}))
+    graph = Graph(tensors, ops, [0], [len(tensors) - 1])
+    if not math.isfinite(sum(float(t.scale[0]) for t in tensors if t.scale is not None)):
+        raise ConfigError("the generator produced a non-finite scale")
+    return write_model(graph, f"convgen MobileNet-style int8 model, seed {seed}"), x

@@ -1,0 +1,193 @@
+"""An int8 TFLite model with every CONV_2D and DEPTHWISE_CONV_2D on the ConvEngine RTL, in the
+requantizer mode of one TFLite path, checked against the TFLite interpreter on that path.
+
+:func:`run_tflite` reads the model (:func:`convgen.golden.tflite_net.read_model`), and:
+
+1. **Plans**: one golden pass of the path (``golden.tflite_net.run_golden``) gives every
+   convolution's shape; one :class:`~convgen.hdl.engine.EngineConfig` in the path's rounding
+   (``ref``: ``tflite``, ``opt``: ``tflite_opt``, ``xnnpack``: ``xnnpack``) holds them all, and
+   every layer is checked against it before anything is built.
+2. **Builds** the free-running engine testbench once (cached).
+3. **Runs** the graph: each convolution on the RTL with its input as the network computed it
+   (an RTL error propagates as it would in hardware), with the requantization parameters the
+   path derives (``tflite_fixtures.path_params``: TFLite's multipliers or XNNPACK's float32
+   scales, that path's clamp bounds, ``round_away`` on the optimized depthwise kernel's last
+   ``C mod 8`` channels); RESHAPE on the host.
+4. **Compares** layer by layer and at the output with LiteRT on the same path: each
+   convolution's RTL output against LiteRT running a one-operator model of that layer on the
+   same input (what the interpreter computes for that layer, also where XNNPACK keeps its
+   intermediate tensors to itself), and the RTL network's output against LiteRT running the
+   whole model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convgen.core.params import ConfigError
+from convgen.golden import tflite_fixtures as F
+from convgen.golden import tflite_net as N
+from convgen.hdl.engine import EngineConfig
+
+from .engine import build_engine, engine_config_for, engine_form, formula_cycles, job_from_quant, run_layers, \
+    y_from_words
+from .network import scalesim_os_cycles
+
+__all__ = ["TFLiteLayerRun", "TFLiteRun", "plan_tflite", "run_tflite"]
+
+
+@dataclass
+class TFLiteLayerRun:
+    """One operator of the model: a convolution on the RTL or a host operator (RESHAPE)."""
+
+    index: int
+    name: str
+    kind: str
+    shape: str
+    on: str                     # "RTL" or "host"
+    macs: int = 0
+    cycles: int | None = None
+    formula_cycles: int | None = None
+    scalesim_cycles: int | None = None
+    utilization: float | None = None
+    wall_seconds: float = 0.0
+    mismatches: int | None = None        # against LiteRT's one-operator model (convolutions)
+    outputs: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TFLiteRun:
+    output: np.ndarray
+    litert_output: np.ndarray
+    layers: list
+    path: str
+    config: EngineConfig
+    simulator: str
+    build_seconds: float
+    wall_seconds: float
+    tensors: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def output_mismatches(self) -> int:
+        if self.output.shape != self.litert_output.shape:
+            return -1
+        return int((self.output != self.litert_output).sum())
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.output_mismatches == 0 and all(not r.mismatches for r in self.layers)
+
+    @property
+    def first_mismatch(self) -> dict | None:
+        r = next((r for r in self.layers if r.mismatches), None)
+        if r is not None:
+            return {"layer": r.name, "index": r.index, "mismatches": r.mismatches, "outputs": r.outputs}
+        if self.output_mismatches:
+            return {"layer": "output", "mismatches": self.output_mismatches, "outputs": int(self.output.size)}
+        return None
+
+    def totals(self) -> dict:
+        rtl = [r for r in self.layers if r.on == "RTL"]
+        macs = sum(r.macs for r in rtl)
+        cycles = sum(r.cycles for r in rtl)
+        pes = self.config.rows * self.config.cols
+        return {"path": self.path, "mode": F.PATH_MODE[self.path], "operators": len(self.layers),
+                "convs_rtl": len(rtl), "macs": macs, "cycles": cycles,
+                "formula_cycles": sum(r.formula_cycles for r in rtl),
+                "scalesim_cycles": sum(r.scalesim_cycles for r in rtl),
+                "utilization": round(macs / (cycles * pes), 4) if cycles else 0.0,
+                "layer_outputs_compared": sum(r.outputs for r in rtl),
+                "layer_mismatches": sum(r.mismatches or 0 for r in rtl),
+                "outputs": int(self.output.size), "output_mismatches": self.output_mismatches,
+                "bit_exact": self.bit_exact, "build_seconds": round(self.build_seconds, 1),
+                "wall_seconds": round(self.wall_seconds, 1)}
+
+
+def plan_tflite(graph: N.Graph, x: np.ndarray, path: str, *, rows: int, cols: int) -> EngineConfig:
+    """The engine, in ``path``'s rounding, that holds every convolution of ``graph`` on ``x``;
+    ConfigError naming the operator for a layer it cannot run."""
+    seen = []
+    N.run_golden(graph, x, path, conv=lambda op, fx: seen.append((op, fx)) or F.golden_path(fx, path))
+    if not seen:
+        raise ConfigError("the model has no CONV_2D or DEPTHWISE_CONV_2D to run on the engine")
+    quants = []
+    for op, fx in seen:
+        try:
+            quants.append(engine_form(N.quant_conv_for(fx, path), rows))
+        except ConfigError as e:
+            raise ConfigError(f"operator {op.index} ({op.kind}): {e}") from None
+    mode = F.PATH_MODE[path]
+    try:
+        cfg = engine_config_for([q.layer for q in quants], rows=rows, cols=cols, rounding=mode)
+    except ConfigError:
+        for (op, _), q in zip(seen, quants):
+            try:
+                engine_config_for([q.layer], rows=rows, cols=cols, rounding=mode)
+            except ConfigError as e:
+                raise ConfigError(f"operator {op.index} ({op.kind}) is too large for the engine: {e}") from None
+        raise
+    for (op, _), q in zip(seen, quants):
+        try:
+            job_from_quant(q, cfg)
+        except ConfigError as e:
+            raise ConfigError(f"operator {op.index} ({op.kind}): {e}") from None
+    return cfg
+
+
+def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: int = 8,
+               simulator: str = "verilator", progress=None) -> TFLiteRun:
+    """Run ``model`` (``.tflite`` bytes) on ``x`` (int8, the model's input shape) with every
+    convolution on a ``rows x cols`` engine in ``path``'s mode; compare each convolution and
+    the output with LiteRT on ``path`` (module doc)."""
+    t0 = time.monotonic()
+    say = progress or (lambda text: None)
+    if path not in F.PATHS:
+        raise ConfigError(f"path must be one of {', '.join(F.PATHS)}, not {path!r}")
+    graph = N.read_model(model)
+    say(f"planning: {len(graph.ops)} operators, {len(graph.convs)} convolutions, path {path} "
+        f"({F.PATH_MODE[path]})")
+    cfg = plan_tflite(graph, x, path, rows=rows, cols=cols)
+    say(f"building the {rows}x{cols} engine ({cfg.rounding}) for {simulator} (cached after the first time)")
+    b = build_engine(cfg, simulator)
+    layers: list[TFLiteLayerRun] = []
+    total = len(graph.convs)
+
+    def conv(op, fx):
+        t1 = time.monotonic()
+        q = N.quant_conv_for(fx, path)
+        job = job_from_quant(engine_form(q, rows), cfg)
+        r = run_layers(b, [job])
+        lr = r.layers[0]
+        if lr.status != "OK":
+            raise ConfigError(f"the engine ended operator {op.index} ({op.kind}) with status {lr.status}")
+        y = y_from_words(lr.y_words, job, True)[None]
+        want = F.run_path(F.build_model(fx), fx.x, path)
+        L = q.layer
+        f, _ = formula_cycles(cfg, job)
+        shape = f"{L.h}x{L.w}x{L.c}->{L.out_h}x{L.out_w}x{L.c_out} k{L.kh}x{L.kw}/s{L.stride_h}"
+        bad = int((y != want).sum()) if y.shape == want.shape else -1
+        layers.append(TFLiteLayerRun(op.index, op.name, op.kind, shape, "RTL", L.macs, lr.cycles, f,
+                                     scalesim_os_cycles(L, rows, cols), L.macs / (lr.cycles * rows * cols),
+                                     time.monotonic() - t1, bad, int(want.size)))
+        k = sum(1 for r_ in layers if r_.on == "RTL")
+        say(f"conv {k}/{total} {op.name}: {shape}, {lr.cycles:,} cycles, "
+            + ("equal to LiteRT" if bad == 0 else f"{bad} outputs differ from LiteRT"))
+        return y
+
+    say("running the network")
+    values = N.run_golden(graph, x, path, conv=conv)
+    for op in graph.ops:
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            t = graph.tensors[op.outputs[0]]
+            layers.insert(sum(1 for r in layers if r.index < op.index),
+                          TFLiteLayerRun(op.index, op.name, op.kind, "x".join(map(str, t.shape)), "host"))
+    say(f"comparing the output with LiteRT ({path})")
+    out = values[graph.outputs[0]]
+    ref = F.run_path(model, x, path)
+    return TFLiteRun(out, ref, layers, path, cfg, simulator, b.build_seconds, time.monotonic() - t0, values)
