@@ -224,7 +224,8 @@ def main(argv=None) -> int:
             "critical_path": last["pnr"]["critical_path"],
             "tools": last["tools"],
         })
-    md = markdown(rows)
+    command = ".venv/bin/python bench/vendor_dsp.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    md = markdown(rows, command)
     print(md)
     out = Path(args.out)
     atomic_write_text(out / "vendor_dsp.md", md)
@@ -232,11 +233,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def markdown(rows) -> str:
+def markdown(rows, command: str) -> str:
     head = ["point", "device", "MACs", "multiplier", "latency", "LUT4", "FF", "carries", "DSP",
-            "LUT4/MAC", "placed logic", "placed DSP", "Fmax MHz (median)", "spread", "seeds", "GMAC/s",
+            "LUT4/MAC", "placed logic", "placed DSP", "Fmax MHz (median)", "spread", "Fmax per seed", "GMAC/s",
             "critical path"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["# DspMul variants placed and routed (bench/vendor_dsp.py)", "",
+             f"Command: `{command}`. Designs: `MacRow` (a row of PEs) and `MacGrid` (an 8x8 grid "
+             "without read-out), see bench/vendor_dsp.py; discussion in docs/vendor_dsp.md.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['point']} | {r['status']}: {r['message'][:120]} |")
@@ -247,12 +251,13 @@ def markdown(rows) -> str:
             f"`{r['point']}`", r["device"], r["macs"], r["variant"], r["latency"], r["luts"], r["ffs"],
             r["carries"], r["dsps"], r["luts_per_mac"], f"{pl.get('used')}/{pl.get('available')}",
             f"{pd.get('used')}/{pd.get('available')}", r["fmax_median"], r["fmax_spread"],
-            ",".join(map(str, r["seeds"])), r["gmacs"], " -> ".join(r["critical_path"])]) + " |")
+            ",".join(f"{f:.1f}" for f in r["fmax_mhz"]), r["gmacs"], " -> ".join(r["critical_path"])]) + " |")
     ok = [r for r in rows if r["status"] == "ok"]
     tools = sorted({f"{r['tools']['yosys']['version']}, {r['tools']['nextpnr']['version']}" for r in ok})
     lines += ["", f"Tools: {'; '.join(tools)}.",
               "LUT4/FF/carries/DSP: yosys, bare design. Placed: nextpnr, design plus its 3-pin I/O harness "
-              "(docs/synth.md). GMAC/s = MACs x median Fmax."]
+              "(docs/synth.md). Fmax: nextpnr post-route, seeds in the order given; GMAC/s = MACs x median Fmax. "
+              "Critical path: the last seed's, source -> sink."]
     return "\n".join(lines) + "\n"
 
 
