@@ -1,0 +1,336 @@
+"""AXI building blocks: an AXI4-Lite slave front end and an AXI4 memory master for
+request/response streams.
+
+:class:`AxiLiteSlave` turns the five AXI4-Lite channels into a one-cycle register bus
+(``w_en``/``r_en`` strobes); the register file behind it defines what each address does
+(``hdl/engine_axi.py``).
+
+:class:`AxiMemoryMaster` serves word-addressed read request/response streams and one write
+request stream (the memory ports of :class:`~convgen.hdl.engine.ConvEngine`) from one AXI4
+master. Every tensor word sits at ``base + index * stride`` bytes, ``stride`` the word's
+bytes rounded up to a power of two (:func:`word_stride`):
+
+- ``stride < bus bytes``: one beat (``len`` 0, full bus size, address aligned down to the bus
+  width); the word is picked from its byte lanes (reads) or written with byte strobes (writes);
+- ``stride >= bus bytes``: one INCR burst of ``stride / bus bytes`` beats (the word low beat
+  first). A burst never crosses a 4 KiB boundary because ``base`` is a multiple of ``stride``
+  (the wrapper checks it) and ``stride <= 64``.
+
+Reads: one AR channel shared round-robin by the read ports, ``max_reads`` reads in flight,
+ARID = port number; R beats are routed by RID (interleaving between IDs is allowed), so
+responses of each port come back in request order as AXI guarantees per ID. Writes: AW and W
+are issued together from one write request; ``max_writes`` writes wait for B at most.
+Any RRESP/BRESP other than OKAY/EXOKAY raises ``rd_error``/``wr_error`` for a cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["axi4_signature", "axi4_lite_signature", "word_stride", "AxiLiteSlave", "AxiMemoryMaster",
+           "BURST_INCR", "CACHE_MODIFIABLE"]
+
+BURST_INCR = 0b01
+#: AxCACHE of every transfer: bufferable, modifiable (what Vivado HLS m_axi ports use)
+CACHE_MODIFIABLE = 0b0011
+
+
+def axi4_signature(addr_width: int, data_width: int, id_width: int) -> wiring.Signature:
+    """An AXI4 bus from the master's side (AMBA names without prefix; no REGION/USER)."""
+    return wiring.Signature({
+        "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3),
+        "awburst": Out(2), "awlock": Out(1), "awcache": Out(4), "awprot": Out(3), "awqos": Out(4),
+        "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1), "wvalid": Out(1),
+        "wready": In(1),
+        "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3),
+        "arburst": Out(2), "arlock": Out(1), "arcache": Out(4), "arprot": Out(3), "arqos": Out(4),
+        "arvalid": Out(1), "arready": In(1),
+        "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
+        "rready": Out(1),
+    })
+
+
+def axi4_lite_signature(addr_width: int, data_width: int = 32) -> wiring.Signature:
+    """An AXI4-Lite bus from the master's side (the signals of a Vivado HLS ``s_axi_control``)."""
+    return wiring.Signature({
+        "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def word_stride(bits: int) -> int:
+    """Bytes a word of ``bits`` bits occupies in AXI memory: its bytes rounded up to a power of two."""
+    n = max(1, -(-bits // 8))
+    return 1 << (n - 1).bit_length()
+
+
+def _log2(v: int) -> int:
+    return (v - 1).bit_length()
+
+
+class AxiLiteSlave(wiring.Component):
+    """AXI4-Lite slave protocol, 32-bit data: one register access per transfer.
+
+    A write takes AW and W together (both valid; either may come first, the other is waited
+    for) and strobes ``w_en`` for one cycle with ``w_addr`` (byte address), ``w_data`` and
+    ``w_strb``; B (OKAY) follows in the next cycle. A read strobes ``r_en`` with ``r_addr`` for
+    one cycle, samples ``r_data`` in that same cycle (the register file answers
+    combinationally, and may act on the read: clear-on-read bits) and returns it on R (OKAY)
+    in the next cycle. One write and one read may be strobed in the same cycle. Throughput: one
+    write per two cycles and one read per two cycles with ``bready``/``rready`` high.
+    """
+
+    def __init__(self, addr_width: int):
+        if not isinstance(addr_width, int) or not 3 <= addr_width <= 32:
+            raise TypeError(f"addr_width must be an integer in 3..32, not {addr_width!r}")
+        self._addr_width = addr_width
+        super().__init__({
+            "bus": In(axi4_lite_signature(addr_width)),
+            "w_en": Out(1), "w_addr": Out(addr_width), "w_data": Out(32), "w_strb": Out(4),
+            "r_en": Out(1), "r_addr": Out(addr_width), "r_data": In(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.bus
+        bvalid = Signal(name="bvalid_r")
+        rvalid = Signal(name="rvalid_r")
+        rdata = Signal(32, name="rdata_r")
+        take_w = Signal(name="take_w")
+        take_r = Signal(name="take_r")
+        m.d.comb += [
+            take_w.eq(b.awvalid & b.wvalid & ~bvalid),
+            b.awready.eq(take_w), b.wready.eq(take_w),
+            b.bvalid.eq(bvalid), b.bresp.eq(0),
+            self.w_en.eq(take_w), self.w_addr.eq(b.awaddr), self.w_data.eq(b.wdata), self.w_strb.eq(b.wstrb),
+            take_r.eq(b.arvalid & ~rvalid),
+            b.arready.eq(take_r),
+            b.rvalid.eq(rvalid), b.rdata.eq(rdata), b.rresp.eq(0),
+            self.r_en.eq(take_r), self.r_addr.eq(b.araddr),
+        ]
+        with m.If(take_w):
+            m.d.sync += bvalid.eq(1)
+        with m.Elif(b.bready):
+            m.d.sync += bvalid.eq(0)
+        with m.If(take_r):
+            m.d.sync += [rvalid.eq(1), rdata.eq(self.r_data)]
+        with m.Elif(b.rready):
+            m.d.sync += rvalid.eq(0)
+        return m
+
+
+class AxiMemoryMaster(wiring.Component):
+    """Word-addressed request/response streams onto one AXI4 master (module docstring).
+
+    Parameters
+    ----------
+    reads : sequence of (name, word shape)
+        Read ports, in ARID order: ``<name>_req`` (In stream of ``{"addr": index_width}``),
+        ``<name>_rsp`` (Out stream of the word shape, in request order), ``<name>_base`` (In,
+        byte address of word 0).
+    write : (name, data width in bits)
+        The write port ``<name>_req`` (In stream of ``{"addr", "data"}``) and ``<name>_base``.
+    index_width : int
+        Word index bits of every request.
+    addr_width, data_width, id_width : int
+        The AXI bus (``data_width`` a power of two in 32..512).
+    max_reads, max_writes : int
+        Reads in flight (AR issued, last R beat not yet taken); writes whose B has not come.
+    fault : str
+        ``"burst_addr"``: every multi-beat read burst starts one bus beat too high (an injected
+        fault that a testbench must catch). Empty: none.
+
+    Attributes
+    ----------
+    bus : Out(axi4_signature(...))
+    rd_error, wr_error : Out(1)
+        One-cycle pulse: an R beat with RRESP SLVERR/DECERR; a B with BRESP SLVERR/DECERR.
+    reads_pending, writes_pending : Out(1)
+        Reads in flight; writes whose B has not come (or whose W beats are not all sent).
+    """
+
+    def __init__(self, *, reads, write, index_width: int, addr_width: int = 32, data_width: int = 64,
+                 id_width: int = 2, max_reads: int = 8, max_writes: int = 8, fault: str = ""):
+        if data_width not in (32, 64, 128, 256, 512):
+            raise TypeError(f"data_width must be one of 32, 64, 128, 256, 512, not {data_width!r}")
+        if (1 << id_width) < len(reads):
+            raise TypeError(f"id_width {id_width} cannot number {len(reads)} read ports")
+        if fault not in ("", "burst_addr"):
+            raise TypeError(f"fault must be '' or 'burst_addr', not {fault!r}")
+        self._reads = [(name, shape, Shape.cast(shape).width) for name, shape in reads]
+        self._write = write
+        self._index_width = index_width
+        self._aw, self._dw, self._idw = addr_width, data_width, id_width
+        self._max_reads, self._max_writes = max_reads, max_writes
+        self._fault = fault
+        idx = data.StructLayout({"addr": index_width})
+        members = {"bus": Out(axi4_signature(addr_width, data_width, id_width))}
+        for name, shape, _ in self._reads:
+            members[f"{name}_req"] = In(stream.Signature(idx))
+            members[f"{name}_rsp"] = Out(stream.Signature(shape))
+            members[f"{name}_base"] = In(addr_width)
+        wname, wbits = write
+        members[f"{wname}_req"] = In(stream.Signature(data.StructLayout({"addr": index_width, "data": wbits})))
+        members[f"{wname}_base"] = In(addr_width)
+        members.update({"rd_error": Out(1), "wr_error": Out(1), "reads_pending": Out(1), "writes_pending": Out(1)})
+        super().__init__(members)
+
+    # -- the memory layout, for documentation and the host ------------------------------------
+    @property
+    def bus_bytes(self) -> int:
+        return self._dw // 8
+
+    def stride(self, name: str) -> int:
+        """Bytes between consecutive words of port ``name``."""
+        if name == self._write[0]:
+            return word_stride(self._write[1])
+        return word_stride(dict((n, w) for n, _, w in self._reads)[name])
+
+    def beats(self, name: str) -> int:
+        """AXI beats per word of port ``name`` (1: a single-beat transfer, else the burst length)."""
+        return max(1, self.stride(name) // self.bus_bytes)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        BB, DW, AW = self.bus_bytes, self._dw, self._aw
+        sz = _log2(BB)
+        m.d.comb += [bus.arsize.eq(sz), bus.arburst.eq(BURST_INCR), bus.arcache.eq(CACHE_MODIFIABLE),
+                     bus.arlock.eq(0), bus.arprot.eq(0), bus.arqos.eq(0),
+                     bus.awsize.eq(sz), bus.awburst.eq(BURST_INCR), bus.awcache.eq(CACHE_MODIFIABLE),
+                     bus.awlock.eq(0), bus.awprot.eq(0), bus.awqos.eq(0), bus.awid.eq(0)]
+
+        # -- reads: round-robin onto one AR register stage ------------------------------------
+        NR = len(self._reads)
+        ar_valid = Signal(name="ar_valid")
+        ar_addr = Signal(AW, name="ar_addr")
+        ar_len = Signal(8, name="ar_len")
+        ar_id = Signal(self._idw, name="ar_id")
+        m.d.comb += [bus.arvalid.eq(ar_valid), bus.araddr.eq(ar_addr), bus.arlen.eq(ar_len), bus.arid.eq(ar_id)]
+        in_flight = Signal(range(self._max_reads + 1), name="reads_in_flight")
+        last = Signal(range(max(2, NR)), name="ar_last_grant")
+        can = Signal(name="ar_can_issue")
+        m.d.comb += can.eq((~ar_valid | bus.arready) & (in_flight < self._max_reads))
+        reqs = [getattr(self, f"{n}_req") for n, _, _ in self._reads]
+        grant = [Signal(name=f"ar_grant_{n}") for n, _, _ in self._reads]
+        # (continuous expressions, not a comb Switch: Icarus leaves an always @* block X until
+        # one of its inputs changes, docs/adding-a-block.md)
+        for i in range(NR):
+            beaten = Const(0)
+            for j in range(NR):
+                if j == i:
+                    continue
+                # j goes before i when, after the last grant `lst`, j comes first in the rotation
+                before = [lst for lst in range(NR) if (j - lst - 1) % NR < (i - lst - 1) % NR]
+                if before:
+                    beaten = beaten | (reqs[j].valid & Cat(*(last == lst for lst in before)).any())
+            m.d.comb += grant[i].eq(reqs[i].valid & ~beaten)
+        fifos = {}
+        issue = Signal(name="ar_issue")
+        m.d.comb += issue.eq(can & Cat(*(g for g in grant)).any())
+        for i, (name, shape, bits) in enumerate(self._reads):
+            stride = word_stride(bits)
+            beats = max(1, stride // BB)
+            req = reqs[i]
+            byte = Signal(AW, name=f"{name}_byte_addr")
+            m.d.comb += byte.eq(getattr(self, f"{name}_base") + (req.payload.addr << _log2(stride)))
+            ok = Const(1)
+            if stride < BB:
+                # which `stride`-byte lane of the bus word holds the answer, per request in order
+                lanes = BB // stride
+                fifo = SyncFIFOBuffered(width=_log2(lanes), depth=self._max_reads)
+                m.submodules[f"{name}_lane_fifo"] = fifo
+                fifos[name] = fifo
+                ok = fifo.w_rdy
+                m.d.comb += [fifo.w_data.eq(byte[_log2(stride):sz]), fifo.w_en.eq(req.valid & req.ready)]
+                addr = Cat(Const(0, sz), byte[sz:])
+            else:
+                addr = byte
+                if self._fault == "burst_addr" and beats > 1:
+                    addr = byte + BB   # injected fault: the burst starts one beat too high
+            m.d.comb += req.ready.eq(can & grant[i] & ok)
+            with m.If(req.valid & req.ready):
+                m.d.sync += [ar_valid.eq(1), ar_addr.eq(addr), ar_len.eq(beats - 1), ar_id.eq(i), last.eq(i)]
+        with m.If(~issue & bus.arready):
+            m.d.sync += ar_valid.eq(0)
+
+        # -- R: route by RID, assemble multi-beat words --------------------------------------
+        r_fire = bus.rvalid & bus.rready
+        rsp_ready = Signal(name="r_word_ready")
+        m.d.comb += rsp_ready.eq(~Cat(*((bus.rid == i) & ~getattr(self, f"{name}_rsp").ready
+                                       for i, (name, _, _) in enumerate(self._reads))).any())
+        m.d.comb += bus.rready.eq(~bus.rlast | rsp_ready)
+        r_done = r_fire & bus.rlast & (bus.rid < NR)
+        m.d.sync += in_flight.eq(in_flight + issue - r_done)
+        m.d.comb += [self.reads_pending.eq(in_flight != 0), self.rd_error.eq(r_fire & bus.rresp[1])]
+        for i, (name, shape, bits) in enumerate(self._reads):
+            stride = word_stride(bits)
+            beats = max(1, stride // BB)
+            rsp = getattr(self, f"{name}_rsp")
+            mine = bus.rvalid & (bus.rid == i)
+            if beats > 1:
+                held = Signal((beats - 1) * DW, name=f"{name}_beats")
+                with m.If(mine & bus.rready & ~bus.rlast):
+                    m.d.sync += held.eq(Cat(held[DW:], bus.rdata) if beats > 2 else bus.rdata)
+                word = Cat(held, bus.rdata)
+            elif stride < BB:
+                fifo = fifos[name]
+                word = bus.rdata.word_select(fifo.r_data, 8 * stride)
+                m.d.comb += fifo.r_en.eq(rsp.valid & rsp.ready)
+            else:
+                word = bus.rdata
+            m.d.comb += [rsp.valid.eq(mine & bus.rlast), rsp.payload.eq(word[:bits])]
+
+        # -- writes: AW and W from one request ------------------------------------------------
+        wname, wbits = self._write
+        y = getattr(self, f"{wname}_req")
+        stride = word_stride(wbits)
+        beats = max(1, stride // BB)
+        nbytes = -(-wbits // 8)
+        aw_valid = Signal(name="aw_valid")
+        aw_addr = Signal(AW, name="aw_addr")
+        w_busy = Signal(name="w_busy")
+        w_beat = Signal(range(max(2, beats)), name="w_beat")
+        w_data = Signal(beats * DW if beats > 1 else DW, name="w_data_r")
+        w_strb = Signal(len(w_data) // 8, name="w_strb_r")
+        b_wait = Signal(range(self._max_writes + 1), name="b_outstanding")
+        w_last = Signal(name="w_last")
+        m.d.comb += [bus.awvalid.eq(aw_valid), bus.awaddr.eq(aw_addr), bus.awlen.eq(beats - 1),
+                     bus.wvalid.eq(w_busy), bus.wdata.eq(w_data[:DW]), bus.wstrb.eq(w_strb[:BB]),
+                     w_last.eq(w_beat == beats - 1), bus.wlast.eq(w_last), bus.bready.eq(1)]
+        w_free = (~w_busy | (bus.wready & w_last))
+        m.d.comb += y.ready.eq((~aw_valid | bus.awready) & w_free & (b_wait < self._max_writes))
+        y_fire = y.valid & y.ready
+        byte = Signal(AW, name=f"{wname}_byte_addr")
+        m.d.comb += byte.eq(getattr(self, f"{wname}_base") + (y.payload.addr << _log2(stride)))
+        mask = Const((1 << nbytes) - 1, nbytes)
+        with m.If(y_fire):
+            if stride < BB:
+                lane = byte[_log2(stride):sz]
+                m.d.sync += [aw_addr.eq(Cat(Const(0, sz), byte[sz:])),
+                             w_data.eq(y.payload.data << (lane * (8 * stride))),
+                             w_strb.eq(mask << (lane * stride))]
+            else:
+                m.d.sync += [aw_addr.eq(byte), w_data.eq(y.payload.data), w_strb.eq(mask)]
+            m.d.sync += [aw_valid.eq(1), w_busy.eq(1), w_beat.eq(0)]
+        with m.Else():
+            with m.If(bus.awready):
+                m.d.sync += aw_valid.eq(0)
+            with m.If(bus.wready & w_busy):
+                if beats > 1:
+                    m.d.sync += [w_data.eq(w_data >> DW), w_strb.eq(w_strb >> BB), w_beat.eq(w_beat + 1)]
+                with m.If(w_last):
+                    m.d.sync += w_busy.eq(0)
+        b_fire = bus.bvalid & bus.bready
+        m.d.sync += b_wait.eq(b_wait + y_fire - b_fire)
+        m.d.comb += [self.writes_pending.eq((b_wait != 0) | w_busy | aw_valid),
+                     self.wr_error.eq(b_fire & bus.bresp[1])]
+        return m
