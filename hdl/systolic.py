@@ -24,6 +24,7 @@ from convgen.core.intrange import IntRange
 from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError, check_int
 from .lib import index_range, step_queue
+from .lib.dsp import MAX_WIDTH as DSP_MAX_WIDTH, VARIANTS as DSP_VARIANTS, DspMul, simulation_sources
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
@@ -68,6 +69,15 @@ class SystolicConfig(Config):
         more step of latency; the multiplier's inputs then come from registers placed next to
         it rather than from the systolic chain, which shortens the register-DSP-register path
         on FPGAs.
+    dsp : "generic", "ecp5" or "ice40"
+        The PEs' multipliers (:class:`~convgen.hdl.lib.dsp.DspMul`, one per array row):
+        ``generic`` is Amaranth ``*`` and fabric registers, mapped by the synthesizer;
+        ``ecp5`` instantiates one MULT18X18D per PE with its input (``pipeline_operands``) and
+        output (``pipeline_product``) registers inside the DSP; ``ice40`` one SB_MAC16 in
+        MODE_8x8 per two PEs of a row (operands of at most 8 bits). Vendor variants: output-
+        stationary only, ``pipeline_product`` required; same latency as generic, so every cycle
+        formula is unchanged. Simulating one needs the primitive's model
+        (:func:`convgen.hdl.lib.dsp.simulation_sources`).
     """
 
     # Config.__post_init__ checks each field against its declaration, in this order, and
@@ -88,6 +98,22 @@ class SystolicConfig(Config):
                                          "(+1 cycle of latency, a shorter critical path)")
     pipeline_operands: bool = param(False, "register both multiplier operands next to each multiplier "
                                            "(+1 cycle of latency)")
+    dsp: str = param("generic", "multipliers: generic (Amaranth *, mapped by the synthesizer), ecp5 (MULT18X18D "
+                                "with its own registers) or ice40 (SB_MAC16 MODE_8x8, two PEs per block); "
+                                "vendor ones: os only, with --pipeline-product", choices=DSP_VARIANTS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dsp != "generic":
+            width = DSP_MAX_WIDTH[self.dsp]
+            if self.dataflow != "os":
+                raise ConfigError(f"dsp {self.dsp!r} is built for the output-stationary array only (dataflow os)")
+            if not self.pipeline_product:
+                raise ConfigError(f"dsp {self.dsp!r} needs pipeline_product: its product register is the "
+                                  "DSP's own")
+            if max(self.a_width, self.b_width) > width:
+                raise ConfigError(f"dsp {self.dsp!r} takes operands of at most {width} bits, not "
+                                  f"a_width={self.a_width}, b_width={self.b_width}")
 
     # -- arithmetic, derived once -------------------------------------------------------
     @property
@@ -177,6 +203,7 @@ class SystolicConfig(Config):
             f"convgen_systolic_{self.dataflow}_r{self.rows}c{self.cols}"
             f"_a{sa}{self.a_width}_b{sb}{self.b_width}_acc{self.acc_width}"
             f"_p{int(self.pipeline_product)}{'o' if self.pipeline_operands else ''}"
+            f"{'' if self.dsp == 'generic' else '_' + self.dsp}"
         )
 
     def to_dict(self) -> dict:
@@ -336,6 +363,20 @@ class SystolicArray(wiring.Component):
         shadow = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
         done = [Signal(name=f"row{r}_done") for r in range(R)]
 
+        # Vendor multipliers: one DspMul per row (docs/vendor_dsp.md). Its input registers are
+        # pipeline_operands' copies, its output register is the product register, all enabled
+        # by the step enable. Driven outside the enable block, so that its ports are continuous
+        # assignments (an always @* that never triggers would leave Icarus' ce at X).
+        muls = []
+        if cfg.dsp != "generic":
+            for r in range(R):
+                mul = DspMul(variant=cfg.dsp, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
+                             b_signed=cfg.b_signed, lanes=C, latency=cfg.pe_latency - 1)
+                m.submodules[f"mul_row{r}"] = mul
+                m.d.comb += [mul.ce.eq(en), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
+                             *(mul.b[c].eq(b_reg[r][c]) for c in range(C))]
+                muls.append(mul)
+
         with m.If(en):
             for tag, first in ((v_tag, take), (l_tag, last_in)):
                 m.d.sync += [reg.eq(prev) for reg, prev in zip(tag, [first, *tag[:-1]])]
@@ -354,14 +395,17 @@ class SystolicArray(wiring.Component):
 
             for r in range(R):
                 for c in range(C):
-                    a_op, b_op = a_reg[r][c], b_reg[r][c]
-                    if cfg.pipeline_operands:
-                        a_op, b_op = self._local_copy(m, f"pe{r}_{c}", a=a_op, b=b_op)
-                    product = a_op * b_op
-                    if cfg.pipeline_product:
-                        prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod", reset_less=True)
-                        m.d.sync += prod_reg.eq(product)
-                        product = prod_reg
+                    if cfg.dsp != "generic":
+                        product = muls[r].p[c]
+                    else:
+                        a_op, b_op = a_reg[r][c], b_reg[r][c]
+                        if cfg.pipeline_operands:
+                            a_op, b_op = self._local_copy(m, f"pe{r}_{c}", a=a_op, b=b_op)
+                        product = a_op * b_op
+                        if cfg.pipeline_product:
+                            prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod", reset_less=True)
+                            m.d.sync += prod_reg.eq(product)
+                            product = prod_reg
                     valid, last = v_tag[r + c + cfg.pe_latency - 1], l_tag[r + c + cfg.pe_latency - 1]
                     total = acc[r][c] + product
                     with m.If(valid):
@@ -541,6 +585,8 @@ def manifest_extra(cfg: SystolicConfig) -> dict:
                 "max(K, rows, cols)" if cfg.dataflow == "os" else
                 "rows*ceil(K/rows) + max(0, cols - rows)"),
             "pe_latency": cfg.pe_latency,
+            "multiplier": {"dsp": cfg.dsp, "latency": cfg.pe_latency - 1,
+                           "simulation_models": sorted(simulation_sources(cfg.dsp))},
             "fifo_latency": cfg.fifo_latency,
             "examples": {str(k): {"tile_cycles": cfg.tile_cycles(k), "tile_period": cfg.tile_period(k)}
                          for k in examples},

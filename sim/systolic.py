@@ -56,8 +56,11 @@ def generate(cfg: SystolicConfig, out_dir) -> dict:
 
 
 def build_systolic(cfg: SystolicConfig, simulator: str, *, waves: bool = False) -> Build:
+    from convgen.hdl.lib.dsp import simulation_sources
+
     return build_component(SystolicArray(cfg), cfg.module_name, simulator, block="systolic",
-                           parameters=cfg.to_dict(), extra=manifest_extra(cfg), waves=waves)
+                           parameters=cfg.to_dict(), extra=manifest_extra(cfg), waves=waves,
+                           models=simulation_sources(cfg.dsp))
 
 
 def _print(text: str) -> None:

@@ -37,6 +37,19 @@ CONFIGS = {
 }
 
 
+#: vendor multipliers (hdl/lib/dsp.py) in the PE: the same regression, with the primitives'
+#: simulation models (ECP5 MULT18X18D from TN1267, yosys' SB_MAC16) compiled in. One per
+#: simulator in the default suite, the other pairing under -m slow.
+DSP_CONFIGS = {
+    "os-3x4-ecp5": dict(rows=3, cols=4, dataflow="os", dsp="ecp5"),
+    "os-3x4-ecp5-opreg-u8s8": dict(rows=3, cols=4, dataflow="os", dsp="ecp5", pipeline_operands=True, a_signed=False),
+    "os-4x3-ice40": dict(rows=4, cols=3, dataflow="os", dsp="ice40"),       # odd cols: a half-used SB_MAC16
+    "os-2x4-ice40-opreg-u8s8": dict(rows=2, cols=4, dataflow="os", dsp="ice40", pipeline_operands=True,
+                                    a_signed=False),
+}
+DSP_DEFAULT = {("os-3x4-ecp5-opreg-u8s8", "icarus"), ("os-4x3-ice40", "verilator")}
+
+
 def _run(params, simulator, run_dir, extra_env=None, testcase=None):
     cfg = SystolicConfig(**params)
     run_regression(lambda waves: build_systolic(cfg, simulator, waves=waves), MODULE, run_dir,
@@ -47,6 +60,13 @@ def _run(params, simulator, run_dir, extra_env=None, testcase=None):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_systolic(name, simulator, tmp_path):
     _run(CONFIGS[name], simulator, str(tmp_path))
+
+
+@pytest.mark.parametrize("name, simulator", [
+    pytest.param(n, sim, marks=() if (n, sim) in DSP_DEFAULT else pytest.mark.slow)
+    for n in DSP_CONFIGS for sim in SIMULATORS])
+def test_systolic_vendor_dsp(name, simulator, tmp_path):
+    _run(DSP_CONFIGS[name], simulator, str(tmp_path))
 
 
 @pytest.mark.slow
