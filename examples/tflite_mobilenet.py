@@ -1,13 +1,14 @@
 """Write a small MobileNetV1-style int8 TFLite model and an input for it, deterministically.
 
-    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--seed N] [--size S]
+    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--seed N] [--size S] [--head conv|fc]
     .venv/bin/convgen run tflite OUT_DIR/mobilenet_int8.tflite --input OUT_DIR/x.npy --path xnnpack --engine 8x8
 
 No TensorFlow: the flatbuffer is written with the pinned ``tflite`` schema package
 (``convgen.golden.tflite_net.mobilenet``): a 3x3 stride-2 CONV_2D stem, depthwise-separable
 blocks (DEPTHWISE_CONV_2D + 1x1 CONV_2D, ReLU6; one depthwise layer with 20 channels, so TFLite's
-optimized kernel rounds 4 of them with its scalar code), a 1x1 classifier convolution and a
-RESHAPE. Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
+optimized kernel rounds 4 of them with its scalar code), TF-slim's head: a global AVERAGE_POOL_2D,
+the logits as a 1x1 CONV_2D and a RESHAPE to [1, 10] (``--head fc``: a RESHAPE and a
+FULLY_CONNECTED instead, Keras' head). Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
 reference path's golden model. The same seed and size give the same bytes.
 """
 
@@ -23,10 +24,11 @@ ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("out_dir", nargs="?", default=".")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--size", type=int, default=16, help="input height and width (a multiple of 4)")
+ap.add_argument("--head", choices=("conv", "fc"), default="conv", help="logits as a 1x1 CONV_2D or a FULLY_CONNECTED")
 args = ap.parse_args()
 if args.size < 4 or args.size % 4:
     ap.error(f"--size must be a positive multiple of 4, not {args.size}")
-model, x = mobilenet(args.seed, args.size)
+model, x = mobilenet(args.seed, args.size, args.head)
 out = Path(args.out_dir)
 out.mkdir(parents=True, exist_ok=True)
 (out / "mobilenet_int8.tflite").write_bytes(model)

@@ -27,11 +27,22 @@ import numpy as np
 from convgen.core.params import ConfigError
 
 from . import tflite_fixtures as F
+from .quant import tflite_activation_bounds, xnnpack_activation_bounds
 
 __all__ = ["SUPPORTED_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
            "quant_conv_for", "mobilenet"]
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE")
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "RESHAPE")
+#: operators that can run on the engine (FULLY_CONNECTED not on the ``ref`` path: :func:`on_engine`)
+ENGINE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def on_engine(op: "OpInfo", path: str) -> bool:
+    """Whether ``op`` runs on the engine on ``path``. TFLite's reference FULLY_CONNECTED (LiteRT
+    2.3) rounds ``acc * M`` once, ties away from zero (:func:`fc_reference`), which is none of
+    the requantizer's modes, so on ``ref`` it runs on the host; the optimized and XNNPACK
+    FULLY_CONNECTED round like their convolutions (``tflite_opt``, ``xnnpack``: measured)."""
+    return op.kind in ENGINE_OPS and not (op.kind == "FULLY_CONNECTED" and path == "ref")
 _ACT_NAME = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _ACT_CODE = {v: k for k, v in _ACT_NAME.items()}
 _TYPES = {"int8": 9, "int32": 2}        # tflite.TensorType.INT8, INT32
@@ -68,12 +79,16 @@ class Graph:
     inputs: list
     outputs: list
 
-    @property
-    def convs(self) -> list:
-        return [op for op in self.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    def engine_ops(self, path: str) -> list:
+        """The operators that run on the engine on ``path`` (:func:`on_engine`)."""
+        return [op for op in self.ops if on_engine(op, path)]
 
     def conv_fixture(self, op: OpInfo, x: np.ndarray) -> F.ConvFixture:
-        """Convolution ``op`` with input ``x`` (int8 NHWC) as a one-layer fixture."""
+        """Convolution ``op`` with input ``x`` (int8 NHWC) as a one-layer fixture; a
+        FULLY_CONNECTED ``[N, K] x [M, K]`` is the 1x1 CONV_2D of a ``1 x N x 1 x K`` image
+        (each row a pixel), which computes the same accumulators and requantizes them the
+        same way on every path (TFLite's reference and optimized FC, and XNNPACK's, use the
+        convolution's arithmetic)."""
         t = self.tensors
         xt, wt = t[op.inputs[0]], t[op.inputs[1]]
         bt = t[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -82,10 +97,19 @@ class Graph:
         w_scale = np.asarray(wt.scale, np.float32)
         w_scale = np.repeat(w_scale, c) if w_scale.size == 1 else w_scale
         bias = bt.data.astype(np.int32) if bt is not None else np.zeros(c, np.int32)
-        return F.ConvFixture(op.name, "conv" if op.kind == "CONV_2D" else "depthwise", np.asarray(x).astype(np.int8),
-                             wt.data.astype(np.int8), bias, float(xt.scale[0]), int(xt.zero_point[0]), w_scale,
-                             float(yt.scale[0]), int(yt.zero_point[0]), op.options["activation"],
-                             op.options["stride"], op.options["padding"])
+        x = np.asarray(x)
+        if op.kind == "FULLY_CONNECTED":
+            k = wt.shape[1]
+            x = x.reshape(1, -1, 1, k)
+            w = wt.data.reshape(c, 1, 1, k)
+            kind, stride, padding = "conv", 1, "VALID"
+        else:
+            w = wt.data
+            kind = "conv" if op.kind == "CONV_2D" else "depthwise"
+            stride, padding = op.options["stride"], op.options["padding"]
+        return F.ConvFixture(op.name, kind, x.astype(np.int8), w.astype(np.int8), bias, float(xt.scale[0]),
+                             int(xt.zero_point[0]), w_scale, float(yt.scale[0]), int(yt.zero_point[0]),
+                             op.options["activation"], stride, padding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,9 +191,40 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
         if not (_same_quant(a, b)):
             raise ConfigError(f"{where}: input and output quantization differ")
         return
-    opts = T.Conv2DOptions() if op.kind == "CONV_2D" else T.DepthwiseConv2DOptions()
     if table is None:
         raise ConfigError(f"{where}: no options")
+    if op.kind == "AVERAGE_POOL_2D":
+        opts = T.Pool2DOptions()
+        opts.Init(table.Bytes, table.Pos)
+        a, b = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if a.dtype != "int8" or not _same_quant(a, b) or a.scale is None or a.scale.size != 1:
+            raise ConfigError(f"{where}: input and output must be int8 with the same (per-tensor) quantization")
+        act = _ACT_NAME.get(opts.FusedActivationFunction())
+        if act is None:
+            raise ConfigError(f"{where}: fused activation {opts.FusedActivationFunction()} is not supported")
+        op.options = {"stride": (int(opts.StrideH()), int(opts.StrideW())),
+                      "filter": (int(opts.FilterHeight()), int(opts.FilterWidth())),
+                      "padding": "SAME" if opts.Padding() == T.Padding.SAME else "VALID", "activation": act}
+        return
+    if op.kind == "FULLY_CONNECTED":
+        opts = T.FullyConnectedOptions()
+        opts.Init(table.Bytes, table.Pos)
+        if opts.WeightsFormat() != 0 or opts.KeepNumDims():
+            raise ConfigError(f"{where}: only the default weights format without keep_num_dims is supported")
+        act = _ACT_NAME.get(opts.FusedActivationFunction())
+        if act is None:
+            raise ConfigError(f"{where}: fused activation {opts.FusedActivationFunction()} is not supported")
+        op.options = {"activation": act}
+        x, w, y = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
+        for t, what in ((x, "input"), (w, "weights"), (y, "output")):
+            if t.dtype != "int8" or t.scale is None:
+                raise ConfigError(f"{where}: the {what} must be a quantized int8 tensor, not {t.dtype}")
+        if w.data is None or np.any(w.zero_point != 0):
+            raise ConfigError(f"{where}: the weights must be a constant with zero points 0")
+        if len(x.shape) != 2 or x.shape[1] != w.shape[1]:
+            raise ConfigError(f"{where}: the input must be [N, {w.shape[1]}], not {list(x.shape)}")
+        return
+    opts = T.Conv2DOptions() if op.kind == "CONV_2D" else T.DepthwiseConv2DOptions()
     opts.Init(table.Bytes, table.Pos)
     if opts.StrideH() != opts.StrideW():
         raise ConfigError(f"{where}: strides {opts.StrideH()}x{opts.StrideW()} differ (square strides only)")
@@ -206,8 +261,9 @@ def _same_quant(a: TensorInfo, b: TensorInfo) -> bool:
 
 def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     """Every tensor the graph computes on input ``x`` (int8 of the input shape) with path
-    ``path``'s golden models; ``conv(op, fixture) -> y`` replaces the golden convolution (the
-    engine runner's hook). Returns ``{tensor index: value}``."""
+    ``path``'s golden models; ``conv(op, fixture) -> y`` replaces the golden convolution of
+    each operator that runs on the engine (:func:`on_engine`; the engine runner's hook).
+    Returns ``{tensor index: value}``."""
     if path not in F.PATHS:
         raise ConfigError(f"path must be one of {', '.join(F.PATHS)}, not {path!r}")
     x = np.asarray(x)
@@ -219,13 +275,80 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     values = {graph.inputs[0]: x.astype(np.int64)}
     for op in graph.ops:
         a = values[op.inputs[0]]
+        out_shape = graph.tensors[op.outputs[0]].shape
         if op.kind == "RESHAPE":
-            y = a.reshape(graph.tensors[op.outputs[0]].shape)
+            y = a.reshape(out_shape)
+        elif op.kind == "AVERAGE_POOL_2D":
+            y = average_pool(a, op.options, graph.tensors[op.inputs[0]], path)
+        elif not on_engine(op, path):          # FULLY_CONNECTED on the reference path
+            y = fc_reference(graph.conv_fixture(op, a)).reshape(out_shape)
         else:
             fx = graph.conv_fixture(op, a)
-            y = F.golden_path(fx, path) if conv is None else conv(op, fx)
+            y = (F.golden_path(fx, path) if conv is None else conv(op, fx)).reshape(out_shape)
         values[op.outputs[0]] = np.asarray(y).astype(np.int64)
     return values
+
+
+def single_op_model(graph: Graph, op: OpInfo) -> bytes:
+    """Operator ``op`` of ``graph`` alone as a ``.tflite`` model (its input, constants and
+    output tensors, the same options): what LiteRT computes for that layer on a given input."""
+    keep = list(dict.fromkeys(i for i in op.inputs + op.outputs if i >= 0))
+    index = {t: k for k, t in enumerate(keep)}
+    tensors = [graph.tensors[t] for t in keep]
+    one = OpInfo(0, op.kind, [index.get(i, -1) for i in op.inputs], [index[i] for i in op.outputs], op.options)
+    if op.kind == "RESHAPE":
+        one.options = {"new_shape": graph.tensors[op.outputs[0]].shape}
+    return write_model(Graph(tensors, [one], [index[op.inputs[0]]], [index[op.outputs[0]]]),
+                       f"convgen: operator {op.index} ({op.kind}) alone")
+
+
+def fc_reference(fx: F.ConvFixture) -> np.ndarray:
+    """TFLite's reference int8 FULLY_CONNECTED as LiteRT 2.3 computes it (``BUILTIN_REF``),
+    measured: ``p = (acc + bias) * M`` with TFLite's ``QuantizeMultiplier`` ``M`` and shift,
+    rounded once by ``2**(31 - shift)`` half away from zero, ``+ zero point``, clamped. (The
+    reference CONV_2D rounds twice, gemmlowp-style: ``tflite``.) ``fx``: the layer as a 1x1
+    convolution (:meth:`Graph.conv_fixture`)."""
+    from .quant import wrap32
+
+    p = F.path_params(fx, "ref")
+    v = wrap32(F.accumulators(fx) + p.bias)
+    t = 31 - p.shift
+    prod = v * p.multiplier
+    q = (np.abs(prod) + (np.int64(1) << (t - 1))) >> t
+    y = np.where(prod < 0, -q, q)
+    return np.clip(y + p.zero_point, p.act_min, p.act_max)
+
+
+def average_pool(x: np.ndarray, options: dict, t: TensorInfo, path: str) -> np.ndarray:
+    """int8 AVERAGE_POOL_2D (input and output quantization equal) as path ``path`` computes
+    it: the sum of the window's values (padding excluded), divided by the count rounding half
+    away from zero (TFLite's ``reference_integer_ops::AveragePool``), then clamped to the fused
+    activation's bounds."""
+    x = np.asarray(x, dtype=np.int64)
+    _, h, w, c = x.shape
+    (sh, sw), (fh, fw) = options["stride"], options["filter"]
+    if options["padding"] == "SAME":
+        oh, pt, _ = F._pads(h, fh, sh, "SAME")
+        ow, pl, _ = F._pads(w, fw, sw, "SAME")
+    else:
+        oh, ow, pt, pl = (h - fh) // sh + 1, (w - fw) // sw + 1, 0, 0
+    y = np.zeros((1, oh, ow, c), dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = i * sh - pt, j * sw - pl
+            win = x[0, max(r0, 0):min(r0 + fh, h), max(c0, 0):min(c0 + fw, w)]
+            n = win.shape[0] * win.shape[1]
+            acc = win.sum(axis=(0, 1))
+            q = (np.abs(acc) + n // 2) // n
+            y[0, i, j] = np.where(acc >= 0, q, -q)
+    lo, hi = _activation_bounds(options["activation"], t, path)
+    return np.clip(y, lo, hi)
+
+
+def _activation_bounds(activation: str, t: TensorInfo, path: str) -> tuple[int, int]:
+    f_min, f_max = F.ACTIVATIONS[activation]
+    bounds = xnnpack_activation_bounds if path == "xnnpack" else tflite_activation_bounds
+    return bounds(f_min, f_max, float(t.scale[0]), int(t.zero_point[0]))
 
 
 def quant_conv_for(fx: F.ConvFixture, path: str):
@@ -254,6 +377,11 @@ def quant_conv_for(fx: F.ConvFixture, path: str):
 # ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
+
+#: operator versions written (int8 per-channel convolutions need version 3; FULLY_CONNECTED int8
+#: version 4, AVERAGE_POOL_2D int8 version 2)
+_OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2}
+
 
 def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
     """``graph`` as a ``.tflite`` flatbuffer (schema version 3). Tensors with ``data`` get a
@@ -320,6 +448,19 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
             T.ReshapeOptionsStart(b)
             T.ReshapeOptionsAddNewShape(b, ns)
             opts, otype = T.ReshapeOptionsEnd(b), T.BuiltinOptions.ReshapeOptions
+        elif op.kind == "AVERAGE_POOL_2D":
+            T.Pool2DOptionsStart(b)
+            T.Pool2DOptionsAddPadding(b, T.Padding.SAME if o["padding"] == "SAME" else T.Padding.VALID)
+            T.Pool2DOptionsAddStrideH(b, o["stride"][0])
+            T.Pool2DOptionsAddStrideW(b, o["stride"][1])
+            T.Pool2DOptionsAddFilterHeight(b, o["filter"][0])
+            T.Pool2DOptionsAddFilterWidth(b, o["filter"][1])
+            T.Pool2DOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
+            opts, otype = T.Pool2DOptionsEnd(b), T.BuiltinOptions.Pool2DOptions
+        elif op.kind == "FULLY_CONNECTED":
+            T.FullyConnectedOptionsStart(b)
+            T.FullyConnectedOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
+            opts, otype = T.FullyConnectedOptionsEnd(b), T.BuiltinOptions.FullyConnectedOptions
         else:
             pad = T.Padding.SAME if o["padding"] == "SAME" else T.Padding.VALID
             if op.kind == "CONV_2D":
@@ -368,7 +509,7 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
         T.OperatorCodeStart(b)
         T.OperatorCodeAddDeprecatedBuiltinCode(b, min(code_of[k], 127))
         T.OperatorCodeAddBuiltinCode(b, code_of[k])
-        T.OperatorCodeAddVersion(b, 3 if k != "RESHAPE" else 1)
+        T.OperatorCodeAddVersion(b, _OP_VERSION.get(k, 1))
         codes.append(T.OperatorCodeEnd(b))
     bv = vector(T.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
     sv = vector(T.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
@@ -388,7 +529,9 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
 # the MobileNet-style generator
 # ---------------------------------------------------------------------------------------------
 
-#: (op, output channels, kernel, stride, activation) of :func:`mobilenet`
+#: (op, output channels, kernel, stride, activation) of :func:`mobilenet`; "avgpool" is the
+#: global AVERAGE_POOL_2D. The head is TF-slim MobileNetV1's: AvgPool_1a, the logits as a 1x1
+#: convolution (Conv2d_1c_1x1), then the spatial squeeze (a RESHAPE here).
 MOBILENET_LAYERS = (
     ("conv", 8, 3, 2, "relu6"),        # stem
     ("depthwise", 8, 3, 1, "relu6"),
@@ -396,26 +539,48 @@ MOBILENET_LAYERS = (
     ("depthwise", 16, 3, 2, "relu6"),
     ("conv", 20, 1, 1, "relu6"),
     ("depthwise", 20, 3, 1, "relu6"),  # 20 channels: 16 vector + 4 scalar ones in TFLite's opt kernel
-    ("conv", 24, 1, 1, "relu6"),
-    ("conv", 10, 1, 1, "none"),        # the classifier as a 1x1 convolution
+    ("conv", 32, 1, 1, "relu6"),
+    ("avgpool", 0, 0, 0, "none"),
+    ("conv", 10, 1, 1, "none"),        # the logits as a 1x1 convolution
 )
 
 
-def mobilenet(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
+def mobilenet(seed: int = 0, size: int = 16, head: str = "conv") -> tuple[bytes, np.ndarray]:
     """A deterministic MobileNetV1-style int8 model and an int8 input for it.
 
-    Weights are seeded random int8 with per-channel scales ``max|w| / 127``; biases are random
-    around zero; every layer's output scale and zero point are calibrated on the generated
-    input with the reference path's golden model (ReLU6 layers: the range ``[0, min(6, max)]``
-    over the uint8-like span, zero point -128 with a small seeded offset, so the ReLU6 bound is
-    not always 127; the last layer: a symmetric range). The model ends with a RESHAPE to
-    ``[1, H*W*10]``."""
+    Weights are seeded random int8 with per-channel scales proportional to ``max|w| / 127``;
+    biases are random around zero; every convolution's output scale and zero point are
+    calibrated on the generated input with the reference path's golden model (ReLU6 layers:
+    the range ``[0, min(6, max)]`` over the 256 int8 steps, zero point -128 plus a small seeded
+    offset, so the ReLU6 bound is not always 127; the logits: a symmetric range). The global
+    average pool keeps its input's quantization, as TFLite requires. Layers:
+    :data:`MOBILENET_LAYERS`, then a RESHAPE to ``[1, 10]``. ``head="fc"``: the logits as a
+    RESHAPE to ``[1, C]`` and a FULLY_CONNECTED instead (Keras' MobileNet head)."""
+    if head not in ("conv", "fc"):
+        raise ConfigError(f"head must be 'conv' or 'fc', not {head!r}")
     rng = np.random.default_rng(seed)
     tensors = [TensorInfo("input", (1, size, size, 3), "int8", np.array([0.03], np.float32), np.array([-5]))]
     x = rng.integers(-128, 128, (1, size, size, 3)).astype(np.int8)
     ops, cur, val = [], 0, x.astype(np.int64)
     for i, (kind, cout, k, stride, act) in enumerate(MOBILENET_LAYERS):
-        cin = tensors[cur].shape[-1]
+        src = tensors[cur]
+        cin = src.shape[-1]
+        if kind == "avgpool":
+            _, h, wd, _ = src.shape
+            tensors.append(TensorInfo(f"pool{i}_out", (1, 1, 1, cin), "int8", src.scale, src.zero_point))
+            op = OpInfo(i, "AVERAGE_POOL_2D", [cur], [len(tensors) - 1],
+                        {"stride": (1, 1), "filter": (h, wd), "padding": "VALID", "activation": "none"})
+            ops.append(op)
+            cur = len(tensors) - 1
+            val = average_pool(val, op.options, src, "ref")
+            continue
+        fc = head == "fc" and i == len(MOBILENET_LAYERS) - 1
+        if fc:            # squeeze [1, 1, 1, C] to [1, C] for the FULLY_CONNECTED
+            tensors.append(TensorInfo("squeeze_shape", (2,), "int32", data=np.array((1, cin), np.int32)))
+            tensors.append(TensorInfo("squeezed", (1, cin), "int8", src.scale, src.zero_point))
+            ops.append(OpInfo(i, "RESHAPE", [cur, len(tensors) - 2], [len(tensors) - 1], {"new_shape": (1, cin)}))
+            cur = len(tensors) - 1
+            i += 1
         if kind == "depthwise":
             cout = cin
             w = np.clip(np.round(rng.normal(0, 40, (1, k, k, cin))), -127, 127).astype(np.int8)
@@ -424,10 +589,10 @@ def mobilenet(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
             w = np.clip(np.round(rng.normal(0, 40, (cout, k, k, cin))), -127, 127).astype(np.int8)
             amax = np.abs(w).reshape(cout, -1).max(axis=1)
         w_scale = (np.maximum(amax, 1) / 127.0 * rng.uniform(0.002, 0.01)).astype(np.float32)
-        in_scale = float(tensors[cur].scale[0])
+        in_scale = float(src.scale[0])
         bias = np.round(rng.normal(0, 0.05, cout) / (in_scale * w_scale.astype(np.float64))).astype(np.int32)
         # calibrate the output quantization on this input (reference path)
-        probe = F.ConvFixture("probe", kind, val.astype(np.int8), w, bias, in_scale, int(tensors[cur].zero_point[0]),
+        probe = F.ConvFixture("probe", kind, val.astype(np.int8), w, bias, in_scale, int(src.zero_point[0]),
                               w_scale, 1.0, 0, "none", stride, "SAME")
         real = (F.accumulators(probe) + bias) * (in_scale * w_scale.astype(np.float64))
         if act == "relu6":
@@ -439,24 +604,28 @@ def mobilenet(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
             out_zp = int(rng.integers(-3, 4))
         names = (f"conv{i}_filter", f"conv{i}_bias", f"conv{i}_out")
         qdim = 0 if kind == "conv" else 3
+        if fc:
+            w = w.reshape(cout, cin)
         tensors.append(TensorInfo(names[0], tuple(w.shape), "int8", w_scale, np.zeros(cout, np.int64), qdim, w))
         bias_scale = (np.float32(in_scale) * w_scale).astype(np.float32)
         tensors.append(TensorInfo(names[1], (cout,), "int32", bias_scale, np.zeros(cout, np.int64), 0, bias))
-        h = -(-tensors[cur].shape[1] // stride)
-        wd = -(-tensors[cur].shape[2] // stride)
-        tensors.append(TensorInfo(names[2], (1, h, wd, cout), "int8", np.array([out_scale], np.float32),
-                                  np.array([out_zp])))
-        op = OpInfo(i, "CONV_2D" if kind == "conv" else "DEPTHWISE_CONV_2D",
+        h = -(-src.shape[1] // stride)
+        wd = -(-src.shape[2] // stride)
+        tensors.append(TensorInfo(names[2], (1, cout) if fc else (1, h, wd, cout), "int8",
+                                  np.array([out_scale], np.float32), np.array([out_zp])))
+        op = OpInfo(i, "FULLY_CONNECTED" if fc else "CONV_2D" if kind == "conv" else "DEPTHWISE_CONV_2D",
                     [cur, len(tensors) - 3, len(tensors) - 2], [len(tensors) - 1],
-                    {"stride": stride, "padding": "SAME", "activation": act})
+                    {"activation": act} if fc else {"stride": stride, "padding": "SAME", "activation": act})
         ops.append(op)
         cur = len(tensors) - 1
         graph = Graph(tensors, ops, [0], [cur])
-        val = F.golden_path(graph.conv_fixture(op, val), "ref")
+        val = F.golden_path(graph.conv_fixture(op, val), "ref").reshape(tensors[cur].shape)
     last = tensors[cur]
+    if head == "fc":
+        graph = Graph(tensors, ops, [0], [cur])
+        return write_model(graph, f"convgen MobileNet-style int8 model (FULLY_CONNECTED head), seed {seed}"), x
     flat = (1, int(np.prod(last.shape)))
-    shape_t = TensorInfo("reshape_shape", (2,), "int32", data=np.array(flat, np.int32))
-    tensors.append(shape_t)
+    tensors.append(TensorInfo("reshape_shape", (2,), "int32", data=np.array(flat, np.int32)))
     tensors.append(TensorInfo("output", flat, "int8", last.scale, last.zero_point))
     ops.append(OpInfo(len(ops), "RESHAPE", [cur, len(tensors) - 2], [len(tensors) - 1], {"new_shape": flat}))
     graph = Graph(tensors, ops, [0], [len(tensors) - 1])

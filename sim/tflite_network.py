@@ -14,10 +14,15 @@ requantizer mode of one TFLite path, checked against the TFLite interpreter on t
    scales, that path's clamp bounds, ``round_away`` on the optimized depthwise kernel's last
    ``C mod 8`` channels); RESHAPE on the host.
 4. **Compares** layer by layer and at the output with LiteRT on the same path: each
-   convolution's RTL output against LiteRT running a one-operator model of that layer on the
-   same input (what the interpreter computes for that layer, also where XNNPACK keeps its
-   intermediate tensors to itself), and the RTL network's output against LiteRT running the
-   whole model.
+   operator's output (RTL or host) against LiteRT running a one-operator model of that layer
+   on the same input (``golden.tflite_net.single_op_model``: what the interpreter computes for
+   that layer, also where XNNPACK keeps its intermediate tensors to itself), and the network's
+   output against LiteRT running the whole model.
+
+On the engine: CONV_2D, DEPTHWISE_CONV_2D and (on the ``opt`` and ``xnnpack`` paths)
+FULLY_CONNECTED as a 1x1 convolution. On the host: AVERAGE_POOL_2D, RESHAPE, and the reference
+path's FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``:
+no requantizer mode does that).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ __all__ = ["TFLiteLayerRun", "TFLiteRun", "plan_tflite", "run_tflite"]
 
 @dataclass
 class TFLiteLayerRun:
-    """One operator of the model: a convolution on the RTL or a host operator (RESHAPE)."""
+    """One operator of the model: on the RTL (a convolution or FULLY_CONNECTED) or on the host."""
 
     index: int
     name: str
@@ -54,7 +59,7 @@ class TFLiteLayerRun:
     scalesim_cycles: int | None = None
     utilization: float | None = None
     wall_seconds: float = 0.0
-    mismatches: int | None = None        # against LiteRT's one-operator model (convolutions)
+    mismatches: int | None = None        # against LiteRT's one-operator model (None: RESHAPE)
     outputs: int = 0
 
     def to_dict(self) -> dict:
@@ -102,8 +107,8 @@ class TFLiteRun:
                 "formula_cycles": sum(r.formula_cycles for r in rtl),
                 "scalesim_cycles": sum(r.scalesim_cycles for r in rtl),
                 "utilization": round(macs / (cycles * pes), 4) if cycles else 0.0,
-                "layer_outputs_compared": sum(r.outputs for r in rtl),
-                "layer_mismatches": sum(r.mismatches or 0 for r in rtl),
+                "layer_outputs_compared": sum(r.outputs for r in self.layers),
+                "layer_mismatches": sum(r.mismatches or 0 for r in self.layers),
                 "outputs": int(self.output.size), "output_mismatches": self.output_mismatches,
                 "bit_exact": self.bit_exact, "build_seconds": round(self.build_seconds, 1),
                 "wall_seconds": round(self.wall_seconds, 1)}
@@ -150,13 +155,13 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
     if path not in F.PATHS:
         raise ConfigError(f"path must be one of {', '.join(F.PATHS)}, not {path!r}")
     graph = N.read_model(model)
-    say(f"planning: {len(graph.ops)} operators, {len(graph.convs)} convolutions, path {path} "
+    say(f"planning: {len(graph.ops)} operators, {len(graph.engine_ops(path))} on the engine, path {path} "
         f"({F.PATH_MODE[path]})")
     cfg = plan_tflite(graph, x, path, rows=rows, cols=cols)
     say(f"building the {rows}x{cols} engine ({cfg.rounding}) for {simulator} (cached after the first time)")
     b = build_engine(cfg, simulator)
     layers: list[TFLiteLayerRun] = []
-    total = len(graph.convs)
+    total = len(graph.engine_ops(path))
 
     def conv(op, fx):
         t1 = time.monotonic()
@@ -166,8 +171,10 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
         lr = r.layers[0]
         if lr.status != "OK":
             raise ConfigError(f"the engine ended operator {op.index} ({op.kind}) with status {lr.status}")
-        y = y_from_words(lr.y_words, job, True)[None]
-        want = F.run_path(F.build_model(fx), fx.x, path)
+        out_shape = graph.tensors[op.outputs[0]].shape
+        y = y_from_words(lr.y_words, job, True).reshape(out_shape)
+        x_in = fx.x.reshape(graph.tensors[op.inputs[0]].shape)
+        want = F.run_path(N.single_op_model(graph, op), x_in, path)
         L = q.layer
         f, _ = formula_cycles(cfg, job)
         shape = f"{L.h}x{L.w}x{L.c}->{L.out_h}x{L.out_w}x{L.c_out} k{L.kh}x{L.kw}/s{L.stride_h}"
@@ -183,10 +190,21 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
     say("running the network")
     values = N.run_golden(graph, x, path, conv=conv)
     for op in graph.ops:
-        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if not N.on_engine(op, path):
+            # host operators are compared with LiteRT running them alone as well (a RESHAPE
+            # only moves data; XNNPACK may leave an operator to TFLite's kernels: not checked)
+            t1 = time.monotonic()
             t = graph.tensors[op.outputs[0]]
+            bad = outputs = None
+            if op.kind != "RESHAPE":
+                want = F.run_path(N.single_op_model(graph, op), values[op.inputs[0]].astype(np.int8), path,
+                                  check_delegated=False)
+                got = values[op.outputs[0]]
+                bad = int((got != want).sum()) if got.shape == want.shape else -1
+                outputs = int(want.size)
             layers.insert(sum(1 for r in layers if r.index < op.index),
-                          TFLiteLayerRun(op.index, op.name, op.kind, "x".join(map(str, t.shape)), "host"))
+                          TFLiteLayerRun(op.index, op.name, op.kind, "x".join(map(str, t.shape)), "host",
+                                         wall_seconds=time.monotonic() - t1, mismatches=bad, outputs=outputs or 0))
     say(f"comparing the output with LiteRT ({path})")
     out = values[graph.outputs[0]]
     ref = F.run_path(model, x, path)

@@ -1,11 +1,14 @@
 """``convgen run tflite`` and its pieces: the MobileNet-style int8 generator, the .tflite reader,
 the golden run of each TFLite path, all against LiteRT 2.3.0 on that path.
 
-Default suite (about 2 s): the generator is deterministic; its model, read back and run on each
-path's golden models, equals LiteRT's output on that path, and the paths differ on it (counts);
-unsupported models and bad options are one line with status 2, nothing written. ``-m slow``:
-the CLI runs the model on a 4x4 engine (Verilator) on all three paths, every convolution and the
-output equal to LiteRT.
+Default suite (about 3 s): the generator is deterministic; its models (TF-slim head: global
+AVERAGE_POOL_2D, 1x1 CONV_2D logits, RESHAPE; Keras head: RESHAPE, FULLY_CONNECTED), read back
+and run on each path's golden models, equal LiteRT's output on that path, every operator
+equals LiteRT running it alone, and the paths differ inside the network (counts); TFLite's
+reference FULLY_CONNECTED rounds once, ties away from zero (designed ties); unsupported models
+and bad options are one line with status 2, nothing written. ``-m slow``: the CLI runs both
+models on a 4x4 engine (Verilator) on all three paths, every operator and the output equal to
+LiteRT.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def model():
     return N.mobilenet(0)
 
 
+@pytest.fixture(scope="module", params=["conv", "fc"])
+def any_head(request):
+    return request.param, N.mobilenet(0, head=request.param)
+
+
 def test_generator_is_deterministic(model):
     m, x = model
     m2, x2 = N.mobilenet(0)
@@ -40,42 +48,76 @@ def test_reader_sees_the_generated_graph(model):
     g = N.read_model(model[0])
     kinds = [op.kind for op in g.ops]
     assert kinds == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
-                     "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "RESHAPE"]
+                     "DEPTHWISE_CONV_2D", "CONV_2D", "AVERAGE_POOL_2D", "CONV_2D", "RESHAPE"]
     assert g.tensors[g.inputs[0]].shape == (1, 16, 16, 3)
-    assert g.tensors[g.outputs[0]].shape == (1, 160)
+    assert g.tensors[g.outputs[0]].shape == (1, 10)
+    assert g.ops[7].options["filter"] == (4, 4)
+    fc = N.read_model(N.mobilenet(0, head="fc")[0])
+    assert [op.kind for op in fc.ops][-3:] == ["AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]
+    assert [op.kind for op in fc.engine_ops("ref")][-1] == "CONV_2D"          # the reference FC: host
+    assert [op.kind for op in fc.engine_ops("xnnpack")][-1] == "FULLY_CONNECTED"
     dw = [op for op in g.ops if op.kind == "DEPTHWISE_CONV_2D"]
     assert [g.tensors[op.outputs[0]].shape[-1] % 8 for op in dw] == [0, 0, 4]   # 4 scalar channels on opt
     assert all(op.options["activation"] == "relu6" for op in g.ops[:7])
 
 
-def test_golden_paths_equal_litert_and_differ(model):
-    """Each path's golden run of the whole model equals LiteRT on that path; the paths differ."""
-    m, x = model
+def test_golden_paths_equal_litert_and_differ(any_head):
+    """Each path's golden run of the whole model equals LiteRT on that path; inside the network
+    the paths differ (ref and opt only on negative exact ties, which random layers rarely hit:
+    the counts are printed, the fixtures of test_tflite_paths.py separate them)."""
+    head, (m, x) = any_head
     g = N.read_model(m)
     out = {p: F.run_path(m, x, p) for p in F.PATHS}
+    values = {p: N.run_golden(g, x, p) for p in F.PATHS}
     for p in F.PATHS:
-        gold = N.run_golden(g, x, p)[g.outputs[0]]
-        assert np.array_equal(gold, out[p]), f"path {p}: {int((gold != out[p]).sum())} outputs differ"
-    counts = {(a, b): int((out[a] != out[b]).sum()) for a, b in (("ref", "opt"), ("ref", "xnnpack"), ("opt", "xnnpack"))}
-    print(f"\noutputs differing between LiteRT paths (of {out['ref'].size}): {counts}")
-    assert all(c > 0 for c in counts.values())
+        gold = values[p][g.outputs[0]]
+        assert np.array_equal(gold, out[p]), f"{head} head, path {p}: {int((gold != out[p]).sum())} outputs differ"
+    inside = {(a, b): sum(int((values[a][t] != values[b][t]).sum()) for t in values[a])
+              for a, b in (("ref", "opt"), ("ref", "xnnpack"), ("opt", "xnnpack"))}
+    print(f"\n{head} head: tensor values differing between the paths' networks: {inside}")
+    assert inside["ref", "xnnpack"] > 0 and inside["opt", "xnnpack"] > 0
 
 
-def test_layer_golden_equals_litert_per_path(model):
-    """Every convolution, on the input the path's own network gives it: golden == LiteRT's
-    one-operator model (what run tflite compares the RTL with)."""
-    m, x = model
+def test_every_operator_equals_litert_alone(any_head):
+    """Every operator, on the input the path's own network gives it: golden == LiteRT running
+    that operator alone (golden.tflite_net.single_op_model; what run tflite compares with)."""
+    head, (m, x) = any_head
     g = N.read_model(m)
     for p in F.PATHS:
-        seen = []
+        values = N.run_golden(g, x, p)
+        for op in g.ops:
+            want = F.run_path(N.single_op_model(g, op), values[op.inputs[0]].astype(np.int8), p, check_delegated=False)
+            assert np.array_equal(values[op.outputs[0]], want), (head, p, op.name)
 
-        def conv(op, fx):
-            seen.append(fx)
-            return F.golden_path(fx, p)
 
-        N.run_golden(g, x, p, conv=conv)
-        for fx in seen:
-            assert np.array_equal(F.golden_path(fx, p), F.run_path(F.build_model(fx), fx.x, p)), (p, fx.name)
+def test_reference_fully_connected_rounds_once_away_from_zero():
+    """TFLite's reference FULLY_CONNECTED (LiteRT 2.3, BUILTIN_REF) on exact ties: x * 2**-e for
+    every int8 x: it rounds half away from zero, once; the reference CONV_2D's double rounding
+    (mode tflite) and the optimized path's ties up both differ from it (counts)."""
+    T = N.TensorInfo
+    es = np.arange(1, 9)
+    w_scale = (2.0 ** -es).astype(np.float32)
+    bias = np.array([0, -3, 17, -100, 300, -700, 1000, -2000], np.int32)
+    ts = [T("in", (256, 1), "int8", np.array([1.0], np.float32), np.array([0])),
+          T("w", (8, 1), "int8", w_scale, np.zeros(8, np.int64), 0, np.ones((8, 1), np.int8)),
+          T("b", (8,), "int32", w_scale, np.zeros(8, np.int64), 0, bias),
+          T("out", (256, 8), "int8", np.array([1.0], np.float32), np.array([0]))]
+    g = N.Graph(ts, [N.OpInfo(0, "FULLY_CONNECTED", [0, 1, 2], [3], {"activation": "none"})], [0], [3])
+    m = N.write_model(g)
+    x = np.arange(-128, 128).astype(np.int8).reshape(256, 1)
+    lit = {p: F.run_path(m, x, p, check_delegated=False) for p in F.PATHS}
+    v = x.astype(np.int64) + bias                                   # exact: v * 2**-e, e = 1..8
+    num, den = v, (1 << es)
+    q = (2 * np.abs(num) + den) // (2 * den)                          # |v|/2**e rounded half up
+    away = np.clip(np.where(v < 0, -q, q), -128, 127)
+    assert np.array_equal(lit["ref"], away)
+    for p in F.PATHS:
+        gold = N.run_golden(N.read_model(m), x, p)[3]
+        assert np.array_equal(gold, lit[p]), p
+    conv_rounding = F.golden_path(g.conv_fixture(g.ops[0], x), "ref")   # the CONV_2D's tflite mode
+    print(f"\nreference FC vs the conv's double rounding: {int((conv_rounding.reshape(256, 8) != away).sum())} "
+          f"differ; vs opt: {int((lit['opt'] != away).sum())}; vs xnnpack: {int((lit['xnnpack'] != away).sum())}")
+    assert (conv_rounding.reshape(256, 8) != away).sum() > 50 and (lit["opt"] != away).sum() > 50
 
 
 def _write_softmax(g):
@@ -149,10 +191,10 @@ def test_bad_options(tmp_path, capsys, model, extra, needle):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", F.PATHS)
-def test_run_tflite_on_the_engine(path, tmp_path, capsys, model):
-    """The generated model on a 4x4 engine (Verilator): every convolution and the output equal
+def test_run_tflite_on_the_engine(path, tmp_path, capsys, any_head):
+    """Both generated models on a 4x4 engine (Verilator): every operator and the output equal
     LiteRT on ``path``."""
-    m, x = model
+    head, (m, x) = any_head
     mp, xp, yp, rp = tmp_path / "m.tflite", tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "r.md"
     mp.write_bytes(m)
     np.save(xp, x)
@@ -162,8 +204,9 @@ def test_run_tflite_on_the_engine(path, tmp_path, capsys, model):
     assert status == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["bit_exact"] and summary["mode"] == F.PATH_MODE[path]
-    assert summary["convs_rtl"] == 8 and summary["layer_outputs_compared"] == 3488
+    assert summary["convs_rtl"] == (7 if head == "fc" and path == "ref" else 8)
+    assert summary["layer_outputs_compared"] >= 3400
     assert np.array_equal(np.load(yp), F.run_path(m, x, path))
-    assert "| 8 | 8_reshape | RESHAPE |" in rp.read_text()
-    print(f"\n{path}: {summary['cycles']:,} cycles, {summary['layer_outputs_compared']} layer outputs and "
-          f"{summary['outputs']} outputs equal LiteRT")
+    assert "| 7 | 7_average_pool_2d | AVERAGE_POOL_2D | 1x1x1x32 | host |" in rp.read_text()
+    print(f"\n{head} head, {path}: {summary['cycles']:,} cycles, {summary['layer_outputs_compared']} layer outputs "
+          f"and {summary['outputs']} outputs equal LiteRT")

@@ -1,8 +1,9 @@
 """``convgen run tflite MODEL.tflite``: an int8 TFLite model with every CONV_2D and
-DEPTHWISE_CONV_2D on the ConvEngine RTL, in the requantizer mode of the TFLite path named by
-``--path`` (ref: reference kernels, ``tflite``; opt: optimized kernels, ``tflite_opt``;
-xnnpack: the XNNPACK delegate, ``xnnpack``), the other operators on the host; each convolution
-and the output compared with the TFLite interpreter (LiteRT) on that path.
+DEPTHWISE_CONV_2D (and FULLY_CONNECTED, except on ref) on the ConvEngine RTL, in the
+requantizer mode of the TFLite path named by ``--path`` (ref: reference kernels, ``tflite``;
+opt: optimized kernels, ``tflite_opt``; xnnpack: the XNNPACK delegate, ``xnnpack``), the other
+operators (AVERAGE_POOL_2D, RESHAPE) on the host; every operator and the output compared with
+the TFLite interpreter (LiteRT) on that path.
 
 Prints a progress line per convolution on stderr, a per-layer table on stdout (``--report``
 writes it as Markdown) and a last JSON line with the totals and ``"bit_exact"``. Exit status 0
@@ -70,14 +71,15 @@ def markdown(res, model: str) -> str:
                      f"{r.formula_cycles:,}", f"{r.scalesim_cycles:,}", f"{r.utilization:.1%}",
                      f"{r.wall_seconds:.2f}", _cell(r)]
         else:
-            cells = [str(r.index), r.name, r.kind, r.shape, "host", "-", "-", "-", "-", "-", "-", ""]
+            cells = [str(r.index), r.name, r.kind, r.shape, "host", "-", "-", "-", "-", "-",
+                     f"{r.wall_seconds:.2f}", _cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("| | total (RTL rows) | | | " + f"{t['convs_rtl']}/{t['operators']} | {t['macs']:,} | "
                  f"{t['cycles']:,} | {t['formula_cycles']:,} | {t['scalesim_cycles']:,} | {t['utilization']:.1%} | "
                  f"{t['wall_seconds']} | |")
-    lines += ["", "Each convolution's RTL output is compared with LiteRT running that layer alone (a one-operator "
-                  "model, same input and quantization) on the same path; the network's output with LiteRT running "
-                  "the whole model. \"formula\" is `EngineConfig.layer_cycles`; SCALE-Sim OS is "
+    lines += ["", "Each operator's output (RTL or host) is compared with LiteRT running that operator alone (a "
+                  "one-operator model, same input and quantization) on the same path, RESHAPE excepted; the "
+                  "network's output with LiteRT running the whole model. \"formula\" is `EngineConfig.layer_cycles`; SCALE-Sim OS is "
                   "`ceil(M/R)*ceil(N/C)*(K+R+C-2)` without overlap.", ""]
     out = ("bit-exact" if t["output_mismatches"] == 0 else
            f"{t['output_mismatches']} of {t['outputs']} differ" if t["output_mismatches"] > 0 else "shape differs")
@@ -147,8 +149,9 @@ def register(verbs: dict) -> None:
     p = verbs["run"].add_parser("tflite", help="an int8 TFLite model with every convolution on the ConvEngine RTL, "
                                                "checked against LiteRT on one TFLite path",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("model", metavar="MODEL.tflite", help="int8 TFLite model (CONV_2D, DEPTHWISE_CONV_2D, RESHAPE), "
-                                                         "e.g. from examples/tflite_mobilenet.py")
+    p.add_argument("model", metavar="MODEL.tflite", help="int8 TFLite model (CONV_2D, DEPTHWISE_CONV_2D, "
+                                                         "FULLY_CONNECTED, AVERAGE_POOL_2D, RESHAPE), e.g. from "
+                                                         "examples/tflite_mobilenet.py")
     add_fields(p, FIELDS)
     p.set_defaults(func=_run_tflite)
     remember_flags(p)
