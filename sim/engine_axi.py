@@ -44,10 +44,23 @@ def axi_manifest(cfg: AxiConfig, component: EngineAxi | None = None) -> dict:
     from convgen.hdl.generate import block_manifest
 
     comp = component or EngineAxi(cfg)
+    comp._MustUse__silence = True      # only its signature is needed here
     man = block_manifest(comp, cfg.module_name, block="engine_axi", parameters=cfg.to_dict(),
                          extra=manifest_extra(cfg))
-    man["ports"] = [p for p in man["ports"] if p["name"] not in ("clk", "rst")]
+    man["ports"] = [dict(p, protocol=_protocol(p["name"])) for p in man["ports"] if p["name"] not in ("clk", "rst")]
     return man
+
+
+def _protocol(port: str) -> str:
+    if port == "ap_clk":
+        return "clock: every register samples on its rising edge"
+    if port == "ap_rst_n":
+        return "reset: synchronous, active low"
+    if port == "interrupt":
+        return "level, active high: GIE & |(IER & ISR)"
+    if port.startswith("s_axi_control_"):
+        return "AXI4-Lite slave s_axi_control"
+    return "AXI4 master m_axi_gmem"
 
 
 def generate_axi(cfg: AxiConfig, out_dir) -> dict:
@@ -58,6 +71,7 @@ def generate_axi(cfg: AxiConfig, out_dir) -> dict:
 
     name = cfg.module_name
     comp = EngineAxi(cfg)
+    comp._MustUse__silence = True      # the Verilog comes from the cache or its own instance
     text = axi_verilog(cfg)
     man = axi_manifest(cfg, comp)
     out = Path(out_dir)

@@ -18,6 +18,7 @@ import numpy as np
 from convgen.core.fields import Field
 from convgen.core.params import ConfigError
 from convgen.hdl.engine import ConvEngine, EngineConfig
+from convgen.hdl.engine_axi import AXI_FIELDS, EngineAxi, axi_component
 from convgen.hdl.engine_soc import BUFFER_FIELDS, EngineWithBuffers, check_buffer_target, soc_component, soc_verilog
 
 from .common import Block, CLIError, Run, _config, _read, add_fields, check_output_dir, check_output_file, \
@@ -36,10 +37,29 @@ ENGINE_WAVES = {"verilator": "fst", "icarus": "vcd"}
 
 BARE = Field("bare", False, "the engine alone, its memory ports at the module boundary (default: the engine "
                             "with on-chip x/w/p/y buffers and a host bus, hdl/engine_soc.py)")
-OPTIONS = (BARE, *BUFFER_FIELDS)
+AXI = Field("axi", False, "the engine as AXI IP (hdl/engine_axi.py): an AXI4-Lite control slave s_axi_control with "
+                          "the HLS register map, an AXI4 master m_axi_gmem, interrupt, ap_clk/ap_rst_n; generate also "
+                          "writes the register map (.md), a C header and the Python driver")
+OPTIONS = (BARE, *BUFFER_FIELDS, AXI, *AXI_FIELDS)
+
+
+def _axi_flag_problem(opts, flags) -> str | None:
+    """--axi combined with options of another wrapper, or AXI options without --axi."""
+    name = lambda n: flags.get(n, "--" + n.replace("_", "-"))  # noqa: E731
+    if opts.get("axi"):
+        for other in ("bare", "spram"):
+            if opts.get(other):
+                return f"{name(other)} cannot go with {name('axi')} (the AXI wrapper has no on-chip buffers)"
+        return None
+    for f in AXI_FIELDS:
+        if opts.get(f.name, f.default) != f.default:
+            return f"{name(f.name)} needs {name('axi')}"
+    return None
 
 
 def _component(cfg, opts):
+    if opts.get("axi"):
+        return axi_component(cfg, opts)
     if opts.get("bare"):
         return ConvEngine(cfg), cfg.module_name
     return soc_component(cfg, opts)
@@ -52,6 +72,9 @@ def _verilog(component, name) -> str:
 
 
 def _check(cfg, opts, flow, flags) -> None:
+    problem = _axi_flag_problem(opts, flags)
+    if problem:
+        raise CLIError(problem)
     if opts.get("bare") and opts.get("spram"):
         raise CLIError(f"{flags.get('spram', '--spram')} places on-chip buffers: it cannot go with --bare")
     check_buffer_target(opts.get("spram", ""), flow["target"], label=lambda n: flags.get(n, n))
@@ -62,6 +85,20 @@ def _generate(cfg, out_dir, opts) -> dict:
     from convgen.hdl.generate import write_block
     from convgen.sim.engine import generate
 
+    problem = _axi_flag_problem(opts, {})
+    if problem:
+        raise CLIError(problem)
+    if opts.get("axi"):
+        from convgen.hdl.engine_axi import AxiConfig
+        from convgen.sim.engine_axi import generate_axi
+
+        acfg = AxiConfig.from_options(cfg, opts)
+        out = generate_axi(acfg, out_dir)
+        return {"verilog": str(out["verilog"]), "manifest": str(out["manifest_path"]), "core": str(out["core"]),
+                "regmap": str(out["regmap"]), "header": str(out["header"]), "driver": str(out["driver"]),
+                "module": out["manifest"]["module"], "axi": True, "axi_data_width": acfg.data_width,
+                "strides": {t: acfg.stride(t) for t in ("x", "w", "p", "y")},
+                "rows": cfg.rows, "cols": cfg.cols, "vec": cfg.vec, "max_k": cfg.max_k, "rounding": cfg.rounding}
     if opts.get("bare"):
         out = generate(cfg, out_dir)
     else:
