@@ -158,11 +158,13 @@ class AxiMemoryMaster(wiring.Component):
     """
 
     def __init__(self, *, reads, write, index_width: int, addr_width: int = 32, data_width: int = 64,
-                 id_width: int = 2, max_reads: int = 8, max_writes: int = 8, fault: str = ""):
+                 id_width: int = 2, max_reads: int = 8, max_writes: int = 8, max_burst: int = 16, fault: str = ""):
         if data_width not in (32, 64, 128, 256, 512):
             raise TypeError(f"data_width must be one of 32, 64, 128, 256, 512, not {data_width!r}")
         if (1 << id_width) < len(reads):
             raise TypeError(f"id_width {id_width} cannot number {len(reads)} read ports")
+        if not isinstance(max_burst, int) or not 1 <= max_burst <= 256:
+            raise TypeError(f"max_burst must be an integer in 1..256, not {max_burst!r}")
         if fault not in ("", "burst_addr"):
             raise TypeError(f"fault must be '' or 'burst_addr', not {fault!r}")
         self._reads = [(name, shape, Shape.cast(shape).width) for name, shape in reads]
@@ -171,6 +173,7 @@ class AxiMemoryMaster(wiring.Component):
         self._aw, self._dw, self._idw = addr_width, data_width, id_width
         self._max_reads, self._max_writes = max_reads, max_writes
         self._fault = fault
+        self._max_burst = max_burst
         idx = data.StructLayout({"addr": index_width})
         members = {"bus": Out(axi4_signature(addr_width, data_width, id_width))}
         for name, shape, _ in self._reads:
@@ -198,6 +201,13 @@ class AxiMemoryMaster(wiring.Component):
         """AXI beats per word of port ``name`` (1: a single-beat transfer, else the burst length)."""
         return max(1, self.stride(name) // self.bus_bytes)
 
+    def burst_words(self, name: str) -> int:
+        """Words one read burst of port ``name`` may gather: 1 for a word narrower than the
+        bus (one beat each), else ``max_burst // beats`` (at least 1)."""
+        if self.stride(name) < self.bus_bytes:
+            return 1
+        return max(1, self._max_burst // self.beats(name))
+
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
@@ -208,18 +218,20 @@ class AxiMemoryMaster(wiring.Component):
                      bus.awsize.eq(sz), bus.awburst.eq(BURST_INCR), bus.awcache.eq(CACHE_MODIFIABLE),
                      bus.awlock.eq(0), bus.awprot.eq(0), bus.awqos.eq(0), bus.awid.eq(0)]
 
-        # -- reads: round-robin onto one AR register stage ------------------------------------
+        # -- reads: gather contiguous requests into bursts, round-robin onto one AR stage ----
         NR = len(self._reads)
         ar_valid = Signal(name="ar_valid")
         ar_addr = Signal(AW, name="ar_addr")
         ar_len = Signal(8, name="ar_len")
         ar_id = Signal(self._idw, name="ar_id")
         m.d.comb += [bus.arvalid.eq(ar_valid), bus.araddr.eq(ar_addr), bus.arlen.eq(ar_len), bus.arid.eq(ar_id)]
-        in_flight = Signal(range(self._max_reads + 1), name="reads_in_flight")
+        in_flight = Signal(range(self._max_reads + NR + 1), name="reads_in_flight")
         last = Signal(range(max(2, NR)), name="ar_last_grant")
-        can = Signal(name="ar_can_issue")
-        m.d.comb += can.eq((~ar_valid | bus.arready) & (in_flight < self._max_reads))
+        free = Signal(name="ar_free")
+        room = Signal(name="ar_room")
+        m.d.comb += [free.eq(~ar_valid | bus.arready), room.eq(in_flight < self._max_reads)]
         reqs = [getattr(self, f"{n}_req") for n, _, _ in self._reads]
+        cand = [Signal(name=f"ar_cand_{n}") for n, _, _ in self._reads]     # wants the AR stage
         grant = [Signal(name=f"ar_grant_{n}") for n, _, _ in self._reads]
         # (continuous expressions, not a comb Switch: Icarus leaves an always @* block X until
         # one of its inputs changes, docs/adding-a-block.md)
@@ -231,45 +243,84 @@ class AxiMemoryMaster(wiring.Component):
                 # j goes before i when, after the last grant `lst`, j comes first in the rotation
                 before = [lst for lst in range(NR) if (j - lst - 1) % NR < (i - lst - 1) % NR]
                 if before:
-                    beaten = beaten | (reqs[j].valid & Cat(*(last == lst for lst in before)).any())
-            m.d.comb += grant[i].eq(reqs[i].valid & ~beaten)
+                    beaten = beaten | (cand[j] & Cat(*(last == lst for lst in before)).any())
+            m.d.comb += grant[i].eq(free & cand[i] & ~beaten)
+        emit_any = Signal(name="ar_emit")
+        m.d.comb += emit_any.eq(Cat(*grant).any())
         fifos = {}
-        issue = Signal(name="ar_issue")
-        m.d.comb += issue.eq(can & Cat(*(g for g in grant)).any())
+        accepted = []
         for i, (name, shape, bits) in enumerate(self._reads):
             stride = word_stride(bits)
             beats = max(1, stride // BB)
+            words = self.burst_words(name)
             req = reqs[i]
             byte = Signal(AW, name=f"{name}_byte_addr")
             m.d.comb += byte.eq(getattr(self, f"{name}_base") + (req.payload.addr << _log2(stride)))
-            ok = Const(1)
+            take = Signal(name=f"{name}_take")
+            ok = room
             if stride < BB:
                 # which `stride`-byte lane of the bus word holds the answer, per request in order
                 lanes = BB // stride
-                fifo = SyncFIFOBuffered(width=_log2(lanes), depth=self._max_reads)
+                fifo = SyncFIFOBuffered(width=_log2(lanes), depth=self._max_reads + NR)
                 m.submodules[f"{name}_lane_fifo"] = fifo
                 fifos[name] = fifo
-                ok = fifo.w_rdy
-                m.d.comb += [fifo.w_data.eq(byte[_log2(stride):sz]), fifo.w_en.eq(req.valid & req.ready)]
-                addr = Cat(Const(0, sz), byte[sz:])
-            else:
-                addr = byte
-                if self._fault == "burst_addr" and beats > 1:
-                    addr = byte + BB   # injected fault: the burst starts one beat too high
-            m.d.comb += req.ready.eq(can & grant[i] & ok)
-            with m.If(req.valid & req.ready):
-                m.d.sync += [ar_valid.eq(1), ar_addr.eq(addr), ar_len.eq(beats - 1), ar_id.eq(i), last.eq(i)]
-        with m.If(~issue & bus.arready):
+                ok = room & fifo.w_rdy
+                m.d.comb += [fifo.w_data.eq(byte[_log2(stride):sz]), fifo.w_en.eq(take)]
+            m.d.comb += take.eq(req.valid & req.ready)
+            accepted.append(take)
+
+            def emit(addr, nwords, i=i, beats=beats):
+                length = (nwords << _log2(beats)) - 1 if beats > 1 or not isinstance(nwords, int) else nwords - 1
+                if self._fault == "burst_addr":
+                    addr = Mux(length != 0, addr + BB, addr)   # injected fault: a burst starts one beat too high
+                m.d.sync += [ar_valid.eq(1), ar_addr.eq(addr), ar_len.eq(length), ar_id.eq(i), last.eq(i)]
+
+            if words == 1:
+                # one AR per word, straight from the request
+                m.d.comb += [cand[i].eq(req.valid & ok), req.ready.eq(grant[i])]
+                with m.If(grant[i]):
+                    emit(Cat(Const(0, sz), byte[sz:]) if stride < BB else byte, 1)
+                continue
+            # gather: a request that continues the open burst (next address, same 4 KiB page,
+            # not full) joins it; the burst goes to the AR stage in the first cycle nothing joins
+            g_valid = Signal(name=f"{name}_g_valid")
+            g_addr = Signal(AW, name=f"{name}_g_addr")
+            g_next = Signal(AW, name=f"{name}_g_next")
+            g_n = Signal(range(words), name=f"{name}_g_words")
+            contig = Signal(name=f"{name}_contig")
+            extend = Signal(name=f"{name}_extend")
+            m.d.comb += [
+                contig.eq(g_valid & (byte == g_next) & (g_n != words - 1) & (byte[12:] == g_addr[12:])),
+                extend.eq(req.valid & ok & contig),
+                cand[i].eq(g_valid & ~extend),
+                req.ready.eq(ok & (contig | ~g_valid | grant[i])),
+            ]
+            with m.If(grant[i]):
+                emit(g_addr, g_n + 1)
+            with m.If(extend):
+                m.d.sync += [g_n.eq(g_n + 1), g_next.eq(g_next + stride)]
+            with m.Elif(take):
+                m.d.sync += [g_valid.eq(1), g_addr.eq(byte), g_next.eq(byte + stride), g_n.eq(0)]
+            with m.Elif(grant[i]):
+                m.d.sync += g_valid.eq(0)
+        with m.If(~emit_any & bus.arready):
             m.d.sync += ar_valid.eq(0)
 
-        # -- R: route by RID, assemble multi-beat words --------------------------------------
+        # -- R: route by RID, words delimited by each port's beat count ----------------------
         r_fire = bus.rvalid & bus.rready
-        rsp_ready = Signal(name="r_word_ready")
-        m.d.comb += rsp_ready.eq(~Cat(*((bus.rid == i) & ~getattr(self, f"{name}_rsp").ready
-                                       for i, (name, _, _) in enumerate(self._reads))).any())
-        m.d.comb += bus.rready.eq(~bus.rlast | rsp_ready)
-        r_done = r_fire & bus.rlast & (bus.rid < NR)
-        m.d.sync += in_flight.eq(in_flight + issue - r_done)
+        ends, blocks = [], []
+        counts = {}
+        for i, (name, _, bits) in enumerate(self._reads):
+            beats = max(1, word_stride(bits) // BB)
+            if beats > 1:
+                counts[name] = cnt = Signal(range(beats), name=f"{name}_beat")
+                ends.append((bus.rid == i) & (cnt == beats - 1))
+            else:
+                ends.append(bus.rid == i)
+            blocks.append(ends[-1] & ~getattr(self, f"{name}_rsp").ready)
+        word_end = Signal(name="r_word_end")
+        m.d.comb += [word_end.eq(Cat(*ends).any()), bus.rready.eq(~Cat(*blocks).any())]
+        m.d.sync += in_flight.eq(in_flight + sum(accepted) - (r_fire & word_end))
         m.d.comb += [self.reads_pending.eq(in_flight != 0), self.rd_error.eq(r_fire & bus.rresp[1])]
         for i, (name, shape, bits) in enumerate(self._reads):
             stride = word_stride(bits)
@@ -277,9 +328,12 @@ class AxiMemoryMaster(wiring.Component):
             rsp = getattr(self, f"{name}_rsp")
             mine = bus.rvalid & (bus.rid == i)
             if beats > 1:
+                cnt = counts[name]
                 held = Signal((beats - 1) * DW, name=f"{name}_beats")
-                with m.If(mine & bus.rready & ~bus.rlast):
-                    m.d.sync += held.eq(Cat(held[DW:], bus.rdata) if beats > 2 else bus.rdata)
+                with m.If(mine & bus.rready):
+                    m.d.sync += cnt.eq(Mux(cnt == beats - 1, 0, cnt + 1))
+                    with m.If(cnt != beats - 1):
+                        m.d.sync += held.eq(Cat(held[DW:], bus.rdata) if beats > 2 else bus.rdata)
                 word = Cat(held, bus.rdata)
             elif stride < BB:
                 fifo = fifos[name]
@@ -287,7 +341,7 @@ class AxiMemoryMaster(wiring.Component):
                 m.d.comb += fifo.r_en.eq(rsp.valid & rsp.ready)
             else:
                 word = bus.rdata
-            m.d.comb += [rsp.valid.eq(mine & bus.rlast), rsp.payload.eq(word[:bits])]
+            m.d.comb += [rsp.valid.eq(mine & ends[i]), rsp.payload.eq(word[:bits])]
 
         # -- writes: AW and W from one request ------------------------------------------------
         wname, wbits = self._write

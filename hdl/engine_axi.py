@@ -49,6 +49,9 @@ AXI_FIELDS = (
     Field("axi_addr_width", 32, "AXI4 master byte address width (m_axi_gmem_araddr/awaddr)", lo=32, hi=64),
     Field("axi_max_reads", 8, "AXI reads in flight at most (AR issued, last R beat not yet taken)", lo=1, hi=64),
     Field("axi_max_writes", 8, "AXI writes waiting for their B response at most", lo=1, hi=64),
+    Field("axi_max_burst", 16, "longest AXI read burst in beats: address-sequential word reads of a port that "
+                               "arrive on consecutive cycles are gathered into one INCR burst (1: one read per "
+                               "word)", lo=1, hi=256),
     Field("axi_fault", "", "inject a known fault for testbenches (burst_addr: every multi-beat read burst starts "
                            "one bus beat too high)", choices=("", "burst_addr")),
 )
@@ -88,6 +91,7 @@ class AxiConfig:
     addr_width: int = 32
     max_reads: int = 8
     max_writes: int = 8
+    max_burst: int = 16
     fault: str = ""
 
     def __post_init__(self):
@@ -327,7 +331,7 @@ class EngineAxi(wiring.Component):
         m.submodules.gmem = mst = AxiMemoryMaster(
             reads=[(t, getattr(eng, f"{t}_rsp").payload.shape()) for t in READS], write=("y", 8 * e.cols),
             index_width=e.addr_width, addr_width=cfg.addr_width, data_width=cfg.data_width, id_width=ID_WIDTH,
-            max_reads=cfg.max_reads, max_writes=cfg.max_writes, fault=cfg.fault)
+            max_reads=cfg.max_reads, max_writes=cfg.max_writes, max_burst=cfg.max_burst, fault=cfg.fault)
         for prefix, bus, sig, flip in (("s_axi_control", sl.bus, axi4_lite_signature(ctrl_addr_width(cfg)), True),
                                        ("m_axi_gmem", mst.bus, axi4_signature(cfg.addr_width, cfg.data_width,
                                                                               ID_WIDTH), False)):

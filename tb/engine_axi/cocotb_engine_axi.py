@@ -54,6 +54,7 @@ CFG = AxiConfig(ENGINE, **{k[4:]: v for k, v in _P.items()})
 REGMAP = regmap_dict(CFG)
 SEED = int(os.environ.get("CONVGEN_SEED", "1"))
 MEM_BYTES = 1 << 20
+READS = ("x", "w", "p")     # ARID order
 
 #: name -> (layer, int8 activations?); small, for per-cycle Python
 LAYERS = {
@@ -88,6 +89,7 @@ class TB:
         self.writes = []        # AW addresses
         self.reads = []         # AR addresses
         self.irq_seen = False
+        self.gathered = 0       # read bursts of more than one word
 
     async def start(self):
         self.dut.ap_rst_n.value = 0
@@ -104,7 +106,8 @@ class TB:
             if int(d.m_axi_gmem_awvalid.value) and int(d.m_axi_gmem_awready.value):
                 self.writes.append(int(d.m_axi_gmem_awaddr.value))
             if int(d.m_axi_gmem_arvalid.value) and int(d.m_axi_gmem_arready.value):
-                self.reads.append((int(d.m_axi_gmem_araddr.value), int(d.m_axi_gmem_arlen.value)))
+                self.reads.append((int(d.m_axi_gmem_araddr.value), int(d.m_axi_gmem_arlen.value),
+                                   int(d.m_axi_gmem_arid.value)))
             if int(d.interrupt.value):
                 self.irq_seen = True
 
@@ -144,7 +147,9 @@ def _check_regions(tb, job, layer, n_reads, n_writes):
     bad_w = [a for a in writes if not (ys // bb * bb <= a < ys + yn)]
     assert not bad_w, f"writes outside the y region [{ys:#x}, {ys + yn:#x}): {[hex(a) for a in bad_w[:4]]}"
     assert len(writes) == job.words["y"], f"{len(writes)} AXI writes, {job.words['y']} y words expected"
-    for a, ln in reads:
+    for a, ln, rid in reads:
+        assert ln + 1 <= max(CFG.max_burst, REGMAP["beats"][READS[rid]]), f"a burst of {ln + 1} beats"
+        assert a % 4096 + (ln + 1) * bb <= 4096, f"a burst at {a:#x} of {ln + 1} beats crosses 4 KiB"
         ok = any(layer.addr[t] // bb * bb <= a and a + (ln + 1) * bb <= layer.addr[t] + max(
             bb, job.words[t] * CFG.stride(t)) + bb for t in ("x", "w", "p"))
         assert ok, f"read at {a:#x} (len {ln}) outside the layer's x, w and p images"
@@ -184,8 +189,12 @@ async def layers_back_to_back(dut):
         await RisingEdge(dut.ap_clk)
         ctrl = await tb.lite.read_dword(REGMAP["registers"]["ctrl"]["offset"])
         assert ctrl & 0b110 == 0b100, f"CTRL 0x{ctrl:x} after the layer: want ap_idle, no ap_done"
+        gathered = sum(ln + 1 > REGMAP["beats"][READS[i]] for _, ln, i in tb.reads[nr:])
         dut._log.info(f"layer {name}: OK, engine {out.engine_cycles} cycles, total {out.total_cycles}, "
-                      f"{len(tb.reads) - nr} AXI reads, {len(tb.writes) - nw} writes")
+                      f"{len(tb.reads) - nr} AXI reads ({gathered} of several words), {len(tb.writes) - nw} writes")
+        tb.gathered += gathered
+    if CFG.max_burst > max(REGMAP["beats"].values()):
+        assert tb.gathered > 0, "no read burst gathered several words"
 
 
 @cocotb.test()
