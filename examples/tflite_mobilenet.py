@@ -1,6 +1,6 @@
-"""Write a small MobileNetV1-style int8 TFLite model and an input for it, deterministically.
+"""Write a small MobileNet-style int8 TFLite model and an input for it, deterministically.
 
-    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--seed N] [--size S] [--head conv|fc]
+    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--arch v1|v2] [--seed N] [--size S] [--head conv|fc]
     .venv/bin/convgen run tflite OUT_DIR/mobilenet_int8.tflite --input OUT_DIR/x.npy --path xnnpack --engine 8x8
 
 No TensorFlow: the flatbuffer is written with the pinned ``tflite`` schema package
@@ -8,7 +8,9 @@ No TensorFlow: the flatbuffer is written with the pinned ``tflite`` schema packa
 blocks (DEPTHWISE_CONV_2D + 1x1 CONV_2D, ReLU6; one depthwise layer with 20 channels, so TFLite's
 optimized kernel rounds 4 of them with its scalar code), TF-slim's head: a global AVERAGE_POOL_2D,
 the logits as a 1x1 CONV_2D and a RESHAPE to [1, 10] (``--head fc``: a RESHAPE and a
-FULLY_CONNECTED instead, Keras' head). Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
+FULLY_CONNECTED instead, Keras' head). ``--arch v2`` (``convgen.golden.tflite_net.mobilenet_v2``):
+MobileNetV2 inverted residual blocks (1x1 expansion, depthwise, linear 1x1 projection, ADD of the
+block's input), then the same pooled head. Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
 reference path's golden model. The same seed and size give the same bytes.
 """
 
@@ -18,17 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from convgen.golden.tflite_net import mobilenet
+from convgen.golden.tflite_net import mobilenet, mobilenet_v2
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("out_dir", nargs="?", default=".")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--size", type=int, default=16, help="input height and width (a multiple of 4)")
-ap.add_argument("--head", choices=("conv", "fc"), default="conv", help="logits as a 1x1 CONV_2D or a FULLY_CONNECTED")
+ap.add_argument("--head", choices=("conv", "fc"), default="conv", help="v1: logits as a 1x1 CONV_2D or a FULLY_CONNECTED")
+ap.add_argument("--arch", choices=("v1", "v2"), default="v1", help="MobileNetV1 or MobileNetV2 style")
 args = ap.parse_args()
 if args.size < 4 or args.size % 4:
     ap.error(f"--size must be a positive multiple of 4, not {args.size}")
-model, x = mobilenet(args.seed, args.size, args.head)
+if args.arch == "v2" and args.head != "conv":
+    ap.error("--head applies to --arch v1 only")
+model, x = mobilenet(args.seed, args.size, args.head) if args.arch == "v1" else mobilenet_v2(args.seed, args.size)
 out = Path(args.out_dir)
 out.mkdir(parents=True, exist_ok=True)
 (out / "mobilenet_int8.tflite").write_bytes(model)

@@ -20,7 +20,7 @@ requantizer mode of one TFLite path, checked against the TFLite interpreter on t
    output against LiteRT running the whole model.
 
 On the engine: CONV_2D, DEPTHWISE_CONV_2D and (on the ``opt`` and ``xnnpack`` paths)
-FULLY_CONNECTED as a 1x1 convolution. On the host: AVERAGE_POOL_2D, RESHAPE, and the reference
+FULLY_CONNECTED as a 1x1 convolution. On the host: ADD, AVERAGE_POOL_2D, RESHAPE, and the reference
 path's FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``:
 no requantizer mode does that).
 """
@@ -197,8 +197,7 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
             t = graph.tensors[op.outputs[0]]
             bad = outputs = None
             if op.kind != "RESHAPE":
-                want = F.run_path(N.single_op_model(graph, op), values[op.inputs[0]].astype(np.int8), path,
-                                  check_delegated=False)
+                want = N.litert_op(graph, op, values, path)
                 got = values[op.outputs[0]]
                 bad = int((got != want).sum()) if got.shape == want.shape else -1
                 outputs = int(want.size)
