@@ -124,7 +124,7 @@ class AxiConfig:
     def module_name(self) -> str:
         base = self.engine.module_name.replace("convgen_engine_", "convgen_engine_axi_", 1)
         f = f"_afault_{self.fault}" if self.fault else ""
-        return f"{base}_d{self.data_width}a{self.addr_width}r{self.max_reads}w{self.max_writes}{f}"
+        return f"{base}_d{self.data_width}a{self.addr_width}r{self.max_reads}w{self.max_writes}l{self.max_burst}{f}"
 
     def to_dict(self) -> dict:
         return {"engine": self.engine.to_dict(), **{f.name: getattr(self, f.name[4:]) for f in AXI_FIELDS}}
