@@ -343,7 +343,18 @@ class AxiMemoryMaster(wiring.Component):
                 word = bus.rdata
             m.d.comb += [rsp.valid.eq(mine & ends[i]), rsp.payload.eq(word[:bits])]
 
-        # -- writes: AW and W from one request ------------------------------------------------
+        # -- writes ----------------------------------------------------------------------------
+        if self.burst_words(self._write[0]) == 1:
+            self._writes_single(m)
+        else:
+            self._writes_gathered(m)
+        return m
+
+    def _writes_single(self, m):
+        """One AW and the word's W beats per write request, issued in the same cycle."""
+        bus = self.bus
+        BB, DW, AW = self.bus_bytes, self._dw, self._aw
+        sz = _log2(BB)
         wname, wbits = self._write
         y = getattr(self, f"{wname}_req")
         stride = word_stride(wbits)
@@ -387,4 +398,72 @@ class AxiMemoryMaster(wiring.Component):
         m.d.sync += b_wait.eq(b_wait + y_fire - b_fire)
         m.d.comb += [self.writes_pending.eq((b_wait != 0) | w_busy | aw_valid),
                      self.wr_error.eq(b_fire & bus.bresp[1])]
-        return m
+
+    def _writes_gathered(self, m):
+        """Writes of words at least as wide as the bus: contiguous words that arrive on
+        consecutive cycles gather into one burst (as the reads do); their data waits in a FIFO
+        until the burst is closed and its AW issued, then the W beats follow from the FIFO."""
+        bus = self.bus
+        BB, DW, AW = self.bus_bytes, self._dw, self._aw
+        wname, wbits = self._write
+        y = getattr(self, f"{wname}_req")
+        stride = word_stride(wbits)
+        beats = max(1, stride // BB)
+        words = self.burst_words(wname)
+        nbytes = -(-wbits // 8)
+        m.submodules.w_data_fifo = dfifo = SyncFIFOBuffered(width=8 * stride, depth=2 * words)
+        m.submodules.w_len_fifo = lfifo = SyncFIFOBuffered(width=max(1, (words - 1).bit_length()), depth=4)
+        aw_valid = Signal(name="aw_valid")
+        aw_addr = Signal(AW, name="aw_addr")
+        aw_len = Signal(8, name="aw_len")
+        b_wait = Signal(range(self._max_writes + 1), name="b_outstanding")
+        g_valid = Signal(name="y_g_valid")
+        g_addr = Signal(AW, name="y_g_addr")
+        g_next = Signal(AW, name="y_g_next")
+        g_n = Signal(range(words), name="y_g_words")
+        byte = Signal(AW, name=f"{wname}_byte_addr")
+        contig = Signal(name="y_contig")
+        extend = Signal(name="y_extend")
+        emit = Signal(name="y_emit")
+        m.d.comb += [
+            byte.eq(getattr(self, f"{wname}_base") + (y.payload.addr << _log2(stride))),
+            contig.eq(g_valid & (byte == g_next) & (g_n != words - 1) & (byte[12:] == g_addr[12:])),
+            extend.eq(y.valid & dfifo.w_rdy & contig),
+            emit.eq(g_valid & ~extend & (~aw_valid | bus.awready) & lfifo.w_rdy & (b_wait < self._max_writes)),
+            y.ready.eq(dfifo.w_rdy & (contig | ~g_valid | emit)),
+            dfifo.w_en.eq(y.valid & y.ready), dfifo.w_data.eq(y.payload.data),
+            lfifo.w_en.eq(emit), lfifo.w_data.eq(g_n),
+            bus.awvalid.eq(aw_valid), bus.awaddr.eq(aw_addr), bus.awlen.eq(aw_len), bus.bready.eq(1),
+        ]
+        with m.If(emit):
+            m.d.sync += [aw_valid.eq(1), aw_addr.eq(g_addr), aw_len.eq(((g_n + 1) << _log2(beats)) - 1)]
+        with m.Elif(bus.awready):
+            m.d.sync += aw_valid.eq(0)
+        with m.If(extend):
+            m.d.sync += [g_n.eq(g_n + 1), g_next.eq(g_next + stride)]
+        with m.Elif(y.valid & y.ready):
+            m.d.sync += [g_valid.eq(1), g_addr.eq(byte), g_next.eq(byte + stride), g_n.eq(0)]
+        with m.Elif(emit):
+            m.d.sync += g_valid.eq(0)
+        # W: the beats of the head burst's words, from the FIFO
+        wb = Signal(range(max(2, beats)), name="w_beat")
+        ww = Signal(range(words), name="w_word")
+        last_beat = wb == beats - 1
+        mask = Const((1 << nbytes) - 1, beats * BB)
+        w_last = Signal(name="w_last")
+        m.d.comb += [
+            bus.wvalid.eq(lfifo.r_rdy & dfifo.r_rdy),
+            bus.wdata.eq(dfifo.r_data.word_select(wb, DW) if beats > 1 else dfifo.r_data),
+            bus.wstrb.eq(mask.word_select(wb, BB) if beats > 1 else mask),
+            w_last.eq(last_beat & (ww == lfifo.r_data)), bus.wlast.eq(w_last),
+        ]
+        w_fire = bus.wvalid & bus.wready
+        m.d.comb += [dfifo.r_en.eq(w_fire & last_beat), lfifo.r_en.eq(w_fire & w_last)]
+        with m.If(w_fire):
+            m.d.sync += wb.eq(Mux(last_beat, 0, wb + 1))
+            with m.If(last_beat):
+                m.d.sync += ww.eq(Mux(w_last, 0, ww + 1))
+        b_fire = bus.bvalid & bus.bready
+        m.d.sync += b_wait.eq(b_wait + emit - b_fire)
+        m.d.comb += [self.writes_pending.eq(g_valid | aw_valid | lfifo.r_rdy | dfifo.r_rdy | (b_wait != 0)),
+                     self.wr_error.eq(b_fire & bus.bresp[1])]

@@ -49,9 +49,9 @@ AXI_FIELDS = (
     Field("axi_addr_width", 32, "AXI4 master byte address width (m_axi_gmem_araddr/awaddr)", lo=32, hi=64),
     Field("axi_max_reads", 8, "AXI reads in flight at most (AR issued, last R beat not yet taken)", lo=1, hi=64),
     Field("axi_max_writes", 8, "AXI writes waiting for their B response at most", lo=1, hi=64),
-    Field("axi_max_burst", 16, "longest AXI read burst in beats: address-sequential word reads of a port that "
-                               "arrive on consecutive cycles are gathered into one INCR burst (1: one read per "
-                               "word)", lo=1, hi=256),
+    Field("axi_max_burst", 16, "longest gathered AXI burst in beats: address-sequential word reads of a port "
+                               "(and y writes) that arrive on consecutive cycles form one INCR burst (1: one "
+                               "transfer per word)", lo=1, hi=256),
     Field("axi_fault", "", "inject a known fault for testbenches (burst_addr: every multi-beat read burst starts "
                            "one bus beat too high)", choices=("", "burst_addr")),
 )

@@ -104,7 +104,7 @@ class TB:
             await RisingEdge(d.ap_clk)
             await ReadOnly()
             if int(d.m_axi_gmem_awvalid.value) and int(d.m_axi_gmem_awready.value):
-                self.writes.append(int(d.m_axi_gmem_awaddr.value))
+                self.writes.append((int(d.m_axi_gmem_awaddr.value), int(d.m_axi_gmem_awlen.value)))
             if int(d.m_axi_gmem_arvalid.value) and int(d.m_axi_gmem_arready.value):
                 self.reads.append((int(d.m_axi_gmem_araddr.value), int(d.m_axi_gmem_arlen.value),
                                    int(d.m_axi_gmem_arid.value)))
@@ -143,10 +143,17 @@ def _check_regions(tb, job, layer, n_reads, n_writes):
     aligned down to the bus width)."""
     bb = CFG.data_width // 8
     writes, reads = tb.writes[n_writes:], tb.reads[n_reads:]
-    ys, yn = layer.addr["y"], job.words["y"] * CFG.stride("y")
-    bad_w = [a for a in writes if not (ys // bb * bb <= a < ys + yn)]
+    ys, yn, sy = layer.addr["y"], job.words["y"] * CFG.stride("y"), CFG.stride("y")
+    bad_w = [a for a, ln in writes if not (ys // bb * bb <= a and a + (ln + 1) * bb <= max(ys + yn, ys // bb * bb + bb))]
     assert not bad_w, f"writes outside the y region [{ys:#x}, {ys + yn:#x}): {[hex(a) for a in bad_w[:4]]}"
-    assert len(writes) == job.words["y"], f"{len(writes)} AXI writes, {job.words['y']} y words expected"
+    assert all(a % 4096 + (ln + 1) * bb <= 4096 for a, ln in writes), "a write burst crosses 4 KiB"
+    if sy >= bb:
+        # every y word written exactly once, by bursts of whole words
+        covered = [w for a, ln in writes for w in range((a - ys) // sy, (a - ys + (ln + 1) * bb) // sy)]
+        assert sorted(covered) == list(range(job.words["y"])), \
+            f"y words written {len(covered)} times in all, not each of the {job.words['y']} once"
+    else:
+        assert len(writes) == job.words["y"], f"{len(writes)} AXI writes, {job.words['y']} y words expected"
     for a, ln, rid in reads:
         assert ln + 1 <= max(CFG.max_burst, REGMAP["beats"][READS[rid]]), f"a burst of {ln + 1} beats"
         assert a % 4096 + (ln + 1) * bb <= 4096, f"a burst at {a:#x} of {ln + 1} beats crosses 4 KiB"
@@ -191,7 +198,8 @@ async def layers_back_to_back(dut):
         assert ctrl & 0b110 == 0b100, f"CTRL 0x{ctrl:x} after the layer: want ap_idle, no ap_done"
         gathered = sum(ln + 1 > REGMAP["beats"][READS[i]] for _, ln, i in tb.reads[nr:])
         dut._log.info(f"layer {name}: OK, engine {out.engine_cycles} cycles, total {out.total_cycles}, "
-                      f"{len(tb.reads) - nr} AXI reads ({gathered} of several words), {len(tb.writes) - nw} writes")
+                      f"{len(tb.reads) - nr} AXI reads ({gathered} of several words), {len(tb.writes) - nw} writes "
+                      f"for {job.words['y']} words")
         tb.gathered += gathered
     if CFG.max_burst > max(REGMAP["beats"].values()):
         assert tb.gathered > 0, "no read burst gathered several words"
