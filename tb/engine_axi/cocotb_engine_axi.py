@@ -90,6 +90,7 @@ class TB:
         self.reads = []         # AR addresses
         self.irq_seen = False
         self.gathered = 0       # read bursts of more than one word
+        self.read_latency = []  # cycles from each AR handshake to its first R beat
 
     async def start(self):
         self.dut.ap_rst_n.value = 0
@@ -100,14 +101,26 @@ class TB:
 
     async def _monitor(self):
         d = self.dut
+        cycle = 0
+        pending = {}            # ARID -> AR handshake cycles, in order
+        in_burst = set()
         while True:
             await RisingEdge(d.ap_clk)
             await ReadOnly()
+            cycle += 1
             if int(d.m_axi_gmem_awvalid.value) and int(d.m_axi_gmem_awready.value):
                 self.writes.append((int(d.m_axi_gmem_awaddr.value), int(d.m_axi_gmem_awlen.value)))
             if int(d.m_axi_gmem_arvalid.value) and int(d.m_axi_gmem_arready.value):
-                self.reads.append((int(d.m_axi_gmem_araddr.value), int(d.m_axi_gmem_arlen.value),
-                                   int(d.m_axi_gmem_arid.value)))
+                rid = int(d.m_axi_gmem_arid.value)
+                self.reads.append((int(d.m_axi_gmem_araddr.value), int(d.m_axi_gmem_arlen.value), rid))
+                pending.setdefault(rid, []).append(cycle)
+            if int(d.m_axi_gmem_rvalid.value) and int(d.m_axi_gmem_rready.value):
+                rid = int(d.m_axi_gmem_rid.value)
+                if rid not in in_burst and pending.get(rid):
+                    self.read_latency.append(cycle - pending[rid].pop(0))    # AR to first R beat
+                    in_burst.add(rid)
+                if int(d.m_axi_gmem_rlast.value):
+                    in_burst.discard(rid)
             if int(d.interrupt.value):
                 self.irq_seen = True
 
@@ -271,6 +284,7 @@ async def cycle_counts(dut):
     rows = []
     for name, job in zip(LAYERS, jobs):
         addr, at = layer_addresses(CFG, job, at)
+        nr = len(tb.reads)
         out = await _run(tb, axi_layer(CFG, job, addr))
         bad = layer_mismatch(job, _result(job, out))
         assert out.ok and bad is None, f"layer {name}: {out.errors} {bad}"
@@ -280,7 +294,11 @@ async def cycle_counts(dut):
         assert out.engine_cycles >= formula, f"{name}: {out.engine_cycles} cycles, below the formula {formula}"
         assert out.total_cycles > out.engine_cycles
         rows.append({"layer": name, "engine_cycles": out.engine_cycles, "total_cycles": out.total_cycles,
-                     "formula_latency1": formula})
+                     "formula_latency1": formula, "ar_transfers": len(tb.reads) - nr})
         dut._log.info(f"{name}: engine {out.engine_cycles}, total {out.total_cycles}, formula (latency 1) {formula}")
+    lat = tb.read_latency
+    dut._log.info(f"AxiRam read latency (AR handshake to first R beat): min {min(lat)}, mean "
+                  f"{sum(lat) / len(lat):.2f}, max {max(lat)} cycles over {len(lat)} reads")
     with open("cycles.json", "w") as f:
-        json.dump({"data_width": CFG.data_width, "layers": rows}, f)
+        json.dump({"data_width": CFG.data_width, "layers": rows,
+                   "read_latency": {"min": min(lat), "mean": sum(lat) / len(lat), "max": max(lat)}}, f)
