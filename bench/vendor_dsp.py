@@ -95,8 +95,11 @@ class MacGrid(wiring.Component):
     ``clr``, which reaches PE (r, c) with its operands. No read-out multiplexer or output FIFO:
     every accumulator is an output (the I/O harness observes them all)."""
 
-    def __init__(self, rows: int, cols: int, variant: str, latency: int, acc_width: int = 32):
+    def __init__(self, rows: int, cols: int, variant: str, latency: int, acc_width: int = 32,
+                 product_reg: bool = False):
         self.rows, self.cols, self.variant, self.latency, self.acc_width = rows, cols, variant, latency, acc_width
+        # product_reg: one more fabric register between the DSP and the accumulator adder
+        self.product_reg = product_reg
         super().__init__({
             "a": In(FlatArrayLayout(signed(8), rows)),
             "b": In(FlatArrayLayout(signed(8), cols)),
@@ -107,7 +110,7 @@ class MacGrid(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, L = self.rows, self.cols, self.latency
+        R, C, L = self.rows, self.cols, self.latency + int(self.product_reg)
         en = Signal()
         m.d.sync += en.eq(self.en)
         a_reg = [[Signal(signed(8), name=f"pe{r}_{c}_a", reset_less=True) for c in range(C)] for r in range(R)]
@@ -122,16 +125,21 @@ class MacGrid(wiring.Component):
                     m.d.sync += [a_reg[r][c].eq(self.a[r] if c == 0 else a_reg[r][c - 1]),
                                  b_reg[r][c].eq(self.b[c] if r == 0 else b_reg[r - 1][c])]
         for r in range(R):
-            m.submodules[f"mul_row{r}"] = mul = DspMul(variant=self.variant, lanes=C, latency=L)
+            m.submodules[f"mul_row{r}"] = mul = DspMul(variant=self.variant, lanes=C, latency=self.latency)
             m.d.comb += mul.ce.eq(en)
             for c in range(C):
                 acc = Signal(signed(self.acc_width), name=f"pe{r}_{c}_acc")
                 m.d.comb += [mul.a[c].eq(a_reg[r][c]), mul.b[c].eq(b_reg[r][c]), self.acc[r * C + c].eq(acc)]
+                product = mul.p[c]
+                if self.product_reg:
+                    product = Signal(mul.p_shape, name=f"pe{r}_{c}_prod", reset_less=True)
+                    with m.If(en):
+                        m.d.sync += product.eq(mul.p[c])
                 with m.If(en):
                     with m.If(clr[r + c + L]):
-                        m.d.sync += acc.eq(mul.p[c])
+                        m.d.sync += acc.eq(product)
                     with m.Else():
-                        m.d.sync += acc.eq(acc + mul.p[c])
+                        m.d.sync += acc.eq(acc + product)
         return m
 
 
@@ -150,6 +158,8 @@ POINTS = {
     # ECP5: 8x8 grid, 64 MULT18X18D, the array's PE today against every DSP register
     "ecp5_grid8x8_generic_l1": ("ecp5", "85k", "8x8", "generic", 1, 32),
     "ecp5_grid8x8_ecp5_l3": ("ecp5", "85k", "8x8", "ecp5", 3, 32),
+    # ... plus a fabric register between the DSP and the accumulator ("+r": latency 4)
+    "ecp5_grid8x8_ecp5_l3r": ("ecp5", "85k", "8x8+r", "ecp5", 3, 32),
     # UP5K: 8 MACs on 8 SB_MAC16 (one product each, as today) against 16 MACs on the same 8
     "up5k_row8_generic_l2": ("ice40", "up5k", 8, "generic", 2, 24),
     "up5k_row16_ice40_l3": ("ice40", "up5k", 16, "ice40", 3, 24),
@@ -160,16 +170,17 @@ POINTS = {
 def build(name: str):
     target, device, n, variant, latency, acc_width = POINTS[name]
     if isinstance(n, str):
-        rows, cols = map(int, n.split("x"))
+        rows, cols = map(int, n.removesuffix("+r").split("x"))
         top = f"convgen_macgrid_{name}"
-        return to_verilog(MacGrid(rows, cols, variant, latency, acc_width), top), top
+        grid = MacGrid(rows, cols, variant, latency, acc_width, product_reg=n.endswith("+r"))
+        return to_verilog(grid, top), top
     top = f"convgen_macrow_{name}"
     return to_verilog(MacRow(n, variant, latency, acc_width), top), top
 
 
 def macs(n) -> int:
     if isinstance(n, str):
-        rows, cols = map(int, n.split("x"))
+        rows, cols = map(int, n.removesuffix("+r").split("x"))
         return rows * cols
     return n
 
@@ -214,7 +225,7 @@ def main(argv=None) -> int:
         med = statistics.median(fmax)
         rows.append({
             "point": name, "status": "ok", "target": target, "device": last["device_name"], "macs": macs(n),
-            "variant": variant, "latency": latency, "acc_width": acc_width,
+            "variant": variant, "latency": latency + int(str(n).endswith("+r")), "acc_width": acc_width,
             "luts": r["luts"], "ffs": r["ffs"], "carries": r["carries"], "dsps": r["dsps"],
             "luts_per_mac": round(r["luts"] / macs(n), 1),
             "placed_logic": util.get(logic_bel), "placed_dsp": util.get(dsp_bel),
