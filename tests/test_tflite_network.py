@@ -9,7 +9,8 @@ it alone, and the paths differ inside the networks (counts); TFLite's reference
 FULLY_CONNECTED rounds once, ties away from zero, and ADD differs between the three paths
 (designed ties); unsupported models and bad options are one line with status 2, nothing
 written. ``-m slow``: the CLI runs the three models on a 4x4 engine (Verilator) on all three
-paths, every operator and the output equal to LiteRT.
+paths, and the MobileNetV2 model on Icarus (path opt), every operator and the output equal to
+LiteRT.
 """
 
 from __future__ import annotations
@@ -231,6 +232,25 @@ def test_bad_options(tmp_path, capsys, model, extra, needle):
     assert status == 2, err
     assert needle in err and err.startswith("convgen: error: ") and len(err.strip().splitlines()) == 1, err
     assert stdout == "" and sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.slow
+def test_run_tflite_v2_opt_on_icarus(tmp_path, capsys):
+    """End to end on the other simulator (about 9 s of CPU, over the default suite's budget):
+    the MobileNetV2-style model (ADD, a depthwise layer with 4
+    scalar channels on the optimized path) on a 4x4 engine on Icarus, path opt: every operator
+    and the output equal LiteRT."""
+    m, x = MODELS["v2"]()
+    mp, xp = tmp_path / "m.tflite", tmp_path / "x.npy"
+    mp.write_bytes(m)
+    np.save(xp, x)
+    status = main(["run", "tflite", str(mp), "--input", str(xp), "--path", "opt", "--engine", "4x4",
+                   "--sim", "icarus", "--quiet"])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["bit_exact"] and summary["convs_rtl"] == 12 and summary["layer_outputs_compared"] == 8810
+    assert "| ADD |" in stdout and stdout.count("| exact |") == 15
 
 
 @pytest.mark.slow
