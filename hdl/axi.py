@@ -12,15 +12,22 @@ bytes rounded up to a power of two (:func:`word_stride`):
 
 - ``stride < bus bytes``: one beat (``len`` 0, full bus size, address aligned down to the bus
   width); the word is picked from its byte lanes (reads) or written with byte strobes (writes);
-- ``stride >= bus bytes``: one INCR burst of ``stride / bus bytes`` beats (the word low beat
-  first). A burst never crosses a 4 KiB boundary because ``base`` is a multiple of ``stride``
-  (the wrapper checks it) and ``stride <= 64``.
+- ``stride >= bus bytes``: ``stride / bus bytes`` beats per word (the word low beat first), and
+  words at consecutive addresses that a port requests on consecutive cycles are gathered into
+  one INCR burst of at most ``max_burst`` beats within one 4 KiB page (:meth:`burst_words`).
+  A word never crosses a 4 KiB boundary because ``base`` is a multiple of ``stride`` (the
+  wrapper checks it) and ``stride <= 64``.
 
-Reads: one AR channel shared round-robin by the read ports, ``max_reads`` reads in flight,
-ARID = port number; R beats are routed by RID (interleaving between IDs is allowed), so
-responses of each port come back in request order as AXI guarantees per ID. Writes: AW and W
-are issued together from one write request; ``max_writes`` writes wait for B at most.
-Any RRESP/BRESP other than OKAY/EXOKAY raises ``rd_error``/``wr_error`` for a cycle.
+Reads: a request joins its port's open burst or waits in a one-word gather register; a burst
+leaves for the single AR register stage in the first cycle no request joins it (round-robin
+between the ports), so ARVALID rises two cycles after a burst's first request (one cycle for
+narrow words, which skip the gather). ``max_reads`` words in flight (up to ``len(reads) - 1``
+more when several ports are taken in one cycle); ARID = port number; R beats are routed by RID
+(the slave may interleave IDs) and delimited into words by each port's beat count, so each
+port's responses come back in request order, as AXI guarantees per ID. Writes: narrow words
+issue AW and W in the same cycle; wider words gather like the reads, their data in a FIFO
+until the burst's AW is issued (:meth:`_writes_gathered`). ``max_writes`` transfers wait for B
+at most. Any RRESP/BRESP other than OKAY/EXOKAY raises ``rd_error``/``wr_error`` for a cycle.
 """
 
 from __future__ import annotations
@@ -143,7 +150,10 @@ class AxiMemoryMaster(wiring.Component):
     addr_width, data_width, id_width : int
         The AXI bus (``data_width`` a power of two in 32..512).
     max_reads, max_writes : int
-        Reads in flight (AR issued, last R beat not yet taken); writes whose B has not come.
+        Words read in flight (taken from a request stream, not yet answered); write transfers
+        whose B has not come.
+    max_burst : int, 1..256
+        Longest gathered burst in beats (1: one transfer per word).
     fault : str
         ``"burst_addr"``: every multi-beat read burst starts one bus beat too high (an injected
         fault that a testbench must catch). Empty: none.
