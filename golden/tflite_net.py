@@ -3,18 +3,20 @@ TensorFlow), read back, and run op by op with the integer semantics of one TFLit
 
 - :func:`read_model` reads a ``.tflite`` file (one subgraph) into a :class:`Graph`: tensors
   with their int8/int32 data and quantization, operators with their options. Supported
-  operators: ``CONV_2D`` and ``DEPTHWISE_CONV_2D`` (int8, per-channel or per-tensor weight
-  scales, weight zero point 0, depth multiplier 1, no dilation) and ``RESHAPE`` (with the same
-  quantization on both sides); anything else is a ConfigError naming the operator.
-- :meth:`Graph.conv_fixture` turns a convolution and its input into a
+  operators (:data:`SUPPORTED_OPS`): ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``FULLY_CONNECTED``
+  (int8, per-channel or per-tensor weight scales, weight zero point 0, depth multiplier 1, no
+  dilation), ``ADD`` (same shapes), ``AVERAGE_POOL_2D``, ``MAX_POOL_2D`` and ``RESHAPE`` (the
+  same quantization on both sides); anything else is a ConfigError naming the operator.
+- :meth:`Graph.conv_fixture` turns a convolution (or a FULLY_CONNECTED) and its input into a
   :class:`convgen.golden.tflite_fixtures.ConvFixture`, so the golden model of each path
-  (``golden_path``), LiteRT on a one-operator model of that layer (``build_model`` +
-  ``run_path``) and the engine (:func:`quant_conv_for`) see the same layer.
-- :func:`run_golden` runs the graph on the golden models of a path.
-- :func:`mobilenet` writes a deterministic MobileNetV1-style int8 model (the generator behind
-  ``examples/tflite_mobilenet.py``): 3x3 stride-2 stem, depthwise-separable blocks with ReLU6,
-  a last 1x1 convolution and a RESHAPE, per-channel weight scales, output scales calibrated on
-  the generator's own input with the reference path's golden model.
+  (``golden_path``) and the engine (:func:`quant_conv_for`) see the same layer;
+  :func:`single_op_model` / :func:`litert_op` run one operator alone on LiteRT.
+- :func:`run_golden` runs the graph on the golden models of a path; the host operators'
+  per-path semantics are :func:`add_int8`, :func:`average_pool` and :func:`fc_reference`, each
+  measured against LiteRT (docs/tflite.md).
+- :func:`mobilenet` and :func:`mobilenet_v2` write deterministic MobileNetV1- and V2-style int8
+  models (the generators behind ``examples/tflite_mobilenet.py``), per-channel weight scales,
+  output scales calibrated on the generator's own input with the reference path's golden model.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read
            "quant_conv_for", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
            "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "ADD", "RESHAPE")
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
+                 "RESHAPE")
 #: operators that can run on the engine (FULLY_CONNECTED not on the ``ref`` path: :func:`on_engine`)
 ENGINE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -207,7 +210,7 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
         if not ts[0].shape == ts[1].shape == ts[2].shape:
             raise ConfigError(f"{where}: broadcasting is not supported (shapes {[list(t.shape) for t in ts]})")
         return
-    if op.kind == "AVERAGE_POOL_2D":
+    if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         opts = T.Pool2DOptions()
         opts.Init(table.Bytes, table.Pos)
         a, b = tensors[op.inputs[0]], tensors[op.outputs[0]]
@@ -292,8 +295,8 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
         out_shape = graph.tensors[op.outputs[0]].shape
         if op.kind == "RESHAPE":
             y = a.reshape(out_shape)
-        elif op.kind == "AVERAGE_POOL_2D":
-            y = average_pool(a, op.options, graph.tensors[op.inputs[0]], path)
+        elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            y = average_pool(a, op.options, graph.tensors[op.inputs[0]], path, kind=op.kind)
         elif op.kind == "ADD":
             t = graph.tensors
             y = add_int8(a, values[op.inputs[1]], t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]],
@@ -426,11 +429,13 @@ def add_int8(a, b, ta: TensorInfo, tb: TensorInfo, to: TensorInfo, activation: s
     return y
 
 
-def average_pool(x: np.ndarray, options: dict, t: TensorInfo, path: str) -> np.ndarray:
+def average_pool(x: np.ndarray, options: dict, t: TensorInfo, path: str, *,
+                 kind: str = "AVERAGE_POOL_2D") -> np.ndarray:
     """int8 AVERAGE_POOL_2D (input and output quantization equal) as path ``path`` computes
     it: the sum of the window's values (padding excluded), divided by the count rounding half
     away from zero (TFLite's ``reference_integer_ops::AveragePool``), then clamped to the fused
-    activation's bounds."""
+    activation's bounds. ``kind="MAX_POOL_2D"``: the window's maximum (padding excluded), then
+    the clamp."""
     x = np.asarray(x, dtype=np.int64)
     _, h, w, c = x.shape
     (sh, sw), (fh, fw) = options["stride"], options["filter"]
@@ -444,6 +449,9 @@ def average_pool(x: np.ndarray, options: dict, t: TensorInfo, path: str) -> np.n
         for j in range(ow):
             r0, c0 = i * sh - pt, j * sw - pl
             win = x[0, max(r0, 0):min(r0 + fh, h), max(c0, 0):min(c0 + fw, w)]
+            if kind == "MAX_POOL_2D":
+                y[0, i, j] = win.max(axis=(0, 1))
+                continue
             n = win.shape[0] * win.shape[1]
             acc = win.sum(axis=(0, 1))
             q = (np.abs(acc) + n // 2) // n
@@ -487,7 +495,8 @@ def quant_conv_for(fx: F.ConvFixture, path: str):
 
 #: operator versions written (int8 per-channel convolutions need version 3; FULLY_CONNECTED int8
 #: version 4, AVERAGE_POOL_2D int8 version 2)
-_OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2, "ADD": 2}
+_OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2,
+               "ADD": 2}
 
 
 def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
@@ -555,7 +564,7 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
             T.ReshapeOptionsStart(b)
             T.ReshapeOptionsAddNewShape(b, ns)
             opts, otype = T.ReshapeOptionsEnd(b), T.BuiltinOptions.ReshapeOptions
-        elif op.kind == "AVERAGE_POOL_2D":
+        elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             T.Pool2DOptionsStart(b)
             T.Pool2DOptionsAddPadding(b, T.Padding.SAME if o["padding"] == "SAME" else T.Padding.VALID)
             T.Pool2DOptionsAddStrideH(b, o["stride"][0])

@@ -20,7 +20,7 @@ requantizer mode of one TFLite path, checked against the TFLite interpreter on t
    output against LiteRT running the whole model.
 
 On the engine: CONV_2D, DEPTHWISE_CONV_2D and (on the ``opt`` and ``xnnpack`` paths)
-FULLY_CONNECTED as a 1x1 convolution. On the host: ADD, AVERAGE_POOL_2D, RESHAPE, and the reference
+FULLY_CONNECTED as a 1x1 convolution. On the host: ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, and the reference
 path's FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``:
 no requantizer mode does that).
 """

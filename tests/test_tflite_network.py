@@ -135,6 +135,34 @@ def test_add_semantics_per_path():
     assert differ > 100 and opt_gap > 0
 
 
+@pytest.mark.parametrize("kind", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
+def test_pools_equal_litert(kind):
+    """Random int8 pools (global and strided windows, VALID and SAME, all four activations):
+    the golden pool equals LiteRT on every path (XNNPACK leaves AVERAGE_POOL_2D to TFLite's
+    kernel; MAX_POOL_2D it takes or leaves, exact either way)."""
+    T = N.TensorInfo
+    rng = np.random.default_rng(3 if kind == "MAX_POOL_2D" else 4)
+    total = 0
+    for trial in range(12):
+        h, c = int(rng.integers(2, 10)), int(rng.integers(1, 20))
+        f, s = (h, 1) if trial < 3 else (int(rng.integers(1, h + 1)), int(rng.integers(1, 3)))
+        pad = "VALID" if trial < 3 else str(rng.choice(["VALID", "SAME"]))
+        scale, zp = float(np.float32(rng.uniform(0.005, 0.05))), int(rng.integers(-128, 50))
+        oh = -(-h // s) if pad == "SAME" else (h - f) // s + 1
+        ts = [T("in", (1, h, h, c), "int8", np.array([scale], np.float32), np.array([zp])),
+              T("out", (1, oh, oh, c), "int8", np.array([scale], np.float32), np.array([zp]))]
+        opts = {"stride": (s, s), "filter": (f, f), "padding": pad,
+                "activation": ["none", "relu", "relu6", "relu_n1_to_1"][trial % 4]}
+        m = N.write_model(N.Graph(ts, [N.OpInfo(0, kind, [0], [1], opts)], [0], [1]))
+        g = N.read_model(m)
+        x = rng.integers(-128, 128, (1, h, h, c)).astype(np.int8)
+        for p in F.PATHS:
+            want = F.run_path(m, x, p, check_delegated=False)
+            assert np.array_equal(N.run_golden(g, x, p)[1], want), (kind, trial, p)
+        total += want.size
+    print(f"\n{kind}: {total} outputs per path equal LiteRT")
+
+
 def test_reference_fully_connected_rounds_once_away_from_zero():
     """TFLite's reference FULLY_CONNECTED (LiteRT 2.3, BUILTIN_REF) on exact ties: x * 2**-e for
     every int8 x: it rounds half away from zero, once; the reference CONV_2D's double rounding

@@ -2,7 +2,7 @@
 DEPTHWISE_CONV_2D (and FULLY_CONNECTED, except on ref) on the ConvEngine RTL, in the
 requantizer mode of the TFLite path named by ``--path`` (ref: reference kernels, ``tflite``;
 opt: optimized kernels, ``tflite_opt``; xnnpack: the XNNPACK delegate, ``xnnpack``), the other
-operators (AVERAGE_POOL_2D, RESHAPE) on the host; every operator and the output compared with
+operators (ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE) on the host; every operator and the output compared with
 the TFLite interpreter (LiteRT) on that path.
 
 Prints a progress line per convolution on stderr, a per-layer table on stdout (``--report``
@@ -150,7 +150,7 @@ def register(verbs: dict) -> None:
                                                "checked against LiteRT on one TFLite path",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("model", metavar="MODEL.tflite", help="int8 TFLite model (CONV_2D, DEPTHWISE_CONV_2D, "
-                                                         "FULLY_CONNECTED, AVERAGE_POOL_2D, RESHAPE), e.g. from "
+                                                         "FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE), e.g. from "
                                                          "examples/tflite_mobilenet.py")
     add_fields(p, FIELDS)
     p.set_defaults(func=_run_tflite)
