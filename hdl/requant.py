@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from convgen.core.intrange import IntRange
 from convgen.core.fields import Config, param
-from convgen.core.params import ConfigError, check_int
+from convgen.core.params import ConfigError
 from convgen.core.quant import (FLOAT_ROUNDINGS, INT32, OPT_AWAY_BIT, OPT_MULTIPLIER_MAX, OUT_WIDTH_MAX, OUT_WIDTH_MIN,
                                ROUNDINGS, SHIFT_MAX, SHIFT_MIN, float_scale_ranges)
 from .lib import FlatArrayLayout, index_range, partial_products, step_queue, tree_sum
