@@ -90,7 +90,7 @@ class EngineConfig(Config):
         Largest number of output-channel tiles of a layer (requantizer parameter entries per lane).
     addr_width : int, 8..32
         Word address width of every memory port.
-    rounding : "onnx", "tflite" or "tflite_single"
+    rounding : "onnx", "tflite", "tflite_single", "tflite_opt" or "xnnpack"
         The requantizer's rounding (elaboration time, as in :class:`RequantConfig`).
     fetch_banks : int, 2..8
         Activation chunk buffers (each ``rows x vec`` bytes): chunks in flight, which hide the
@@ -123,7 +123,7 @@ class EngineConfig(Config):
     max_dilation: int = param(3, "largest dilation", lo=1, hi=15)
     max_tiles: int = param(64, "largest number of output-channel tiles of a layer", lo=1, hi=1024)
     addr_width: int = param(24, "word address bits of every memory port", lo=8, hi=32)
-    rounding: str = param("onnx", "requantizer rounding: onnx, tflite or tflite_single", choices=ROUNDINGS)
+    rounding: str = param("onnx", "requantizer rounding: onnx, tflite, tflite_single, tflite_opt or xnnpack (docs/requant.md)", choices=ROUNDINGS)
     fetch_banks: int = param(4, "activation chunk buffers (chunks in flight)", lo=2, hi=8)
     weight_fifo: int = param(8, "weight words in flight or buffered", lo=2, hi=64)
     debug_fault: str = param("", "inject a known fault, to show that a testbench catches it "
