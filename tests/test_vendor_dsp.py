@@ -3,7 +3,7 @@ variants against NumPy products of every int8/uint8 operand pair, and the MULT18
 (hdl/lib/dsp_models/ecp5_mult18x18d.v) against 36-bit products at full width.
 
 Default suite (about 30 s of CPU): interface checks; the exhaustive int8 x int8 sweep of the
-two vendor variants at latency 3 on Icarus, and of all 9 variant x latency instances on
+two vendor variants at latency 3 on Icarus, and of all 12 variant x latency instances on
 Verilator with, in the same build, three injected bugs (a MULT18X18D pipeline register ignoring CE, an SB_MAC16
 whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed operands), each caught.
 ``-m slow``: the full sweep with the mutants on Icarus, uint8 operands on both simulators, the MULT18X18D model sweep (8 register
@@ -38,7 +38,7 @@ def _assert_clean(records, duts):
 # -- interface --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("variant", ["generic", "ecp5", "ice40"])
-@pytest.mark.parametrize("latency", [1, 2, 3])
+@pytest.mark.parametrize("latency", [1, 2, 3, 4])
 def test_interface(variant, latency):
     mul = DspMul(variant=variant, lanes=3, latency=latency)
     assert mul.latency == latency
@@ -73,6 +73,7 @@ def test_ecp5_registers_by_latency():
     (dict(variant="ecp5", b_width=19), "b_width"),
     (dict(variant="xilinx"), "variant"),
     (dict(latency=0), "latency"),
+    (dict(latency=5), "latency"),
     (dict(lanes=0), "lanes"),
     (dict(a_signed=1), "a_signed"),
 ])
@@ -127,7 +128,7 @@ def _assert_mutants_caught(records):
 
 
 def test_sweep_verilator_all_and_mutants():
-    """All 65,536 int8 pairs per lane, every variant x latency 1..3, Verilator;
+    """All 65,536 int8 pairs per lane, every variant x latency 1..4, Verilator;
     in the same build, three broken instances (a MULT18X18D pipeline register that ignores CE,
     an SB_MAC16 whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed
     operands), each of which the sweep must catch."""

@@ -26,7 +26,12 @@ latency   generic                          ecp5 (MULT18X18D)                    
 1         product                          output (REG_OUTPUT)                  8x8 product (*_8x8_MULT_REG)
 2         operands, product                inputs (REG_INPUTA/B), output        A/B inputs, 8x8 product
 3         operands, product, output copy   inputs, pipeline, output (all)       A/B, 8x8 product, output
+4         latency 3 + a fabric register    all + a fabric register              all + a fabric register
 ========  ===============================  ===================================  =========================
+
+Latency 4 adds a fabric register after the DSP, which the placer can put between a DSP and a
+distant consumer. On an 8x8 grid of PEs on LFE5U-85F-6 it took the post-route Fmax from about
+121 MHz (latency 3) to above 150 MHz (bench/results/vendor_dsp.md).
 
 Signedness: ``a_signed``/``b_signed`` set MULT18X18D's SIGNEDA/SIGNEDB pins and SB_MAC16's
 A_SIGNED/B_SIGNED parameters. In MODE_8x8 the SB_MAC16 applies A_SIGNED/B_SIGNED to both 8x8
@@ -56,7 +61,7 @@ __all__ = ["DspMul", "VARIANTS", "MAX_WIDTH", "LATENCIES", "simulation_sources"]
 VARIANTS = ("generic", "ecp5", "ice40")
 #: widest operand per variant: MULT18X18D is 18x18, SB_MAC16 in MODE_8x8 is two 8x8
 MAX_WIDTH = {"generic": 32, "ecp5": 18, "ice40": 8}
-LATENCIES = (1, 2, 3)
+LATENCIES = (1, 2, 3, 4)
 #: lanes one DSP block computes
 LANES_PER_DSP = {"generic": 1, "ecp5": 1, "ice40": 2}
 
@@ -77,8 +82,9 @@ class DspMul(wiring.Component):
     lanes : int, >= 1
         Independent products. ice40 packs two lanes per SB_MAC16 (lane ``2k`` on its bottom
         multiplier, ``2k + 1`` on its top one); an odd last lane leaves a top half unused.
-    latency : 1, 2 or 3
-        Register stages from ``a``/``b`` to ``p`` (default 3: every DSP register).
+    latency : 1, 2, 3 or 4
+        Register stages from ``a``/``b`` to ``p`` (default 3: every DSP register; 4: and a
+        fabric register after the DSP).
 
     Attributes
     ----------
@@ -165,12 +171,17 @@ class DspMul(wiring.Component):
     # -------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
+        # latency 4: latency 3 and a fabric register on the product
+        inner = min(self._latency, 3)
+        out = Signal.like(self.p, name="p_inner") if self._latency > 3 else self.p
         if self._variant == "generic":
-            self._elaborate_generic(m)
+            self._elaborate_generic(m, out, inner)
         elif self._variant == "ecp5":
-            self._elaborate_ecp5(m)
+            self._elaborate_ecp5(m, out, inner)
         else:
-            self._elaborate_ice40(m)
+            self._elaborate_ice40(m, out, inner)
+        if self._latency > 3:
+            m.d.comb += self.p.eq(self._reg(m, out, self.p.shape(), "p_fabric"))
         return m
 
     def _reg(self, m, value, shape, name):
@@ -184,23 +195,23 @@ class DspMul(wiring.Component):
         extends it by its own signedness (tb/dsp/mutants.py overrides this)."""
         return value
 
-    def _elaborate_generic(self, m):
+    def _elaborate_generic(self, m, out, latency):
         for i in range(self._lanes):
             a, b = self.a[i], self.b[i]
-            if self._latency >= 2:
+            if latency >= 2:
                 a = self._reg(m, a, self.a_shape, f"l{i}_a")
                 b = self._reg(m, b, self.b_shape, f"l{i}_b")
             p = self._reg(m, a * b, self.p_shape, f"l{i}_prod")
-            if self._latency >= 3:
+            if latency >= 3:
                 p = self._reg(m, p, self.p_shape, f"l{i}_out")
-            m.d.comb += self.p[i].eq(p)
+            m.d.comb += out[i].eq(p)
 
-    def _elaborate_ecp5(self, m):
+    def _elaborate_ecp5(self, m, out, latency):
         reg = "CLK0"
         params = {
-            "REG_INPUTA_CLK": reg if self._latency >= 2 else "NONE",
-            "REG_INPUTB_CLK": reg if self._latency >= 2 else "NONE",
-            "REG_PIPELINE_CLK": reg if self._latency >= 3 else "NONE",
+            "REG_INPUTA_CLK": reg if latency >= 2 else "NONE",
+            "REG_INPUTB_CLK": reg if latency >= 2 else "NONE",
+            "REG_PIPELINE_CLK": reg if latency >= 3 else "NONE",
             "REG_OUTPUT_CLK": reg,
             "REG_INPUTA_CE": "CE0", "REG_INPUTB_CE": "CE0", "REG_PIPELINE_CE": "CE0", "REG_OUTPUT_CE": "CE0",
             "REG_INPUTA_RST": "RST0", "REG_INPUTB_RST": "RST0", "REG_PIPELINE_RST": "RST0",
@@ -223,10 +234,10 @@ class DspMul(wiring.Component):
             # (``\$1``) that made yosys 0.70's ABC9 fail an assertion (a name clash in
             # ABC_OPS_REINTEGRATE, seen with SB_MAC16).
             m.submodules[f"mult{i}"] = Instance(self.ECP5_PRIMITIVE, *[("p", k, v) for k, v in params.items()], *ports)
-            m.d.comb += self.p[i].eq(p36[:self._p_width])
+            m.d.comb += out[i].eq(p36[:self._p_width])
 
-    def _elaborate_ice40(self, m):
-        lat = self._latency
+    def _elaborate_ice40(self, m, out, latency):
+        lat = latency
         params = {
             "NEG_TRIGGER": Const(0, 1), "MODE_8x8": Const(1, 1),
             "A_SIGNED": Const(int(self._a_signed), 1), "B_SIGNED": Const(int(self._b_signed), 1),
@@ -257,9 +268,9 @@ class DspMul(wiring.Component):
                                                "ADDSUBBOT", "OHOLDTOP", "OHOLDBOT", "CI", "ACCUMCI", "SIGNEXTIN")]
             m.submodules[f"mac{d}"] = Instance(self.ICE40_PRIMITIVE, *[("p", k, v) for k, v in params.items()], *ports)
             width = self._p_width
-            m.d.comb += self.p[lo].eq(o32[:width])
+            m.d.comb += out[lo].eq(o32[:width])
             if hi < self._lanes:
-                m.d.comb += self.p[hi].eq(o32[16:16 + width])
+                m.d.comb += out[hi].eq(o32[16:16 + width])
 
 
 def _sb_mac16_model() -> str:

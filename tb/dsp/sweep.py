@@ -43,7 +43,7 @@ from convgen.sim.tools import simulator_env
 
 N_PAIRS = 1 << 16
 LANE1_MUL, LANE1_ADD = 40503, 12345
-MAX_LATENCY = 3
+MAX_LATENCY = 4
 LANES = 2
 
 
@@ -75,7 +75,7 @@ class Dut:
 
 
 #: every variant at every latency, int8 x int8
-DEFAULT_DUTS = tuple(Dut(v, lat) for v in ("generic", "ecp5", "ice40") for lat in (1, 2, 3))
+DEFAULT_DUTS = tuple(Dut(v, lat) for v in ("generic", "ecp5", "ice40") for lat in (1, 2, 3, 4))
 #: the other signedness combinations (uint8 x int8, uint8 x uint8) at latency 3
 UNSIGNED_DUTS = tuple(Dut(v, 3, a_s, b_s) for v in ("generic", "ecp5", "ice40")
                       for a_s, b_s in ((False, True), (False, False)))
