@@ -20,6 +20,7 @@ What it checks, against computations that never use the RTL:
 - a bad descriptor (the engine's checks) and a misaligned base address each end with that
   STATUS error bit, ``ISR.error``, no AXI read and no AXI write, and the y memory unchanged;
   the next layer is exact;
+- an AXI SLVERR on a read or on a write sets ``read_error``/``write_error`` and ``ISR.error``;
 - ``cycle_counts``: without pauses, the engine's cycle counter is at least the bare engine's
   ``EngineConfig.layer_cycles`` and TOTAL_CYCLES exceeds it; the figures go to ``cycles.json``
   in the run directory.
@@ -307,3 +308,55 @@ async def cycle_counts(dut):
     with open("cycles.json", "w") as f:
         json.dump({"data_width": CFG.data_width, "layers": rows,
                    "read_latency": {"min": min(lat), "mean": sum(lat) / len(lat), "max": max(lat)}}, f)
+
+
+@cocotb.test()
+async def axi_error_responses(dut):
+    """A read answered SLVERR (AxiRam's read of the weights raises) sets STATUS.read_error, a write
+    answered SLVERR sets write_error; the layer still ends (the engine has no abort), ISR.error
+    is set, and the next layer is exact."""
+    tb = TB(dut, pauses=False, seed=SEED + 3)
+    await tb.start()
+    jobs = _jobs(["1x1", "1x1", "1x1"], SEED + 3)
+    at = 0x60000
+    layers = []
+    for job in jobs:
+        addr, at = layer_addresses(CFG, job, at)
+        layers.append(axi_layer(CFG, job, addr))
+    isr_off = REGMAP["registers"]["isr"]["offset"]
+    for want, side, region in (("read_error", tb.ram.read_if, "w"), ("write_error", tb.ram.write_if, "y")):
+        layer = layers.pop(0)
+        lo = layer.addr[region]
+        plain = side._read if side is tb.ram.read_if else side._write
+
+        async def poisoned(address, arg, plain=plain, lo=lo):
+            if lo <= address < lo + 4096:
+                raise ValueError("injected slave error")
+            return await plain(address, arg)
+
+        if side is tb.ram.read_if:
+            side._read = poisoned
+        else:
+            side._write = poisoned
+        gen = tb.drv._layer(layer, interrupts=True)
+        res, isr = None, None
+        try:
+            while True:
+                op = gen.send(res)
+                r = tb.drv.io[op[0]](*op[1:])
+                res = await r if hasattr(r, "__await__") else r
+                if op[0] == "read32" and op[1] == isr_off:
+                    isr = res
+        except StopIteration as stop:
+            out = stop.value
+        if side is tb.ram.read_if:
+            side._read = plain
+        else:
+            side._write = plain
+        assert out.errors == [want], f"STATUS errors {out.errors} (0x{out.status:x}), want [{want!r}]"
+        assert isr == 0b11, f"ISR 0x{isr:x} after an AXI {want}: want done and error"
+        dut._log.info(f"{want}: STATUS 0x{out.status:x}, engine {out.engine_cycles} cycles")
+    job = jobs[2]
+    out = await _run(tb, layers.pop(0))
+    bad = layer_mismatch(job, _result(job, out))
+    assert out.ok and bad is None, f"the layer after the AXI errors: {out.errors} {bad}"
