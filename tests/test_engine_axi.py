@@ -23,7 +23,8 @@ from convgen.sim.engine_axi import build_axi_cocotb
 from convgen.tb.common.launch import run_regression
 
 MODULE = "convgen.tb.engine_axi.cocotb_engine_axi"
-TESTS = ["layers_back_to_back", "bad_descriptor_and_alignment", "cycle_counts", "axi_error_responses"]
+TESTS = ["layers_back_to_back", "bad_descriptor_and_alignment", "cycle_counts", "axi_error_responses",
+         "start_queued_while_busy"]
 ENGINE = dict(rows=2, cols=4, vec=4, max_h=8, max_w=8, max_pixel_words=4, max_kernel=3, max_stride=2, max_pad=1,
               max_dilation=1, max_tiles=4, addr_width=16, fetch_banks=3, weight_fifo=8)
 WIDTH = {"icarus": 32, "verilator": 64}

@@ -20,6 +20,8 @@ What it checks, against computations that never use the RTL:
 - a bad descriptor (the engine's checks) and a misaligned base address each end with that
   STATUS error bit, ``ISR.error``, no AXI read and no AXI write, and the y memory unchanged;
   the next layer is exact;
+- a start written while a layer runs is held and taken when it ends (the next layer's registers
+  written meanwhile), both outputs exact;
 - an AXI SLVERR on a read or on a write sets ``read_error``/``write_error`` and ``ISR.error``;
 - ``cycle_counts``: without pauses, the engine's cycle counter is at least the bare engine's
   ``EngineConfig.layer_cycles`` and TOTAL_CYCLES exceeds it; the figures go to ``cycles.json``
@@ -43,7 +45,7 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 from convgen.core.layer import ConvLayer
 from convgen.hdl.engine import EngineConfig
 from convgen.hdl.engine_axi import AxiConfig, regmap_dict
-from convgen.sim.axi_driver import DriverError, EngineAxiDriver
+from convgen.sim.axi_driver import DriverError, EngineAxiDriver, LayerOutcome, pack_words, unpack_words
 from convgen.sim.engine import LayerResult, layer_mismatch, random_jobs
 from convgen.sim.engine_axi import axi_layer, layer_addresses
 
@@ -360,3 +362,56 @@ async def axi_error_responses(dut):
     out = await _run(tb, layers.pop(0))
     bad = layer_mismatch(job, _result(job, out))
     assert out.ok and bad is None, f"the layer after the AXI errors: {out.errors} {bad}"
+
+
+@cocotb.test()
+async def start_queued_while_busy(dut):
+    """HLS behaviour: the next layer's registers are written while a layer runs and its
+    ap_start is held until the running layer ends; then it starts by itself. Both outputs
+    against the conv oracle (the running layer kept its descriptor and base addresses)."""
+    tb = TB(dut, pauses=True, seed=SEED + 4)
+    await tb.start()
+    regs = REGMAP["registers"]
+    bits = REGMAP["ctrl_bits"]
+    job_a, job_b = _jobs(["3x3_pad1", "1x1"], SEED + 4)
+    at = 0x80000
+    layers = []
+    for job in (job_a, job_b):
+        addr, at = layer_addresses(CFG, job, at)
+        layer = axi_layer(CFG, job, addr)
+        for t in ("x", "w", "p"):
+            tb.ram.write(addr[t], pack_words(layer.words[t], REGMAP["strides"][t]))
+        layers.append(layer)
+
+    async def program(layer):
+        for name, r in regs.items():
+            if r["kind"] == "desc":
+                await tb.lite.write_dword(r["offset"], int(layer.desc[name]) & ((1 << r["width"]) - 1))
+            elif r["kind"] == "addr":
+                await tb.lite.write_dword(r["offset"], (layer.addr[r["tensor"]] >> (32 * r["part"])) & 0xFFFFFFFF)
+
+    await program(layers[0])
+    await tb.lite.write_dword(regs["ctrl"]["offset"], 1 << bits["ap_start"])
+    await program(layers[1])                        # while layer A runs
+    status = await tb.lite.read_dword(regs["status"]["offset"])
+    assert status >> REGMAP["status_bits"]["busy"] & 1, "layer A ended before layer B was queued (test too slow)"
+    await tb.lite.write_dword(regs["ctrl"]["offset"], 1 << bits["ap_start"])
+    ctrl = await tb.lite.read_dword(regs["ctrl"]["offset"])
+    assert ctrl >> bits["ap_start"] & 1 and not ctrl >> bits["ap_idle"] & 1, \
+        f"CTRL 0x{ctrl:x}: ap_start should wait while layer A runs"
+    dones = 0
+    for _ in range(4000):
+        ctrl = await tb.lite.read_dword(regs["ctrl"]["offset"])
+        dones += ctrl >> bits["ap_done"] & 1
+        if dones == 2:
+            break
+        await ClockCycles(dut.ap_clk, 3)
+    assert dones == 2, f"{dones} ap_done seen, two layers expected"
+    status = await tb.lite.read_dword(regs["status"]["offset"])
+    assert status == 0, f"STATUS 0x{status:x}"
+    for name, job, layer in (("A", job_a, layers[0]), ("B", job_b, layers[1])):
+        y = unpack_words(tb.ram.read(layer.addr["y"], job.words["y"] * REGMAP["strides"]["y"]),
+                         REGMAP["strides"]["y"], REGMAP["word_bits"]["y"])
+        out = LayerOutcome(0, [], 0, 0, 0, y)
+        bad = layer_mismatch(job, _result(job, out))
+        assert bad is None, f"layer {name}: outputs differ from the conv oracle: {bad}"
