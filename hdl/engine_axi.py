@@ -394,8 +394,7 @@ class EngineAxi(wiring.Component):
 
         word = sl.r_addr[2:]
         # an OR of gated values (continuous, no comb Switch: see AxiMemoryMaster on Icarus)
-        m.d.comb += sl.r_data.eq(Cat(*[]) if not regs else
-                                 _or([Mux(word == (r.offset >> 2), value(r), 0) for r in regs]))
+        m.d.comb += sl.r_data.eq(_or([Mux(word == (r.offset >> 2), value(r), 0) for r in regs]))
         rd_ctrl = sl.r_en & (word == 0)
 
         mask = Signal(32, name="w_mask")
@@ -471,9 +470,7 @@ class EngineAxi(wiring.Component):
         # ISR: set by the hardware, toggled by writing 1 (HLS TOW); a set wins over a toggle
         new_isr = Signal(2, name="isr_next")
         m.d.comb += new_isr.eq(Mux(wr["isr"], isr ^ wv[:2], isr))
-        errs = Signal(name="finish_error")
-        m.d.comb += errs.eq(any_err)
-        m.d.sync += isr.eq(new_isr | Cat(set_done, set_done & errs))
+        m.d.sync += isr.eq(new_isr | Cat(set_done, set_done & any_err))
         irq = Signal(name="interrupt_r")
         m.d.sync += irq.eq(gie & (ier & isr).any())
         m.d.comb += self.interrupt.eq(irq)
