@@ -105,7 +105,7 @@ def port_table(manifest: dict) -> str:
             proto = f"stream {sname} ({'sink' if st['direction'] == 'in' else 'source'}): {role}"
             fields = _layout_text(st["layout"]) if role == "payload" else ""
         else:
-            proto, fields = "level", ""
+            proto, fields = p.get("protocol", "level"), ""
         rows.append((name, d, str(w), proto, fields))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"{manifest['module']}: {len(manifest['ports'])} ports; streams use valid/ready (a beat moves when "
