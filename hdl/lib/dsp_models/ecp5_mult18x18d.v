@@ -1,12 +1,14 @@
 // Behavioural simulation model of the Lattice ECP5 sysDSP primitive MULT18X18D, for the
 // options convgen uses. yosys ships MULT18X18D only as a blackbox
-// (share/lattice/cells_bb_ecp5.v), so this model is written from the documentation:
+// (share/lattice/cells_bb_ecp5.v), so this model is written from these sources:
 //
-//   - Lattice TN1267 "ECP5 and ECP5-5G sysDSP Usage Guide": the MULT18X18D primitive, its
-//     input (A, B), pipeline and output registers, each selecting a clock, a clock enable and a
-//     reset from CLK0..3 / CE0..3 / RST0..3 with REG_<reg>_CLK / _CE / _RST ("NONE" bypasses
-//     the register); SIGNEDA / SIGNEDB give the signedness of each 18-bit operand, and they are
-//     registered together with their operand.
+//   - Lattice's sysDSP documentation: the MULT18X18D primitive (TN1267 "ECP5 and ECP5-5G
+//     sysDSP Usage Guide"; its text was not at hand when this was written, so the register
+//     scheme was taken from the same sysDSP description in the LatticeECP2/M data sheet and
+//     LatticeECP3 TN1182): input (A, B), pipeline and output registers, each selecting a
+//     clock, a clock enable and a reset from CLK0..3 / CE0..3 / RST0..3 with REG_<reg>_CLK /
+//     _CE / _RST ("NONE" bypasses the register); SIGNEDA / SIGNEDB give the signedness of each
+//     18-bit operand, and they are registered together with their operand.
 //   - the port and parameter list and the defaults of yosys' blackbox (cells_bb_ecp5.v).
 //   - nextpnr-ecp5 (ecp5/pack.cc, arch.cc, bitstream.cc): a registered MULT18X18D is timed
 //     against CLK0 only ("if this port is clocked at all, it must be clocked from CLK0");
