@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -107,6 +109,14 @@ def simulator_env(simulator: str) -> dict[str, str]:
             # GNU make takes variable definitions in MAKEFLAGS as command-line overrides.
             flags = os.environ.get("MAKEFLAGS", "")
             env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        if not os.environ.get("OBJCACHE"):
+            # Verilator's runtime objects, identical in every build, compile once (sim/objcache.py);
+            # a user's own OBJCACHE (ccache) is left alone
+            from convgen.core.cache import cache_root
+
+            script = Path(__file__).with_name("objcache.py")
+            env["OBJCACHE"] = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+            env["CONVGEN_OBJCACHE_DIR"] = str(cache_root() / "objcache")
         return env
     if simulator == "icarus":
         if shutil.which("iverilog") is None or shutil.which("vvp") is None:
