@@ -39,8 +39,11 @@ __all__ = ["Build", "SimulationFailed", "build", "build_component", "run_cocotb"
            "copy_waves", "save_waves", "check_trace_headers", "FREE_RUNNING_MAIN", "FREE_RUNNING_MAIN_TRACE",
            "FREE_RUNNING_FLAGS", "FREE_RUNNING_TRACE_FLAGS", "FreeRunningBuild", "build_free_running"]
 
-#: (PINMISSING: the vendor DSP instances of hdl/lib/dsp.py leave unused primitive outputs unconnected)
-VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE", "-Wno-PINMISSING"]
+#: (PINMISSING: the vendor DSP instances of hdl/lib/dsp.py leave unused primitive outputs unconnected;
+#: CASEOVERLAP: yosys writes a one-hot multiplexer, ``$pmux``, as a casez whose patterns overlap,
+#: in the simulation form of the Verilog, hdl/generate.py ``simulation_verilog``)
+VERILATOR_SIM_FLAGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE", "-Wno-PINMISSING",
+                       "-Wno-CASEOVERLAP"]
 #: added to a Verilator build with ``waves``: cocotb's runner passes ``--trace`` (VCD), this makes
 #: the model write compressed FST (``dump.fst``) instead; Verilator's FST writer needs lz4.h
 VERILATOR_WAVES_FLAGS = ["--trace-fst"]
@@ -129,21 +132,23 @@ def source_digest() -> str:
 _SOURCE_DIGEST: str | None = None
 
 
-def cached_verilog(make_component, name: str, parameters: dict) -> str:
-    """``to_verilog(make_component(), name)``, cached under ``cache_root()/verilog`` by a hash
-    of ``name``, ``parameters`` and :func:`source_digest`. Elaborating a large block (an 8x8
-    ConvEngine takes about 10 s) would otherwise dominate starting a cached simulation."""
+def cached_verilog(make_component, name: str, parameters: dict, *, simulation: bool = False) -> str:
+    """``to_verilog(make_component(), name)`` (``simulation``: ``simulation_verilog``, the form
+    the free-running Verilator models compile), cached under ``cache_root()/verilog`` by a hash
+    of ``name``, ``parameters``, the form and :func:`source_digest`. Elaborating a large block
+    (an 8x8 ConvEngine takes about 10 s) would otherwise dominate starting a cached simulation."""
     from convgen.core.fileio import atomic_write_text
-    from convgen.hdl.generate import to_verilog
+    from convgen.hdl.generate import simulation_verilog, to_verilog
 
-    key = hashlib.sha256(json.dumps({"name": name, "parameters": parameters, "source": source_digest()},
+    key = hashlib.sha256(json.dumps({"name": name, "parameters": parameters, "source": source_digest(),
+                                     **({"form": "simulation"} if simulation else {})},
                                     sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_root() / "verilog" / f"{name[:60]}-{key}.v"
+    path = cache_root() / "verilog" / f"{name[:60]}-{'sim-' if simulation else ''}{key}.v"
     try:
         return path.read_text()
     except FileNotFoundError:
         pass
-    text = to_verilog(make_component(), name)
+    text = (simulation_verilog if simulation else to_verilog)(make_component(), name)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     return text

@@ -317,9 +317,11 @@ class EngineBuild:
     trace: bool = False         # Verilator: FST tracing compiled in (``+fst`` writes waves.fst)
 
 
-def engine_verilog(cfg: EngineConfig) -> str:
-    """The engine's Verilog (cached: elaborating an 8x8 engine takes about 10 s)."""
-    return cached_verilog(lambda: ConvEngine(cfg), cfg.module_name, cfg.to_dict())
+def engine_verilog(cfg: EngineConfig, *, simulation: bool = False) -> str:
+    """The engine's Verilog as ``generate`` writes it (cached: elaborating an 8x8 engine takes
+    about 10 s); ``simulation``: the form the free-running models compile
+    (:func:`convgen.hdl.generate.simulation_verilog`, the same circuit)."""
+    return cached_verilog(lambda: ConvEngine(cfg), cfg.module_name, cfg.to_dict(), simulation=simulation)
 
 
 def generate(cfg: EngineConfig, out_dir) -> dict:
@@ -342,7 +344,9 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
     Icarus builds always can dump (``+vcd``), so ``trace`` changes nothing there."""
     check_choice("simulator", simulator, SIMULATORS)
     module = name or cfg.module_name
-    text = verilog if verilog is not None else engine_verilog(cfg)
+    # Verilator compiles the simulation form (the same circuit, faster to simulate); Icarus 11
+    # cannot parse the functions yosys writes for one-hot multiplexers in it
+    text = verilog if verilog is not None else engine_verilog(cfg, simulation=simulator == "verilator")
     trace = trace and simulator == "verilator"
     fb = build_free_running("engine", module, simulator, TB_TOP,
                             {"tb.v": testbench_verilog(cfg, module, mem_words, trace=trace), "engine.v": text},
