@@ -28,7 +28,11 @@ from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError
 from convgen.core.quant import ROUNDINGS
 from .im2col import Im2colAddressGenerator, Im2colConfig
+from .lib.dsp import simulation_sources
 from .requant import MAX_GROUPS, MULT_STYLES, RequantConfig, Requantizer
+
+#: the array multipliers an engine can use (hdl/lib/dsp.py VARIANTS less ice40: 8-bit operands only)
+ENGINE_DSP_VARIANTS = ("generic", "ecp5")
 from .systolic import OUTPUT_FIFO_DEPTH as ARRAY_FIFO_DEPTH, SystolicArray, SystolicConfig
 from .lib import index_range, lut_product
 
@@ -102,6 +106,11 @@ class EngineConfig(Config):
         of ``cols`` accumulators over ``cols / requant_lanes`` cycles (it must divide ``cols``);
         the engine then stays compute-bound while ``rows * cols / requant_lanes`` does not
         exceed the tile period ``max(K, rows, cols)`` (:meth:`compute_bound`).
+    dsp : "generic" or "ecp5"
+        The array's PE multipliers (:attr:`SystolicConfig.dsp`): ``ecp5`` instantiates one
+        MULT18X18D per PE, its product register inside the DSP, same latency as ``generic``
+        (the cycle formulas do not change). iCE40's two-per-SB_MAC16 variant takes 8-bit operands
+        and the engine's are 9-bit (``x - x_zero_point``), so it is not offered here.
     mult_style : "dsp" or "lut"
         ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
         are Amaranth ``*`` (DSP blocks on FPGAs). ``lut``: both are partial-product sums without
@@ -136,6 +145,9 @@ class EngineConfig(Config):
     mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
                                    "lut (partial products without *, every DSP left to the array; one more "
                                    "requantizer stage, two more check cycles)", choices=MULT_STYLES)
+    dsp: str = param("generic", "the array's multipliers: generic (Amaranth *, mapped by the synthesizer) or ecp5 "
+                                "(one MULT18X18D per PE with its output register, hdl/lib/dsp.py; simulation "
+                                "builds compile its model)", choices=ENGINE_DSP_VARIANTS)
 
     def __post_init__(self):
         super().__post_init__()
@@ -162,7 +174,7 @@ class EngineConfig(Config):
     @cached_property
     def systolic(self) -> SystolicConfig:
         return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
-                              acc_width=32)
+                              acc_width=32, dsp=self.dsp)
 
     @cached_property
     def requant(self) -> RequantConfig:
@@ -192,7 +204,7 @@ class EngineConfig(Config):
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
-        mul = "_mlut" if self.mult_style == "lut" else ""
+        mul = ("_mlut" if self.mult_style == "lut" else "") + ("" if self.dsp == "generic" else f"_{self.dsp}")
         return (f"convgen_engine_r{self.rows}c{self.cols}v{self.vec}_{self.rounding}"
                 f"_h{self.max_h}w{self.max_w}pw{self.max_pixel_words}k{self.max_kernel}s{self.max_stride}"
                 f"p{self.max_pad}d{self.max_dilation}t{self.max_tiles}a{self.addr_width}"
@@ -816,5 +828,7 @@ def manifest_extra(cfg: EngineConfig) -> dict:
             "im2col_setup_cycles": cfg.im2col.setup_cycles,
             "tile_period": "max(K, rows, cols) (SystolicConfig.tile_period)",
             "requant_latency": cfg.requant.latency,
+            "multiplier": {"dsp": cfg.dsp, "pe_latency": cfg.systolic.pe_latency,
+                           "simulation_models": sorted(simulation_sources(cfg.dsp))},
         },
     }

@@ -348,8 +348,11 @@ def build_engine(cfg: EngineConfig, simulator: str, *, mem_words: int = 1 << 16,
     # cannot parse the functions yosys writes for one-hot multiplexers in it
     text = verilog if verilog is not None else engine_verilog(cfg, simulation=simulator == "verilator")
     trace = trace and simulator == "verilator"
+    from convgen.hdl.lib.dsp import simulation_sources
+
     fb = build_free_running("engine", module, simulator, TB_TOP,
-                            {"tb.v": testbench_verilog(cfg, module, mem_words, trace=trace), "engine.v": text},
+                            {"tb.v": testbench_verilog(cfg, module, mem_words, trace=trace), "engine.v": text,
+                             **simulation_sources(cfg.dsp)},   # vendor primitive models (dsp="ecp5")
                             trace=trace, what=module)
     return EngineBuild(cfg, simulator, fb.directory, fb.executable, mem_words, fb.seconds, trace)
 

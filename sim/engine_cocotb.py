@@ -23,7 +23,11 @@ def build_engine_cocotb(cfg: EngineConfig, simulator: str, *, waves: bool = Fals
     from convgen.hdl.generate import block_manifest
 
     engine = ConvEngine(cfg)     # ports and layouts only; elaboration happens in to_verilog
+    from convgen.hdl.lib.dsp import simulation_sources
+
     text = cached_verilog(lambda: engine, cfg.module_name, cfg.to_dict())
+    for fname, model in simulation_sources(cfg.dsp).items():     # vendor primitive models (dsp="ecp5")
+        text += f"\n// ---- simulation model {fname} ----\n{model}"
     manifest = block_manifest(engine, cfg.module_name, block="engine", parameters=cfg.to_dict(),
                               extra=manifest_extra(cfg))
     return build(text, manifest, simulator, waves=waves)

@@ -68,6 +68,23 @@ def test_layers_back_to_back_and_cycle_formula(simulator, tmp_path):
     assert exact >= 5
 
 
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_ecp5_dsp_engine(simulator, tmp_path):
+    """``dsp="ecp5"``: every PE's multiplier a MULT18X18D (with its simulation model, hdl/lib/dsp.py),
+    the same golden results and the same cycle formula on layers of each kind (int8 and uint8,
+    stride 2, grouped, depthwise with multiplier 2). On Verilator under -m slow only (a second
+    model build); DspMul itself is swept on both simulators in tests/test_vendor_dsp.py."""
+    cfg = EngineConfig(**CFG, dsp="ecp5")
+    b = se.build_engine(cfg, simulator, mem_words=1 << 12)
+    names = ["3x3_pad1_uint8", "5x5_s2_c3", "grouped", "depthwise_m2_s2", "1x1_cout6"]
+    jobs = se.random_jobs(cfg, LAYERS, 11, names)
+    r = se.run_layers(b, jobs, run_dir=tmp_path)
+    for name, job, res in zip(names, jobs, r.layers):
+        _check(job, res, name)
+        f, exact = se.formula_cycles(cfg, job)
+        assert res.cycles == f if exact else res.cycles >= f, (name, res.cycles, f)
+
+
 @pytest.mark.parametrize("simulator", [
     "verilator",
     # Icarus runs this in about 70 s; the default suite covers Icarus with random stalls in the
