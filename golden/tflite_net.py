@@ -29,6 +29,7 @@ import numpy as np
 from convgen.core.params import ConfigError
 
 from . import tflite_fixtures as F
+from . import tflite_ops as O
 from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activation_bounds
 
 __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
@@ -36,7 +37,7 @@ __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read
            "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
-                 "RESHAPE")
+                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD")
 #: operators that can run on the engine (FULLY_CONNECTED not on the ``ref`` path: :func:`on_engine`)
 ENGINE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -131,8 +132,17 @@ def _type_names() -> dict:
 
 
 def read_model(data: bytes) -> Graph:
-    """The first subgraph of a ``.tflite`` flatbuffer; ConfigError for an operator or a
-    quantization outside :data:`SUPPORTED_OPS` and their documented limits."""
+    """The first subgraph of a ``.tflite`` flatbuffer, one input and one output; ConfigError for
+    an operator or a quantization outside :data:`SUPPORTED_OPS` and their documented limits."""
+    graph = parse_model(data)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConfigError(f"the model must have one input and one output, not {len(graph.inputs)} and "
+                          f"{len(graph.outputs)}")
+    return graph
+
+
+def parse_model(data: bytes) -> Graph:
+    """:func:`read_model` without the one-input, one-output limit (one-operator test models)."""
     import tflite as T
 
     try:
@@ -178,11 +188,7 @@ def read_model(data: bytes) -> Graph:
                               f"{', '.join(SUPPORTED_OPS)}")
         _read_options(o, op, tensors)
         ops.append(op)
-    graph = Graph(tensors, ops, [int(v) for v in sg.InputsAsNumpy()], [int(v) for v in sg.OutputsAsNumpy()])
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ConfigError(f"the model must have one input and one output, not {len(graph.inputs)} and "
-                          f"{len(graph.outputs)}")
-    return graph
+    return Graph(tensors, ops, [int(v) for v in sg.InputsAsNumpy()], [int(v) for v in sg.OutputsAsNumpy()])
 
 
 def _read_options(o, op: OpInfo, tensors: list) -> None:
@@ -194,6 +200,9 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
         a, b = tensors[op.inputs[0]], tensors[op.outputs[0]]
         if not (_same_quant(a, b)):
             raise ConfigError(f"{where}: input and output quantization differ")
+        return
+    if op.kind == "PAD":
+        _read_host_options(T, table, op, tensors, where)
         return
     if table is None:
         raise ConfigError(f"{where}: no options")
@@ -207,8 +216,15 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
         ts = [tensors[i] for i in op.inputs + op.outputs]
         if len(op.inputs) != 2 or any(t.dtype != "int8" or t.scale is None or t.scale.size != 1 for t in ts):
             raise ConfigError(f"{where}: two int8 inputs and an int8 output with one scale each are supported")
-        if not ts[0].shape == ts[1].shape == ts[2].shape:
-            raise ConfigError(f"{where}: broadcasting is not supported (shapes {[list(t.shape) for t in ts]})")
+        try:
+            shape = np.broadcast_shapes(ts[0].shape, ts[1].shape)
+        except ValueError:
+            shape = None
+        if shape != tuple(ts[2].shape):
+            raise ConfigError(f"{where}: shapes {[list(t.shape) for t in ts]} do not broadcast to the output")
+        return
+    if op.kind in ("MEAN", "SOFTMAX", "CONCATENATION", "PAD"):
+        _read_host_options(T, table, op, tensors, where)
         return
     if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         opts = T.Pool2DOptions()
@@ -266,6 +282,46 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
         raise ConfigError(f"{where}: input and output need one scale per tensor")
 
 
+def _read_host_options(T, table, op: OpInfo, tensors: list, where: str) -> None:
+    """Options and limits of MEAN, SOFTMAX, CONCATENATION and PAD (int8, per-tensor)."""
+    ins = [tensors[i] for i in op.inputs]
+    y = tensors[op.outputs[0]]
+    data = ins if op.kind == "CONCATENATION" else ins[:1]
+    for t in data + [y]:
+        if t.dtype != "int8" or t.scale is None or t.scale.size != 1:
+            raise ConfigError(f"{where}: int8 tensors with one scale each are supported, not {t.name!r} ({t.dtype})")
+    if op.kind == "SOFTMAX":
+        opts = T.SoftmaxOptions()
+        opts.Init(table.Bytes, table.Pos)
+        if int(y.zero_point[0]) != -128 or abs(float(y.scale[0]) - 1 / 256) > 1e-3 / 256:
+            raise ConfigError(f"{where}: the int8 output must have scale 1/256 and zero point -128 (TFLite requires it)")
+        op.options = {"beta": float(np.float32(opts.Beta()))}
+        return
+    if op.kind == "CONCATENATION":
+        opts = T.ConcatenationOptions()
+        opts.Init(table.Bytes, table.Pos)
+        if opts.FusedActivationFunction() != 0:
+            raise ConfigError(f"{where}: a fused activation is not supported")
+        if not all(_same_quant(t, y) for t in ins):
+            raise ConfigError(f"{where}: every input must have the output's scale and zero point (TFLite's int8 "
+                              "kernel requires it)")
+        op.options = {"axis": int(opts.Axis()) % len(y.shape)}
+        return
+    const = ins[1] if len(ins) > 1 else None
+    if const is None or const.data is None:
+        raise ConfigError(f"{where}: the second input ({'axes' if op.kind == 'MEAN' else 'paddings'}) must be a "
+                          "constant")
+    if op.kind == "PAD":
+        if len(ins) != 2 or not _same_quant(ins[0], y):
+            raise ConfigError(f"{where}: input and output quantization differ")
+        op.options = {"paddings": np.asarray(const.data, np.int64).reshape(-1, 2)}
+        return
+    opts = T.ReducerOptions()
+    opts.Init(table.Bytes, table.Pos)
+    op.options = {"axes": [int(a) % len(ins[0].shape) for a in np.ravel(const.data)],
+                  "keep_dims": bool(opts.KeepDims())}
+
+
 def _same_quant(a: TensorInfo, b: TensorInfo) -> bool:
     if (a.scale is None) != (b.scale is None):
         return False
@@ -290,10 +346,15 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     if x.size and (x.min() < -128 or x.max() > 127):
         raise ConfigError("the input must hold int8 values")
     values = {graph.inputs[0]: x.astype(np.int64)}
+    for i, t in enumerate(graph.tensors):
+        if t.data is not None and t.dtype == "int8":
+            values[i] = np.asarray(t.data, np.int64)
     for op in graph.ops:
         a = values[op.inputs[0]]
         out_shape = graph.tensors[op.outputs[0]].shape
-        if op.kind == "RESHAPE":
+        if op.kind in HOST_OPS:
+            y = host_op(graph, op, values, path)
+        elif op.kind == "RESHAPE":
             y = a.reshape(out_shape)
         elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             y = average_pool(a, op.options, graph.tensors[op.inputs[0]], path, kind=op.kind)
@@ -308,6 +369,26 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
             y = (F.golden_path(fx, path) if conv is None else conv(op, fx)).reshape(out_shape)
         values[op.outputs[0]] = np.asarray(y).astype(np.int64)
     return values
+
+
+#: host operators computed by :func:`host_op` (golden.tflite_ops)
+HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD")
+
+
+def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
+    """MEAN, SOFTMAX, CONCATENATION or PAD on ``path`` (golden.tflite_ops), inputs from ``values``."""
+    t = graph.tensors
+    x, xt, yt = values[op.inputs[0]], t[op.inputs[0]], t[op.outputs[0]]
+    o = op.options
+    if op.kind == "SOFTMAX":
+        return O.softmax(x, float(xt.scale[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["beta"], path)
+    if op.kind == "MEAN":
+        y = O.mean(x, o["axes"], o["keep_dims"], float(xt.scale[0]), int(xt.zero_point[0]), float(yt.scale[0]),
+                   int(yt.zero_point[0]), path)
+        return y.reshape(yt.shape)
+    if op.kind == "PAD":
+        return O.pad(x, o["paddings"], int(yt.zero_point[0]))
+    return O.concatenation([values[i] for i in op.inputs], o["axis"])
 
 
 def single_op_model(graph: Graph, op: OpInfo) -> bytes:
@@ -325,8 +406,10 @@ def single_op_model(graph: Graph, op: OpInfo) -> bytes:
 
 
 def _data_inputs(graph: Graph, op: OpInfo) -> list:
-    """The inputs of ``op`` that carry data (not constants): the first one, and both of an ADD."""
-    return op.inputs[:2] if op.kind == "ADD" else op.inputs[:1]
+    """The inputs of ``op`` that carry data (not constants): the first one, both of an ADD, every
+    one of a CONCATENATION (a constant operand stays a constant in the one-operator model)."""
+    ins = op.inputs[:2] if op.kind == "ADD" else op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]
+    return [i for i in ins if graph.tensors[i].data is None]
 
 
 def run_litert(model: bytes, inputs: list, path: str, *, check_delegated: bool = True) -> np.ndarray:
@@ -370,8 +453,8 @@ def fc_reference(fx: F.ConvFixture) -> np.ndarray:
 
 
 def add_int8(a, b, ta: TensorInfo, tb: TensorInfo, to: TensorInfo, activation: str, path: str) -> np.ndarray:
-    """int8 ADD of two same-shape tensors as path ``path`` computes it (measured against
-    LiteRT 2.3 on designed ties and random data):
+    """int8 ADD of two tensors (same shape, or broadcasting NumPy's way) as path ``path``
+    computes it (measured against LiteRT 2.3 on designed ties and random data):
 
     - ``ref``: TFLite's ``reference_integer_ops::Add`` with ``add.cc``'s parameters:
       ``left_shift`` 20, each input ``(q - zp) << 20`` scaled by ``s_i / (2 max(s_a, s_b))``
@@ -388,13 +471,22 @@ def add_int8(a, b, ta: TensorInfo, tb: TensorInfo, to: TensorInfo, activation: s
       each input's shift into the left shift, ``SRDHM((q - zp) << (20 + shift_i), M_i)``
       (exact where the reference rounds a second time), then the reference output stage, the
       result narrowed to int16 (``vmovn_s32``: a wrap), the zero point added in int16 and
-      saturated to int8; the last ``size mod 16`` elements take the ``ref`` formula;
+      saturated to int8; the last ``size mod 16`` elements take the ``ref`` formula.
+      Broadcasting (``BroadcastAddDispatch``, tflite/kernels/internal/optimized/integer_ops/add.h;
+      ``ProcessBroadcastShapes``: :func:`golden.tflite_ops.broadcast_category`): a generic
+      broadcast runs the reference formula; a five-fold one with an inner run ``y4 > 1`` runs
+      ``AddElementwiseInt8`` on each run of ``y4`` output elements (NEON blocks of 16 from
+      the start of each run, the reference formula on its last ``y4 mod 16``); with ``y4 == 1``
+      ``AddScalarBroadcast`` on each run of ``y3``: NEON blocks of 8 whose inputs are scaled
+      ``SRDHM((q - zp) << 20, M_i)`` then shifted right **without rounding** (``vshlq_s32``
+      by a negative amount), the sum as before; the last ``y3 mod 8`` the reference formula;
 
-    then the fused activation's clamp, bounds derived the path's way."""
+    then the fused activation's clamp, bounds derived the path's way. ``ref`` broadcasts with
+    ``BroadcastAdd6DSlow`` (the reference formula per element), XNNPACK per element."""
     from .quant import rounding_divide_by_pot, srdhm
 
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
+    a0, b0 = np.shape(a), np.shape(b)
+    a, b = (np.asarray(v, dtype=np.int64) for v in np.broadcast_arrays(a, b))
     sa, sb, so = (float(np.float32(t.scale[0])) for t in (ta, tb, to))
     za, zb, zo = (int(t.zero_point[0]) for t in (ta, tb, to))
     f_min, f_max = F.ACTIVATIONS[activation]
@@ -424,8 +516,20 @@ def add_int8(a, b, ta: TensorInfo, tb: TensorInfo, to: TensorInfo, activation: s
         vb = srdhm((b - zb) << (left + eb), mb)
         vs = rounding_divide_by_pot(srdhm(va + vb, mo), -eo)
         vy = np.clip(np.clip(wrap16(wrap16(vs) + zo), -128, 127), lo, hi)
-        block = np.arange(a.size).reshape(a.shape) < (a.size // 16) * 16
-        y = np.where(block, vy, y)
+        idx = np.arange(a.size).reshape(a.shape)
+        category, fold = O.broadcast_category(a0, b0)
+        if category == "none":
+            y = np.where(idx < (a.size // 16) * 16, vy, y)
+        elif category != "generic" and fold[4] > 1:
+            run = idx % fold[4]
+            y = np.where(run < (fold[4] // 16) * 16, vy, y)
+        elif category != "generic":
+            sa_ = srdhm((a - za) << left, ma) >> -ea
+            sb_ = srdhm((b - zb) << left, mb) >> -eb
+            ss = rounding_divide_by_pot(srdhm(sa_ + sb_, mo), -eo)
+            sy = np.clip(np.clip(wrap16(wrap16(ss) + zo), -128, 127), lo, hi)
+            run = idx % fold[3]
+            y = np.where(run < (fold[3] // 8) * 8, sy, y)
     return y
 
 
@@ -496,7 +600,7 @@ def quant_conv_for(fx: F.ConvFixture, path: str):
 #: operator versions written (int8 per-channel convolutions need version 3; FULLY_CONNECTED int8
 #: version 4, AVERAGE_POOL_2D int8 version 2)
 _OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2,
-               "ADD": 2}
+               "ADD": 2, "MEAN": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2}
 
 
 def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
@@ -577,6 +681,21 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
             T.AddOptionsStart(b)
             T.AddOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
             opts, otype = T.AddOptionsEnd(b), T.BuiltinOptions.AddOptions
+        elif op.kind == "SOFTMAX":
+            T.SoftmaxOptionsStart(b)
+            T.SoftmaxOptionsAddBeta(b, o.get("beta", 1.0))
+            opts, otype = T.SoftmaxOptionsEnd(b), T.BuiltinOptions.SoftmaxOptions
+        elif op.kind == "MEAN":
+            T.ReducerOptionsStart(b)
+            T.ReducerOptionsAddKeepDims(b, bool(o["keep_dims"]))
+            opts, otype = T.ReducerOptionsEnd(b), T.BuiltinOptions.ReducerOptions
+        elif op.kind == "CONCATENATION":
+            T.ConcatenationOptionsStart(b)
+            T.ConcatenationOptionsAddAxis(b, int(o["axis"]))
+            opts, otype = T.ConcatenationOptionsEnd(b), T.BuiltinOptions.ConcatenationOptions
+        elif op.kind == "PAD":
+            T.PadOptionsStart(b)
+            opts, otype = T.PadOptionsEnd(b), T.BuiltinOptions.PadOptions
         elif op.kind == "FULLY_CONNECTED":
             T.FullyConnectedOptionsStart(b)
             T.FullyConnectedOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])

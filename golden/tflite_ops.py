@@ -1,0 +1,316 @@
+"""TFLite's int8 host operators that ``convgen run tflite`` computes outside the engine, path by
+path: SOFTMAX, MEAN, CONCATENATION, PAD and broadcasting ADD, re-derived in NumPy from TFLite's
+kernels (LiteRT sources, ``tflite/kernels/``; cited per function) and measured against LiteRT
+2.3 on every path (tests/test_tflite_ops.py).
+
+Every function takes int64 arrays holding int8 values and returns the same.
+
+CPU dependence (docs/tflite.md):
+
+- the reference kernels (``ref``) are integer C++: the same on every CPU;
+- the optimized SOFTMAX (``opt``; XNNPACK leaves int8 SOFTMAX to it, so also ``xnnpack``)
+  builds a float LUT with the C library's ``expf`` and normalizes in float32 on x86 and on
+  ARM64 builds with GCC; LiteRT's ARM64 wheels (clang) take another algorithm
+  (``SoftmaxInt8LUT``, a uint16 LUT) that :func:`softmax` does not model:
+  :func:`softmax_opt_is_modelled` says whether this machine runs the modelled one;
+- the optimized MEAN and ADD run NEON code (NEON_2_SSE on x86): integer, the same everywhere,
+  with the block structure described per function; multi-threaded MEAN would split its
+  channel blocks differently (LiteRT runs single-threaded here).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+import numpy as np
+
+from convgen.core.params import ConfigError
+
+from .quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
+                    rounding_divide_by_pot, srdhm, wrap32)
+
+__all__ = ["softmax", "softmax_reference", "softmax_optimized", "softmax_opt_is_modelled", "mean", "pad",
+           "concatenation", "broadcast_category"]
+
+
+# ---------------------------------------------------------------------------------------------
+# SOFTMAX
+# ---------------------------------------------------------------------------------------------
+
+def _sat_left(x, e: int):
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<e>`` for ``e > 0``: a saturating left shift."""
+    x = np.asarray(x, dtype=np.int64)
+    thr = (1 << (31 - e)) - 1
+    return np.where(x > thr, INT32_MAX, np.where(x < -thr, INT32_MIN, x << e))
+
+
+def _fx_mul(a, b):
+    """gemmlowp fixed-point product: SRDHM of the raw values."""
+    return srdhm(a, b)
+
+
+def _exp_on_interval(a):
+    """gemmlowp ``exp_on_interval_between_negative_one_quarter_and_0_excl`` (Q0.31)."""
+    constant_term, one_third = 1895147668, 715827883
+    x = wrap32(a + (1 << 28))
+    x2 = _fx_mul(x, x)
+    x3 = _fx_mul(x2, x)
+    x4 = _fx_mul(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(wrap32(_fx_mul(wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return wrap32(constant_term + _fx_mul(constant_term, wrap32(x + poly)))
+
+
+def _exp_on_negative_values(a):
+    """gemmlowp ``exp_on_negative_values`` of a Q5.26 value (``a <= 0``), as Q0.31."""
+    frac_bits = 26
+    one_quarter = 1 << (frac_bits - 2)
+    a = np.asarray(a, dtype=np.int64)
+    a_mod_q = wrap32((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_on_interval(_sat_left(a_mod_q, 5))
+    remainder = wrap32(a_mod_q - a)
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+                           (2, 39332535), (3, 720401), (4, 242)):
+        bit = (remainder & (1 << (frac_bits + exponent))) != 0
+        result = np.where(bit, _fx_mul(result, mult), result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _one_over_one_plus_x(a):
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1`` (Q0.31 in, Q0.31 out)."""
+    a = np.asarray(a, dtype=np.int64)
+    s = a + INT32_MAX
+    half_den = np.where(s >= 0, (s + 1) // 2, -((-(s - 1)) // 2))        # RoundingHalfSum, C division
+    x = wrap32(1515870810 + _fx_mul(half_den, -1010580540))               # Q2.29: 48/17 - 32/17 d
+    one_q2 = 1 << 29
+    for _ in range(3):
+        hdx = _fx_mul(half_den, x)                                          # Q2
+        one_minus = wrap32(one_q2 - hdx)
+        x = wrap32(x + _sat_left(_fx_mul(x, one_minus), 2))                 # Q4 -> Q2
+    return _sat_left(x, 1)                                                   # ExactMulByPot<-1>, Rescale<0>
+
+
+def _clz32(x):
+    """Leading zeros of ``x`` as a uint32 (32 for 0)."""
+    x = np.asarray(x, dtype=np.int64) & 0xFFFFFFFF
+    return np.vectorize(lambda v: 32 - int(v).bit_length(), otypes=[np.int64])(x)
+
+
+def softmax_reference(x, in_scale: float, beta: float) -> np.ndarray:
+    """TFLite's reference int8 SOFTMAX (``BUILTIN_REF``; ``reference_ops::Softmax``,
+    tflite/kernels/internal/reference/softmax.h, parameters from ``SoftmaxPrepare`` in
+    tflite/kernels/activations.cc): gemmlowp fixed point over the last axis. The input
+    difference to the row maximum is scaled by ``PreprocessSoftmaxScaling(beta, s_in, 5)``
+    into Q5.26, ``exp_on_negative_values``, summed in Q12.19, the reciprocal by
+    ``GetReciprocal`` (Newton-Raphson), the output rounded by ``RoundingDivideByPOT``; output
+    scale 1/256, zero point -128."""
+    x = np.asarray(x, dtype=np.int64)
+    real = min(float(np.float32(beta)) * float(np.float32(in_scale)) * (1 << 26), (1 << 31) - 1.0)
+    m, left = quantize_multiplier(real)
+    if left < 0:
+        raise ConfigError(f"SOFTMAX: beta * input scale {real / (1 << 26):g} is too small for TFLite's "
+                          "reference kernel (negative left shift)")
+    diff_min = -int(np.floor(31.0 * (1 << 26) / (1 << left)))
+    diff = x - x.max(axis=-1, keepdims=True)
+    use = diff >= diff_min
+    scaled = srdhm(wrap32(diff * (1 << left)), m)
+    e = _exp_on_negative_values(scaled)
+    e12 = rounding_divide_by_pot(e, 12)
+    total = wrap32(np.where(use, e12, 0).sum(axis=-1, keepdims=True))
+    head = _clz32(total)
+    bits_over_unit = 12 - head
+    shifted = wrap32(((total & 0xFFFFFFFF) << head) - (1 << 31))
+    scale = _one_over_one_plus_x(shifted)
+    exponent = bits_over_unit + 31 - 8
+    if np.any((exponent < 0) | (exponent > 31)):
+        raise ConfigError("SOFTMAX: reciprocal exponent outside 0..31 (TFLITE_CHECK in the reference kernel)")
+    out = rounding_divide_by_pot(_fx_mul(scale, e), exponent) - 128
+    return np.where(use, np.clip(out, -128, 127), -128)
+
+
+_LIBM = None
+
+
+def _expf(v: np.ndarray) -> np.ndarray:
+    """The C library's ``expf`` (the one LiteRT's kernels call), element by element."""
+    global _LIBM
+    if _LIBM is None:
+        lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        lib.expf.restype = ctypes.c_float
+        lib.expf.argtypes = [ctypes.c_float]
+        _LIBM = lib
+    return np.array([_LIBM.expf(float(t)) for t in np.asarray(v, np.float32).ravel()],
+                    dtype=np.float32).reshape(np.shape(v))
+
+
+def softmax_opt_is_modelled() -> bool:
+    """Whether this machine's LiteRT runs the optimized SOFTMAX that :func:`softmax_optimized`
+    models (float LUT): every CPU except ARM64, whose LiteRT wheels are built with clang and
+    take ``SoftmaxInt8LUT`` (``TFLITE_SOFTMAX_USE_UINT16_LUT``, optimized_ops.h)."""
+    return platform.machine().lower() not in ("aarch64", "arm64")
+
+
+def softmax_optimized(x, in_scale: float, out_scale: float, out_zp: int, beta: float) -> np.ndarray:
+    """TFLite's optimized int8 SOFTMAX off ARM64 (``optimized_ops::Softmax`` with
+    ``PopulateSoftmaxLookupTable``, tflite/kernels/internal/optimized/optimized_ops.h):
+    ``table[255 - d] = expf(f32(-s_in * beta) * d)`` (the C library's ``expf``), per row
+    ``sum`` of the row's table values added in float32 in order, ``inv = 1 / (sum * s_out)``,
+    each output ``round(table * inv)`` (half away from zero) ``+ zp``, clamped to int8."""
+    x = np.asarray(x, dtype=np.int64)
+    scale = np.float32(-np.float32(in_scale) * np.float32(beta))
+    table = _expf(scale * np.arange(256, dtype=np.float32))           # table[d]: difference d
+    d = (x.max(axis=-1, keepdims=True) - x)
+    t = table[d]
+    rows = t.reshape(-1, t.shape[-1])
+    sums = np.zeros(rows.shape[0], dtype=np.float32)
+    for j in range(rows.shape[1]):                                    # in order, float32
+        sums = (sums + rows[:, j]).astype(np.float32)
+    inv = (np.float32(1.0) / (sums * np.float32(out_scale))).astype(np.float32)
+    prob = (rows * inv[:, None]).astype(np.float32)
+    q = np.sign(prob) * np.floor(np.abs(prob).astype(np.float64) + 0.5)   # std::round
+    return np.clip(q.astype(np.int64) + int(out_zp), -128, 127).reshape(x.shape)
+
+
+def softmax(x, in_scale: float, out_scale: float, out_zp: int, beta: float, path: str) -> np.ndarray:
+    """int8 SOFTMAX over the last axis on ``path``: ``ref`` :func:`softmax_reference`;
+    ``opt`` and ``xnnpack`` (the delegate leaves int8 SOFTMAX to TFLite's optimized kernel)
+    :func:`softmax_optimized`."""
+    if path == "ref":
+        return softmax_reference(x, in_scale, beta)
+    return softmax_optimized(x, in_scale, out_scale, out_zp, beta)
+
+
+# ---------------------------------------------------------------------------------------------
+# MEAN
+# ---------------------------------------------------------------------------------------------
+
+def _mean_reference(x, axes, keep_dims, in_scale, in_zp, out_scale, out_zp):
+    """``reference_ops::QuantizedMeanOrSum`` (tflite/kernels/internal/reference/reduce.h)
+    with ``PrepareMeanOrSum``'s multiplier (tflite/kernels/reduce.cc): ``M, shift =
+    QuantizeMultiplier(s_in / s_out)``; ``k = floor(log2 n)`` (at most 32 and ``31 + shift``),
+    ``M' = (M << k) // n``; ``MultiplyByQuantizedMultiplier(sum - zp_in * n, M', shift - k) +
+    zp_out``, clamped."""
+    n = int(np.prod([x.shape[a] for a in axes]))
+    total = x.sum(axis=tuple(axes), keepdims=keep_dims)
+    m, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    k = min(n.bit_length() - 1, 32, 31 + shift)
+    m2 = (m << k) // n
+    y = multiply_by_quantized_multiplier(wrap32(total - in_zp * n), m2, shift - k) + out_zp
+    return np.clip(y, -128, 127)
+
+
+def _mean_optimized_hw(x, in_scale, in_zp, out_scale, out_zp):
+    """``optimized_integer_ops::Mean`` (tflite/kernels/internal/optimized/integer_ops/mean.h):
+    4-D, axes {1, 2}, keep_dims. ``real = f32(s_in / f32(n * s_out))``, ``M, shift =
+    QuantizeMultiplier(real)``, ``bias = zp_out - trunc(f32(f32(zp_in * s_in) / s_out) +-
+    0.5)``; the raw int8 sum (no zero point) of each channel, then: channels in whole blocks
+    of 16 (NEON; NEON_2_SSE on x86) ``SRDHM(sum << max(shift, 0), M)`` rounded by
+    ``vrshl`` (ties up), the last ``C mod 16`` channels ``MultiplyByQuantizedMultiplier``
+    (ties away); ``+ bias``, clamped to int8 (single-threaded)."""
+    _, h, w, c = x.shape
+    n = np.float32(h * w)
+    s_in, s_out = np.float32(in_scale), np.float32(out_scale)
+    temp = np.float32(np.float32(np.float32(in_zp) * s_in) / s_out)
+    temp = np.float32(temp + np.float32(0.5)) if temp > 0 else np.float32(temp - np.float32(0.5))
+    bias = int(out_zp) - int(np.trunc(temp))
+    real = np.float32(s_in / np.float32(n * s_out))
+    m, shift = quantize_multiplier(float(real))
+    acc = x.sum(axis=(1, 2), keepdims=True)
+    left, right = max(shift, 0), max(-shift, 0)
+    h_ = srdhm(wrap32(acc << left), m)
+    vec = (h_ + ((1 << right) >> 1)) >> right if right else h_                       # vrshl: ties up
+    sca = multiply_by_quantized_multiplier(acc, m, shift)
+    block = np.arange(c) < 16 * (c // 16)
+    return np.clip(np.where(block, vec, sca) + bias, -128, 127)
+
+
+def _mean_xnnpack(x, axes, in_scale, in_zp, out_scale, out_zp):
+    """XNNPACK's qs8 mean (``xnn_define_static_reduce_v2`` with ``xnn_reduce_mean``;
+    src/operators/reduce-nd.c, ``xnn_init_qs8_reduce_scalar_params`` /
+    ``xnn_update_qs8_reduce_scalar_params`` in src/microparams-init.c, the int32 -> qs8
+    reference convert of src/reference/unary-elementwise.cc): the raw int32 sum, ``scale =
+    f32(f32(s_in / s_out) * f32(1 / n))``, ``zp' = f32(zp_out - f32(n * zp_in * scale))``,
+    ``y = nearbyint(f32(f32(sum * scale) + zp'))`` saturated to int8. The products and sums
+    are separate float32 operations on x86 (no FMA in that code); an ARM64 build may fuse
+    them (``-ffp-contract``), so this is exact on x86 only (docs/tflite.md)."""
+    n = int(np.prod([x.shape[a] for a in axes]))
+    f = np.float32
+    scale = f(f(f(in_scale) / f(out_scale)) * f(f(1.0) / f(n)))
+    zp = f(f(out_zp) - f(f(n * int(in_zp)) * scale))
+    acc = x.sum(axis=tuple(axes), keepdims=True).astype(np.float32)
+    t = ((acc * scale).astype(np.float32) + zp).astype(np.float32)
+    return np.clip(np.rint(t), -128, 127).astype(np.int64)
+
+
+def mean(x, axes, keep_dims: bool, in_scale: float, in_zp: int, out_scale: float, out_zp: int,
+         path: str) -> np.ndarray:
+    """int8 MEAN over ``axes`` on ``path``: ``ref`` the reference kernel; ``opt`` the optimized
+    4-D spatial mean (:func:`_mean_optimized_hw`) where it applies (4-D input, axes {1, 2},
+    keep_dims), else the reference kernel (``EvalMean`` in tflite/kernels/reduce.cc);
+    ``xnnpack``: the delegate leaves int8 MEAN to the optimized kernel (measured: no
+    DELEGATE node for it), so as ``opt``."""
+    x = np.asarray(x, dtype=np.int64)
+    axes = sorted({int(a) % x.ndim for a in np.ravel(axes)})
+    if path == "xnnpack":
+        y = _mean_xnnpack(x, axes, in_scale, in_zp, out_scale, out_zp)
+        return y if keep_dims else y.reshape([d for i, d in enumerate(x.shape) if i not in axes])
+    if path != "ref" and keep_dims and x.ndim == 4 and axes == [1, 2]:
+        return _mean_optimized_hw(x, in_scale, in_zp, out_scale, out_zp)
+    return _mean_reference(x, axes, keep_dims, in_scale, in_zp, out_scale, out_zp)
+
+
+# ---------------------------------------------------------------------------------------------
+# PAD, CONCATENATION
+# ---------------------------------------------------------------------------------------------
+
+def pad(x, paddings, zero_point: int) -> np.ndarray:
+    """int8 PAD (tflite/kernels/pad.cc, ``reference_ops::Pad``): the input with
+    ``paddings[i] = (before, after)`` elements of the output zero point on each axis;
+    input and output quantization are equal (checked when the model is read)."""
+    return np.pad(np.asarray(x, dtype=np.int64), [tuple(int(v) for v in p) for p in np.asarray(paddings)],
+                  constant_values=int(zero_point))
+
+
+def concatenation(xs, axis: int) -> np.ndarray:
+    """int8 CONCATENATION (tflite/kernels/concatenation.cc): TFLite requires every int8
+    input to have the output's scale and zero point, so it copies."""
+    return np.concatenate([np.asarray(v, dtype=np.int64) for v in xs], axis=axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# broadcasting ADD: which elements the optimized kernel computes with which code
+# ---------------------------------------------------------------------------------------------
+
+def broadcast_category(shape0, shape1):
+    """``ProcessBroadcastShapes`` (tflite/kernels/internal/reference/process_broadcast_shapes.h):
+    ``(category, y)`` with category ``"none"``, ``"first"`` (the first input broadcasts
+    fast), ``"second"`` or ``"generic"``, and the five-fold ``broadcast_shape`` ``y``."""
+    n = max(len(shape0), len(shape1))
+    a0 = (1,) * (n - len(shape0)) + tuple(shape0)
+    a1 = (1,) * (n - len(shape1)) + tuple(shape1)
+    if a0 == a1:
+        return "none", None
+    cat = "generic"
+    for i in range(n - 1, -1, -1):
+        if a0[i] == a1[i]:
+            continue
+        if a0[i] == 1:
+            cat = "first"
+        elif a1[i] == 1:
+            cat = "second"
+        else:
+            return "generic", None
+        break
+    sa, sb = (a1, a0) if cat == "second" else (a0, a1)
+    y = [1, 1, 1, 1, 1]
+    i = n - 1
+    for slot, cond in ((4, lambda i: sa[i] == sb[i]), (3, lambda i: sa[i] == 1), (2, lambda i: sa[i] == sb[i]),
+                       (1, lambda i: sb[i] == 1), (0, lambda i: sa[i] == sb[i])):
+        while i >= 0 and cond(i):
+            y[slot] *= sb[i] if slot in (4, 3, 0) else sa[i]
+            i -= 1
+    if i >= 0:
+        return "generic", None
+    return cat, y
