@@ -125,7 +125,8 @@ def softmax_reference(x, in_scale: float, beta: float) -> np.ndarray:
     scale = _one_over_one_plus_x(shifted)
     exponent = bits_over_unit + 31 - 8
     if np.any((exponent < 0) | (exponent > 31)):
-        raise ConfigError("SOFTMAX: reciprocal exponent outside 0..31 (TFLITE_CHECK in the reference kernel)")
+        raise ConfigError("SOFTMAX: a row whose sum of exponentials needs a reciprocal shift above 31; TFLite's "
+                          "reference kernel aborts on it (TFLITE_CHECK in reference_ops::Softmax)")
     out = rounding_divide_by_pot(_fx_mul(scale, e), exponent) - 128
     return np.where(use, np.clip(out, -128, 127), -128)
 
@@ -226,7 +227,7 @@ def _mean_optimized_hw(x, in_scale, in_zp, out_scale, out_zp):
     return np.clip(np.where(block, vec, sca) + bias, -128, 127)
 
 
-def _mean_xnnpack(x, axes, in_scale, in_zp, out_scale, out_zp):
+def _mean_xnnpack(x, axes, in_scale, in_zp, out_scale, out_zp, *, fused: bool = False):
     """XNNPACK's qs8 mean (``xnn_define_static_reduce_v2`` with ``xnn_reduce_mean``;
     src/operators/reduce-nd.c, ``xnn_init_qs8_reduce_scalar_params`` /
     ``xnn_update_qs8_reduce_scalar_params`` in src/microparams-init.c, the int32 -> qs8
@@ -234,13 +235,18 @@ def _mean_xnnpack(x, axes, in_scale, in_zp, out_scale, out_zp):
     f32(f32(s_in / s_out) * f32(1 / n))``, ``zp' = f32(zp_out - f32(n * zp_in * scale))``,
     ``y = nearbyint(f32(f32(sum * scale) + zp'))`` saturated to int8. The products and sums
     are separate float32 operations on x86 (no FMA in that code); an ARM64 build may fuse
-    them (``-ffp-contract``), so this is exact on x86 only (docs/tflite.md)."""
+    them (``-ffp-contract``), so this is measured on x86; ``fused``: each product and sum
+    rounded once, as an FMA would (docs/tflite.md)."""
     n = int(np.prod([x.shape[a] for a in axes]))
     f = np.float32
     scale = f(f(f(in_scale) / f(out_scale)) * f(f(1.0) / f(n)))
-    zp = f(f(out_zp) - f(f(n * int(in_zp)) * scale))
     acc = x.sum(axis=tuple(axes), keepdims=True).astype(np.float32)
-    t = ((acc * scale).astype(np.float32) + zp).astype(np.float32)
+    if fused:   # products exact in float64 (24 x 24 bits), one rounding per fused operation
+        zp = f(float(f(out_zp)) - float(f(n * int(in_zp))) * float(scale))
+        t = (acc.astype(np.float64) * float(scale) + float(zp)).astype(np.float32)
+    else:
+        zp = f(f(out_zp) - f(f(n * int(in_zp)) * scale))
+        t = ((acc * scale).astype(np.float32) + zp).astype(np.float32)
     return np.clip(np.rint(t), -128, 127).astype(np.int64)
 
 

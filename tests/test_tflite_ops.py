@@ -1,0 +1,257 @@
+"""The host operators of ``run tflite`` (golden/tflite_ops.py): SOFTMAX, MEAN, CONCATENATION, PAD
+and broadcasting ADD, each on TFLite's three int8 paths against LiteRT 2.3.0 running the
+operator alone (one-operator models written with golden.tflite_net.write_model).
+
+Counts of outputs compared and of outputs where the paths differ are printed; the paths
+must differ where their kernels do (SOFTMAX ref vs opt, MEAN ref vs opt vs XNNPACK, ADD under
+broadcasting). Injected bugs (a wrong gemmlowp constant, the optimized kernels' block widths,
+the scalar-broadcast ADD's truncating shift, XNNPACK's float MEAN rounded the other way) must
+each fail the same comparison.
+
+CPU dependence (docs/tflite.md): the reference kernels and the integer NEON code are the same
+everywhere. The optimized SOFTMAX (also run on the XNNPACK path) is modelled for LiteRT builds
+other than ARM64's, whose wheels take a different algorithm (``SoftmaxInt8LUT``): there its
+comparison is skipped. XNNPACK's MEAN is float32 arithmetic that an ARM64 build may contract
+into FMAs: off x86 its outputs are compared only where the fused and unfused roundings agree.
+Cost: about 2 s.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+
+from convgen.golden import tflite_fixtures as F
+from convgen.golden import tflite_net as N
+from convgen.golden import tflite_ops as O
+
+T = N.TensorInfo
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def q(name, shape, scale, zp, data=None, dtype="int8"):
+    return T(name, tuple(shape), dtype, np.array([scale], np.float32), np.array([zp]), 0, data)
+
+
+def run_both(kind, tensors, ins, outs, opts, inputs, path):
+    """(golden, LiteRT) outputs of one operator on ``path``; the golden run reads the model back."""
+    data = [i for i in ins if tensors[i].data is None]
+    m = N.write_model(N.Graph(tensors, [N.OpInfo(0, kind, ins, outs, opts)], data, outs))
+    g = N.parse_model(m)
+    values = {i: np.asarray(v, np.int64) for i, v in zip(data, inputs)}
+    for i, t in enumerate(g.tensors):
+        if t.data is not None and t.dtype == "int8":
+            values[i] = t.data.astype(np.int64)
+    op = g.ops[0]
+    if kind == "ADD":
+        t = g.tensors
+        gold = N.add_int8(values[op.inputs[0]], values[op.inputs[1]], t[op.inputs[0]], t[op.inputs[1]],
+                          t[op.outputs[0]], op.options["activation"], path)
+    else:
+        gold = N.host_op(g, op, values, path)
+    return gold, N.run_litert(m, inputs, path, check_delegated=False)
+
+
+# ---- the cases ----------------------------------------------------------------------------------
+
+def softmax_cases():
+    rng = np.random.default_rng(21)
+    cases = []
+    for shape, s_in, beta in [((1, 10), 0.19, 1.0), ((1, 1001), 0.22, 1.0), ((4, 37), 0.27, 0.5),
+                              ((1, 3, 3, 17), 0.22, 2.0), ((3, 64), 0.02, 1.0), ((2, 50), 0.9, 3.0),
+                              ((5, 8), 0.0625, 1.0)]:
+        x = rng.integers(-128, 128, shape)
+        if shape == (5, 8):   # rows of equal values, two maxima, one huge gap
+            x[0] = 7
+            x[1, :2] = 127
+            x[2] = -128
+            x[2, 3] = 127
+        cases.append(([q("x", shape, float(np.float32(s_in)), int(rng.integers(-20, 20))), q("y", shape, 1 / 256, -128)],
+                      [0], [1], {"beta": beta}, [x.astype(np.int8)]))
+    # 200,000 outputs at a large input scale: the reference (gemmlowp) and optimized (float LUT)
+    # kernels round a few of them differently (about 1 in 30,000 here)
+    shape = (2000, 100)
+    cases.append(([q("x", shape, 1.4441719, 0), q("y", shape, 1 / 256, -128)], [0], [1], {"beta": 1.0},
+                  [np.random.default_rng(9).integers(-128, 128, shape).astype(np.int8)]))
+    return cases
+
+
+def mean_cases():
+    rng = np.random.default_rng(22)
+    cases = []
+    for shape, axes, keep, ratio in [((1, 7, 7, 40), [1, 2], True, 0.7), ((1, 7, 7, 40), [1, 2], False, 0.7),
+                                     ((1, 4, 5, 16), [2, 1], True, 1.3), ((1, 6, 6, 8), [3], True, 0.4),
+                                     ((1, 8, 8, 33), [1, 2], True, 1.0), ((1, 4, 4, 20), [1, 2], True, 1.0),
+                                     ((1, 5, 3, 12), [1], False, 0.9), ((1, 16, 16, 24), [1, 2], True, 0.25)]:
+        s_in = float(np.float32(rng.uniform(0.01, 0.1)))
+        oshape = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keep else \
+            tuple(d for i, d in enumerate(shape) if i not in axes)
+        cases.append(([q("x", shape, s_in, int(rng.integers(-20, 20))),
+                       T("axes", (len(axes),), "int32", data=np.array(axes, np.int32)),
+                       q("y", oshape, float(np.float32(s_in * ratio)), int(rng.integers(-10, 10)))],
+                      [0, 1], [2], {"axes": axes, "keep_dims": keep}, [rng.integers(-128, 128, shape).astype(np.int8)]))
+    return cases
+
+
+BROADCASTS = [((1, 16, 16, 64), (1, 16, 16, 1)), ((1, 5, 5, 24), (1, 1, 1, 24)), ((1, 1, 1, 24), (1, 5, 5, 24)), ((1, 5, 5, 20), (1, 5, 5, 1)),
+              ((1, 5, 5, 20), (1, 1, 1, 1)), ((1, 5, 5, 20), (1, 5, 1, 20)), ((1, 4, 6, 35), (35,)),
+              ((2, 1, 3), (1, 4, 3)), ((1, 3, 37), (1, 3, 1)), ((1, 2, 2, 40), (1, 2, 2, 1))]
+
+
+def add_cases():
+    rng = np.random.default_rng(23)
+    cases = []
+    for sa, sb in BROADCASTS:
+        out = np.broadcast_shapes(sa, sb)
+        for scales, act in (((0.5, 0.25, 1.0), "none"), ((0.013, 0.021, 0.03), "relu6"), ((0.25, 0.5, 0.5), "relu"),
+                            ((0.037, 0.011, 0.02), "none")):
+            cases.append(([q("a", sa, scales[0], 3), q("b", sb, scales[1], -7), q("o", out, scales[2], 1)], [0, 1], [2],
+                          {"activation": act}, [rng.integers(-128, 128, sa).astype(np.int8),
+                                                rng.integers(-128, 128, sb).astype(np.int8)]))
+    # a constant second operand (a per-channel offset): stays a constant in the model
+    c = rng.integers(-128, 128, (1, 1, 1, 20)).astype(np.int8)
+    cases.append(([q("a", (1, 4, 4, 20), 0.5, 3), q("c", (1, 1, 1, 20), 0.25, -7, c), q("o", (1, 4, 4, 20), 1.0, 1)],
+                  [0, 1], [2], {"activation": "none"}, [rng.integers(-128, 128, (1, 4, 4, 20)).astype(np.int8)]))
+    return cases
+
+
+def layout_cases():
+    rng = np.random.default_rng(24)
+    pads = np.array([[0, 0], [1, 2], [0, 1], [0, 0]], np.int32)
+    return [("PAD", [q("x", (1, 5, 5, 3), 0.05, 7), T("p", (4, 2), "int32", data=pads), q("y", (1, 8, 6, 3), 0.05, 7)],
+             [0, 1], [2], {}, [rng.integers(-128, 128, (1, 5, 5, 3)).astype(np.int8)]),
+            ("CONCATENATION", [q("a", (1, 4, 4, 3), 0.05, 7), q("b", (1, 4, 4, 5), 0.05, 7), q("y", (1, 4, 4, 8), 0.05, 7)],
+             [0, 1], [2], {"axis": 3}, [rng.integers(-128, 128, (1, 4, 4, 3)).astype(np.int8),
+                                        rng.integers(-128, 128, (1, 4, 4, 5)).astype(np.int8)]),
+            ("CONCATENATION", [q("a", (1, 2, 4, 3), 0.1, -2), q("b", (1, 3, 4, 3), 0.1, -2), q("c", (1, 1, 4, 3), 0.1, -2),
+                               q("y", (1, 6, 4, 3), 0.1, -2)],
+             [0, 1, 2], [3], {"axis": 1}, [rng.integers(-128, 128, s).astype(np.int8) for s in
+                                           ((1, 2, 4, 3), (1, 3, 4, 3), (1, 1, 4, 3))])]
+
+
+CASES = {"SOFTMAX": softmax_cases, "MEAN": mean_cases, "ADD": add_cases}
+
+
+def _comparable(kind, path, case) -> np.ndarray | None:
+    """Where the output cannot depend on the CPU (module doc); None: compare nothing."""
+    if kind == "SOFTMAX" and path != "ref" and not O.softmax_opt_is_modelled():
+        return None
+    if kind == "MEAN" and path == "xnnpack" and not X86:
+        ts, _, _, opts, (x,) = case
+        xi, yi = ts[0], ts[2]
+        args = (np.asarray(x, np.int64), sorted(a % x.ndim for a in opts["axes"]), float(xi.scale[0]),
+                int(xi.zero_point[0]), float(yi.scale[0]), int(yi.zero_point[0]))
+        agree = O._mean_xnnpack(*args) == O._mean_xnnpack(*args, fused=True)
+        return agree if opts["keep_dims"] else agree.reshape(-1)
+    return True
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_host_op_equals_litert_on_every_path(kind):
+    compared, differ = {p: 0 for p in F.PATHS}, {}
+    outs = {p: [] for p in F.PATHS}
+    for case in CASES[kind]():
+        for p in F.PATHS:
+            gold, lit = run_both(kind, *case, p)
+            outs[p].append(lit)
+            mask = _comparable(kind, p, case)
+            if mask is None:
+                continue
+            mask = np.broadcast_to(np.asarray(mask).reshape(lit.shape) if np.ndim(mask) else mask, lit.shape)
+            bad = (gold != lit) & mask
+            assert gold.shape == lit.shape and not bad.any(), \
+                f"{kind} {case[0][0].shape} on {p}: {int(bad.sum())} of {lit.size} outputs differ from LiteRT"
+            compared[p] += int(mask.sum())
+    for a, b in (("ref", "opt"), ("ref", "xnnpack"), ("opt", "xnnpack")):
+        differ[a, b] = sum(int((x != y).sum()) for x, y in zip(outs[a], outs[b]))
+    print(f"\n{kind}: outputs equal to LiteRT per path {compared}; LiteRT's paths differ on {differ}")
+    if kind == "SOFTMAX":
+        assert differ["ref", "opt"] >= 3 and differ["opt", "xnnpack"] == 0
+    if kind == "MEAN":
+        assert differ["ref", "opt"] > 0 and differ["ref", "xnnpack"] > 0 and differ["opt", "xnnpack"] > 0
+    if kind == "ADD":
+        assert differ["ref", "opt"] > 0 and differ["ref", "xnnpack"] > 100
+    assert all(v > 200 for p, v in compared.items() if p == "ref" or O.softmax_opt_is_modelled())
+
+
+def test_pad_and_concatenation_equal_litert():
+    n = 0
+    for kind, *case in layout_cases():
+        for p in F.PATHS:
+            gold, lit = run_both(kind, *case, p)
+            assert np.array_equal(gold, lit), (kind, p)
+            n += lit.size
+    print(f"\nPAD, CONCATENATION: {n} outputs equal to LiteRT over the three paths")
+
+
+def test_broadcast_categories():
+    """ProcessBroadcastShapes' five-fold split, by hand."""
+    assert O.broadcast_category((1, 5, 5, 24), (1, 1, 1, 24)) == ("second", [1, 1, 1, 25, 24])
+    assert O.broadcast_category((1, 1, 1, 24), (1, 5, 5, 24)) == ("first", [1, 1, 1, 25, 24])
+    assert O.broadcast_category((1, 5, 5, 24), (1, 5, 5, 24)) == ("none", None)
+    assert O.broadcast_category((1, 5, 5, 20), (1, 5, 5, 1)) == ("second", [1, 1, 25, 20, 1])
+    assert O.broadcast_category((1, 5, 5, 20), (1, 5, 1, 20)) == ("second", [1, 1, 5, 5, 20])
+    assert O.broadcast_category((2, 1, 3), (1, 4, 3))[0] == "first"
+    assert O.broadcast_category((2, 3, 4), (3, 1))[0] == "generic"
+
+
+MUTANTS = {
+    # (operator, path, what is changed, the function to patch, its replacement factory)
+    "gemmlowp exp constant": ("SOFTMAX", "ref", lambda mp: mp.setattr(
+        O, "_exp_on_interval", (lambda f: lambda a: f(a) + (1 << 20))(O._exp_on_interval))),
+    "softmax rounds half up": ("SOFTMAX", "opt", lambda mp: mp.setattr(
+        O, "softmax_optimized", (lambda f: lambda x, si, so, zp, b: f(x, si, so, zp, b) + (
+            (np.asarray(x) % 3) == 0))(O.softmax_optimized))),
+    "mean: no NEON channel blocks": ("MEAN", "opt", lambda mp: mp.setattr(
+        O, "_mean_optimized_hw", _mean_blocks_of(1 << 30))),
+    "mean: xnnpack ties away": ("MEAN", "xnnpack", lambda mp: mp.setattr(np, "rint", _round_half_away)),
+    "add: scalar broadcast rounds": ("ADD", "opt", lambda mp: mp.setattr(
+        O, "broadcast_category", lambda a, b: ("none", None))),
+}
+
+
+def _round_half_away(v, *args, **kw):
+    v = np.asarray(v, np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def _mean_blocks_of(width):
+    def mutant(x, in_scale, in_zp, out_scale, out_zp):
+        y = _MEAN_HW(x, in_scale, in_zp, out_scale, out_zp)
+        c = x.shape[-1]
+        tail = np.arange(c) >= width * (c // width)
+        ref = O._mean_reference(x, [1, 2], True, in_scale, in_zp, out_scale, out_zp)
+        return np.where(tail, ref, y)
+    return mutant
+
+
+_MEAN_HW = O._mean_optimized_hw
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_injected_bug_is_caught(name, monkeypatch):
+    kind, path, patch = MUTANTS[name]
+    if kind == "SOFTMAX" and path != "ref" and not O.softmax_opt_is_modelled():
+        pytest.skip("the optimized SOFTMAX of this CPU's LiteRT is not modelled")
+    patch(monkeypatch)
+    bad = 0
+    for case in CASES[kind]():
+        gold, lit = run_both(kind, *case, path)
+        bad += int((gold != lit).sum())
+    print(f"\nmutant {name!r}: {bad} outputs differ from LiteRT on {path}")
+    assert bad > 0
+
+
+def test_reference_softmax_abort_is_an_error():
+    """A row of 512 equal values makes TFLite's reference SOFTMAX abort the process
+    (TFLITE_CHECK on the reciprocal's shift; seen with LiteRT 2.3.0): the golden model refuses
+    it with a ConfigError instead, before any interpreter runs it; the optimized kernel
+    computes it (1/512 rounds to 1 LSB)."""
+    from convgen.core.params import ConfigError
+
+    x = np.zeros((1, 512), np.int64)
+    with pytest.raises(ConfigError, match="reference kernel aborts"):
+        O.softmax(x, 0.05, 1 / 256, -128, 1.0, "ref")
+    assert (O.softmax(x, 0.05, 1 / 256, -128, 1.0, "opt") == -127).all()
