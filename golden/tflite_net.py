@@ -33,7 +33,7 @@ from . import tflite_ops as O
 from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activation_bounds
 
 __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
-           "quant_conv_for", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
+           "quant_conv_for", "conv_arrays", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
            "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
@@ -578,19 +578,29 @@ def quant_conv_for(fx: F.ConvFixture, path: str):
     parameter output type."""
     from .engine import quant_conv_from_arrays
 
+    arrays = conv_arrays(fx, path)
+    del arrays["act_min"], arrays["act_max"]
+    q = quant_conv_from_arrays(arrays, rounding=F.PATH_MODE[path], layout="nhwc")
+    p = F.path_params(fx, path)
+    return replace(q, params=replace(p, out_width=9))
+
+
+def conv_arrays(fx: F.ConvFixture, path: str) -> dict:
+    """The fixture as ``convgen run conv --layout nhwc`` arrays: x NHWC, w OHWI (depthwise
+    ``[C, kh, kw, 1]``), TFLite's quantization and bias, SAME/VALID as explicit pads, and the
+    clamp bounds path ``path`` derives (``act_min``, ``act_max``)."""
+    p = F.path_params(fx, path)
     kh, kw = fx.w.shape[1:3]
     _, pt, pb = F._pads(fx.x.shape[1], kh, fx.stride, fx.padding)
     _, pl, pr = F._pads(fx.x.shape[2], kw, fx.stride, fx.padding)
     w = fx.w if fx.op == "conv" else fx.w.transpose(3, 1, 2, 0)      # depthwise: [C, kh, kw, 1]
-    arrays = {"x": fx.x.astype(np.int8), "w": w.astype(np.int8), "B": fx.bias.astype(np.int32),
-              "x_scale": np.float32(fx.in_scale), "x_zero_point": np.int8(fx.in_zp),
-              "w_scale": fx.w_scale.astype(np.float32), "w_zero_point": np.int8(0),
-              "y_scale": np.float32(fx.out_scale), "y_zero_point": np.int8(fx.out_zp),
-              "strides": np.array([fx.stride, fx.stride]), "pads": np.array([pt, pl, pb, pr]),
-              "group": np.array(1 if fx.op == "conv" else fx.channels)}
-    q = quant_conv_from_arrays(arrays, rounding=F.PATH_MODE[path], layout="nhwc")
-    p = F.path_params(fx, path)
-    return replace(q, params=replace(p, out_width=9))
+    return {"x": fx.x.astype(np.int8), "w": w.astype(np.int8), "B": fx.bias.astype(np.int32),
+            "x_scale": np.float32(fx.in_scale), "x_zero_point": np.int8(fx.in_zp),
+            "w_scale": fx.w_scale.astype(np.float32), "w_zero_point": np.int8(0),
+            "y_scale": np.float32(fx.out_scale), "y_zero_point": np.int8(fx.out_zp),
+            "strides": np.array([fx.stride, fx.stride]), "pads": np.array([pt, pl, pb, pr]),
+            "group": np.array(1 if fx.op == "conv" else fx.channels),
+            "act_min": np.int64(p.act_min[0]), "act_max": np.int64(p.act_max[0])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -804,7 +814,8 @@ class _Builder:
             return float(np.float32(hi / 255.0)), -128 + int(self.rng.integers(0, 3))
         return float(np.float32(float(np.abs(real).max()) / 127.0)), int(self.rng.integers(-3, 4))
 
-    def conv(self, src: int, kind: str, cout: int, k: int, stride: int, act: str, *, fc: bool = False) -> int:
+    def conv(self, src: int, kind: str, cout: int, k: int, stride: int, act: str, *, fc: bool = False,
+             padding: str = "SAME") -> int:
         """A CONV_2D, DEPTHWISE_CONV_2D or (``fc``: on a ``[1, C]`` tensor) FULLY_CONNECTED."""
         rng, t = self.rng, self.tensors[src]
         cin = t.shape[-1]
@@ -820,7 +831,7 @@ class _Builder:
         bias = np.round(rng.normal(0, 0.05, cout) / (in_scale * w_scale.astype(np.float64))).astype(np.int32)
         x = self.values[src].reshape(1, 1, 1, cin) if fc else self.values[src]
         probe = F.ConvFixture("probe", kind, x.astype(np.int8), w, bias, in_scale, int(t.zero_point[0]), w_scale,
-                              1.0, 0, "none", stride, "SAME")
+                              1.0, 0, "none", stride, padding)
         real = (F.accumulators(probe) + bias) * (in_scale * w_scale.astype(np.float64))
         out_scale, out_zp = self._quant(real, act)
         i = len(self.ops)
@@ -830,10 +841,11 @@ class _Builder:
                                        0 if kind == "conv" else 3, w))
         bias_scale = (np.float32(in_scale) * w_scale).astype(np.float32)
         self.tensors.append(TensorInfo(f"op{i}_bias", (cout,), "int32", bias_scale, np.zeros(cout, np.int64), 0, bias))
-        shape = (1, cout) if fc else (1, -(-t.shape[1] // stride), -(-t.shape[2] // stride), cout)
+        hw = [F._pads(t.shape[d], k, stride, padding)[0] for d in (1, 2)] if not fc else None
+        shape = (1, cout) if fc else (1, hw[0], hw[1], cout)
         out = self._out(f"op{i}_out", shape, out_scale, out_zp)
         kind_name = "FULLY_CONNECTED" if fc else "CONV_2D" if kind == "conv" else "DEPTHWISE_CONV_2D"
-        opts = {"activation": act} if fc else {"stride": stride, "padding": "SAME", "activation": act}
+        opts = {"activation": act} if fc else {"stride": stride, "padding": padding, "activation": act}
         op = OpInfo(i, kind_name, [src, out - 2, out - 1], [out], opts)
         self.ops.append(op)
         g = Graph(self.tensors, self.ops, [0], [out])
@@ -859,6 +871,40 @@ class _Builder:
         op = OpInfo(len(self.ops), "ADD", [a, b], [out], {"activation": act})
         self.ops.append(op)
         self.values[out] = add_int8(self.values[a], self.values[b], ta, tb, self.tensors[out], act, "ref")
+        return out
+
+    def pad(self, src: int, paddings) -> int:
+        """A PAD with the input's quantization (Keras' ZeroPadding2D)."""
+        t = self.tensors[src]
+        paddings = np.asarray(paddings, np.int64)
+        self.tensors.append(TensorInfo(f"op{len(self.ops)}_paddings", paddings.shape, "int32",
+                                       data=paddings.astype(np.int32)))
+        shape = tuple(int(d + a + b) for d, (a, b) in zip(t.shape, paddings))
+        out = self._out(f"op{len(self.ops)}_out", shape, float(t.scale[0]), int(t.zero_point[0]))
+        op = OpInfo(len(self.ops), "PAD", [src, out - 1], [out], {"paddings": paddings})
+        self.ops.append(op)
+        self.values[out] = O.pad(self.values[src], paddings, int(t.zero_point[0]))
+        return out
+
+    def mean(self, src: int) -> int:
+        """A spatial MEAN (axes 1, 2, keep_dims: TF-slim's global pool) with its own, calibrated
+        output quantization."""
+        t = self.tensors[src]
+        real = (self.values[src].mean(axis=(1, 2), keepdims=True) - int(t.zero_point[0])) * float(t.scale[0])
+        scale, zp = self._quant(real, "none")
+        self.tensors.append(TensorInfo(f"op{len(self.ops)}_axes", (2,), "int32", data=np.array([1, 2], np.int32)))
+        out = self._out(f"op{len(self.ops)}_out", (1, 1, 1, t.shape[-1]), scale, zp)
+        op = OpInfo(len(self.ops), "MEAN", [src, out - 1], [out], {"axes": [1, 2], "keep_dims": True})
+        self.ops.append(op)
+        self.values[out] = O.mean(self.values[src], [1, 2], True, float(t.scale[0]), int(t.zero_point[0]), scale, zp,
+                                  "ref")
+        return out
+
+    def softmax(self, src: int) -> int:
+        t = self.tensors[src]
+        out = self._out(f"op{len(self.ops)}_out", t.shape, float(np.float32(1 / 256)), -128)
+        self.ops.append(OpInfo(len(self.ops), "SOFTMAX", [src], [out], {"beta": 1.0}))
+        self.values[out] = O.softmax(self.values[src], float(t.scale[0]), 1 / 256, -128, 1.0, "ref")
         return out
 
     def reshape(self, src: int, shape: tuple) -> int:
@@ -913,26 +959,46 @@ def mobilenet(seed: int = 0, size: int = 16, head: str = "conv") -> tuple[bytes,
 MOBILENET_V2_BLOCKS = ((3, 8, 1), (3, 12, 2), (3, 12, 1))
 
 
-def mobilenet_v2(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
+def mobilenet_v2(seed: int = 0, size: int = 16, head: str = "pool") -> tuple[bytes, np.ndarray]:
     """A deterministic MobileNetV2-style int8 model and an int8 input for it: a 3x3 stride-2
     stem (8 channels, ReLU6), inverted residual blocks (:data:`MOBILENET_V2_BLOCKS`: a 1x1
     expansion with ReLU6, a 3x3 depthwise with ReLU6, a linear 1x1 projection, and an ADD of the
     block's input where the shapes allow; the last block's depthwise layer has 36 channels, 4 of
     them scalar in TFLite's optimized kernel), a 1x1 convolution to 32 channels with ReLU6, a
     global AVERAGE_POOL_2D, 1x1 logits and a RESHAPE to ``[1, 10]``. Calibrated as
-    :func:`mobilenet`."""
+    :func:`mobilenet`.
+
+    ``head="keras"``: what Keras' MobileNetV2 converts to: every stride-2 layer (the stem, the
+    stride-2 depthwise) as an explicit PAD (``correct_pad``: one row and column at the bottom
+    and right of an even-sized input) and a VALID convolution; the global pool as a MEAN over
+    axes 1 and 2 with keep_dims and its own output quantization; after the logits and the
+    RESHAPE a SOFTMAX (output scale 1/256, zero point -128)."""
+    if head not in ("pool", "keras"):
+        raise ConfigError(f"head must be 'pool' or 'keras', not {head!r}")
+    keras = head == "keras"
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (1, size, size, 3)).astype(np.int8)
     b = _Builder(rng, x)
-    cur = b.conv(0, "conv", 8, 3, 2, "relu6")
+
+    def strided(src, kind, cout, act):
+        if not keras:
+            return b.conv(src, kind, cout, 3, 2, act)
+        h, w = b.tensors[src].shape[1:3]
+        padded = b.pad(src, [[0, 0], [1 - h % 2, 1], [1 - w % 2, 1], [0, 0]])
+        return b.conv(padded, kind, cout, 3, 2, act, padding="VALID")
+
+    cur = strided(0, "conv", 8, "relu6")
     for expand, cout, stride in MOBILENET_V2_BLOCKS:
         cin = b.tensors[cur].shape[-1]
         h = b.conv(cur, "conv", cin * expand, 1, 1, "relu6")
-        h = b.conv(h, "depthwise", 0, 3, stride, "relu6")
+        h = strided(h, "depthwise", 0, "relu6") if stride == 2 else b.conv(h, "depthwise", 0, 3, stride, "relu6")
         h = b.conv(h, "conv", cout, 1, 1, "none")
         cur = b.add(cur, h) if stride == 1 and cin == cout else h
     cur = b.conv(cur, "conv", 32, 1, 1, "relu6")
-    cur = b.avgpool(cur)
+    cur = b.mean(cur) if keras else b.avgpool(cur)
     cur = b.conv(cur, "conv", 10, 1, 1, "none")
     cur = b.reshape(cur, (1, 10))
-    return b.model(cur, f"convgen MobileNetV2-style int8 model, seed {seed}"), x
+    if keras:
+        cur = b.softmax(cur)
+    what = "Keras-style: PAD, MEAN, SOFTMAX" if keras else "pooled head"
+    return b.model(cur, f"convgen MobileNetV2-style int8 model ({what}), seed {seed}"), x

@@ -18,6 +18,7 @@ import pytest
 
 from convgen.cli import main
 from convgen.golden import tflite_fixtures as F
+from convgen.golden import tflite_net as N
 
 #: (path, fixture names); opt: CONV_2D only (every channel of an optimized CONV_2D ties up;
 #: a depthwise layer with C mod 8 != 0 needs the per-channel round_away, which run conv's
@@ -30,23 +31,6 @@ def _fixtures():
     return by
 
 
-def layer_arrays(fx, path: str) -> dict:
-    """The fixture as ``run conv --layout nhwc`` arrays: x NHWC, w OHWI, TFLite's quantization,
-    bias, the path's clamp bounds (golden.tflite_fixtures.path_params)."""
-    p = F.path_params(fx, path)
-    kh, kw = fx.w.shape[1:3]
-    _, pt, pb = F._pads(fx.x.shape[1], kh, fx.stride, fx.padding)
-    _, pl, pr = F._pads(fx.x.shape[2], kw, fx.stride, fx.padding)
-    w = fx.w if fx.op == "conv" else fx.w.transpose(3, 1, 2, 0)        # depthwise: [C, kh, kw, 1]
-    return {"x": fx.x.astype(np.int8), "w": w.astype(np.int8), "B": fx.bias.astype(np.int32),
-            "x_scale": np.float32(fx.in_scale), "x_zero_point": np.int8(fx.in_zp),
-            "w_scale": fx.w_scale.astype(np.float32), "w_zero_point": np.int8(0),
-            "y_scale": np.float32(fx.out_scale), "y_zero_point": np.int8(fx.out_zp),
-            "strides": np.array([fx.stride, fx.stride]), "pads": np.array([pt, pl, pb, pr]),
-            "group": np.array(1 if fx.op == "conv" else fx.channels),
-            "act_min": np.int64(p.act_min[0]), "act_max": np.int64(p.act_max[0])}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", list(CASES))
 def test_run_conv_equals_litert(path, tmp_path, capsys):
@@ -56,7 +40,7 @@ def test_run_conv_equals_litert(path, tmp_path, capsys):
         fx = by[name]
         want = F.run_path(F.build_model(fx), fx.x, path)[0]          # [OH, OW, C]
         layer = tmp_path / f"{name}.npz"
-        np.savez(layer, **layer_arrays(fx, path))
+        np.savez(layer, **N.conv_arrays(fx, path))
         out = tmp_path / f"{name}_y.npy"
         status = main(["run", "conv", "--layer", str(layer), "--layout", "nhwc", "--rounding", F.PATH_MODE[path],
                        "--rows", "4", "--cols", "4", "--sim", "verilator", "--quiet", "--out", str(out)])

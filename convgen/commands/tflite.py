@@ -2,12 +2,18 @@
 DEPTHWISE_CONV_2D (and FULLY_CONNECTED, except on ref) on the ConvEngine RTL, in the
 requantizer mode of the TFLite path named by ``--path`` (ref: reference kernels, ``tflite``;
 opt: optimized kernels, ``tflite_opt``; xnnpack: the XNNPACK delegate, ``xnnpack``), the other
-operators (ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE) on the host; every operator and the output compared with
-the TFLite interpreter (LiteRT) on that path.
+operators (ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, CONCATENATION, PAD, RESHAPE) on the
+host; every operator and the output compared with the TFLite interpreter (LiteRT) on that path.
 
 Prints a progress line per convolution on stderr, a per-layer table on stdout (``--report``
 writes it as Markdown) and a last JSON line with the totals and ``"bit_exact"``. Exit status 0
-when every layer and the output equal LiteRT, 1 otherwise, 2 for a bad model or option.
+when every layer and the output equal LiteRT; 1 otherwise, with the first mismatching operator
+named in one line on stderr and its tensors saved under ``--mismatch-dir``; 2 for a bad model or
+option (one line, nothing written).
+
+Engine operators (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED where it runs on the engine) are
+numbered from 0 in execution order: the table's ``conv`` column and ``--layers`` use these
+numbers, as ``run onnx`` does.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import numpy as np
 
 from convgen.core.fields import Field
 
-from .common import SIM_FIELD, CLIError, add_fields, check_output_file, load_matrix, read_fields, remember_flags
+from .common import SIM_FIELD, CLIError, add_fields, check_output_dir, check_output_file, load_matrix, read_fields, \
+    remember_flags
+from .onnx import _default_mismatch_dir, mismatch_line, parse_layers
 
 PATHS = ("ref", "opt", "xnnpack")
 
@@ -35,11 +43,17 @@ FIELDS = (
     Field("engine", "8x8", "engine array size ROWSxCOLS, each 1..64", kind=str, metavar="RxC"),
     Field("out", None, "where to write the network's output (.npy, int8 values as int64)", kind=str, metavar="Y.npy"),
     Field("report", None, "write the per-layer table here (Markdown)", kind=str, metavar="REPORT.md"),
+    Field("layers", None, "run only engine operators A..B (or N) on the RTL, numbered from 0 in execution order as "
+                          "in the table's conv column; the others run on the path's golden model (default: all)",
+          kind=str, metavar="A-B"),
+    Field("mismatch_dir", None, "on a mismatch, where the first mismatching operator's tensors (input, LiteRT's "
+                                "output, this run's output, the layer) go (default: <model name>-mismatch beside "
+                                "--report, else beside --out, else in the current directory)", kind=str, metavar="DIR"),
     SIM_FIELD,
     Field("quiet", False, "no progress lines on stderr"),
 )
 
-HEAD = ["#", "operator", "kind", "shape", "on", "MACs", "cycles", "formula", "SCALE-Sim OS", "utilization",
+HEAD = ["#", "operator", "kind", "conv", "shape", "on", "MACs", "cycles", "formula", "SCALE-Sim OS", "utilization",
         "wall s", "vs LiteRT"]
 
 
@@ -63,22 +77,26 @@ def markdown(res, model: str) -> str:
     """The per-layer table, the totals and the output comparison as Markdown."""
     t = res.totals()
     cfg = res.config
+    part = "" if res.rtl_layers is None else f", engine operators #{res.rtl_layers[0]}..#{res.rtl_layers[1]} on the RTL"
     lines = [f"# {os.path.basename(model)} on a {cfg.rows}x{cfg.cols} ConvEngine ({res.simulator}), TFLite path "
-             f"{res.path} (requantizer {t['mode']})", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+             f"{res.path} (requantizer {t['mode']}){part}", "", "| " + " | ".join(HEAD) + " |",
+             "|" + "---|" * len(HEAD)]
     for r in res.layers:
+        conv = "" if r.conv is None else str(r.conv)
         if r.on == "RTL":
-            cells = [str(r.index), r.name, r.kind, r.shape, "RTL", f"{r.macs:,}", f"{r.cycles:,}",
+            cells = [str(r.index), r.name, r.kind, conv, r.shape, "RTL", f"{r.macs:,}", f"{r.cycles:,}",
                      f"{r.formula_cycles:,}", f"{r.scalesim_cycles:,}", f"{r.utilization:.1%}",
                      f"{r.wall_seconds:.2f}", _cell(r)]
         else:
-            cells = [str(r.index), r.name, r.kind, r.shape, "host", "-", "-", "-", "-", "-",
+            cells = [str(r.index), r.name, r.kind, conv, r.shape, r.on, "-", "-", "-", "-", "-",
                      f"{r.wall_seconds:.2f}", _cell(r)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| | total (RTL rows) | | | " + f"{t['convs_rtl']}/{t['operators']} | {t['macs']:,} | "
+    lines.append("| | total (RTL rows) | | | | " + f"{t['convs_rtl']}/{t['operators']} | {t['macs']:,} | "
                  f"{t['cycles']:,} | {t['formula_cycles']:,} | {t['scalesim_cycles']:,} | {t['utilization']:.1%} | "
                  f"{t['wall_seconds']} | |")
     lines += ["", "Each operator's output (RTL or host) is compared with LiteRT running that operator alone (a "
-                  "one-operator model, same input and quantization) on the same path, RESHAPE excepted; the "
+                  "one-operator model, same input and quantization) on the same path, RESHAPE excepted; "
+                  "\"golden\": an engine operator outside `--layers`, run on the path's golden model; the "
                   "network's output with LiteRT running the whole model. \"formula\" is `EngineConfig.layer_cycles`; SCALE-Sim OS is "
                   "`ceil(M/R)*ceil(N/C)*(K+R+C-2)` without overlap.", ""]
     out = ("bit-exact" if t["output_mismatches"] == 0 else
@@ -102,6 +120,8 @@ def _run_tflite(args) -> int:
         if not args.report.endswith(".md"):
             raise CLIError(f"--report must name a .md file, not {args.report!r}")
         check_output_file(args.report, "--report", "report.md")
+    mismatch_dir = args.mismatch_dir or _default_mismatch_dir(args)
+    check_output_dir(mismatch_dir, "--mismatch-dir")
     if not os.path.isfile(args.model):
         raise CLIError(f"MODEL: no such file: {args.model}")
     with open(args.model, "rb") as f:
@@ -121,15 +141,28 @@ def _run_tflite(args) -> int:
     else:
         x = np.random.default_rng(args.input_seed).integers(-128, 128, shape)
     x = x.astype(np.int8)
+    from convgen.golden.tflite_net import on_engine
+
+    n_engine = sum(1 for op in graph.ops if on_engine(op, args.path))
+    layers = parse_layers(args.layers, n_engine) if args.layers is not None and n_engine else None
+    if args.layers is not None and not n_engine:
+        raise CLIError(f"--layers: the model has no operator that runs on the engine on path {args.path}")
 
     def progress(text):
         if not args.quiet:
             print(f"convgen: {text}", file=sys.stderr, flush=True)
 
     try:
-        res = run_tflite(model, x, args.path, rows=rows, cols=cols, simulator=args.sim, progress=progress)
+        res = run_tflite(model, x, args.path, rows=rows, cols=cols, simulator=args.sim, progress=progress,
+                         layers=layers)
     except ConfigError as e:
         raise CLIError(f"{args.model}: {e}") from None
+    mismatch = None
+    if not res.bit_exact:
+        from convgen.sim.tflite_network import save_mismatch
+
+        mismatch = save_mismatch(res, mismatch_dir)
+        print(f"convgen: {mismatch_line(mismatch)}", file=sys.stderr, flush=True)
     text = markdown(res, args.model)
     print(text, end="")
     if args.out:
@@ -138,10 +171,8 @@ def _run_tflite(args) -> int:
         atomic_write_bytes(args.out, buf.getvalue())
     if args.report:
         atomic_write_text(args.report, text)
-    if not res.bit_exact:
-        print(f"convgen: first mismatch with LiteRT ({args.path}): {res.first_mismatch}", file=sys.stderr, flush=True)
     print(json.dumps({"model": args.model, "engine": f"{rows}x{cols}", "simulator": args.sim, **res.totals(),
-                      "first_mismatch": res.first_mismatch, "module": res.config.module_name}, default=str))
+                      "first_mismatch": mismatch, "module": res.config.module_name}, default=str))
     return 0 if res.bit_exact else 1
 
 
@@ -150,7 +181,8 @@ def register(verbs: dict) -> None:
                                                "checked against LiteRT on one TFLite path",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("model", metavar="MODEL.tflite", help="int8 TFLite model (CONV_2D, DEPTHWISE_CONV_2D, "
-                                                         "FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE), e.g. from "
+                                                         "FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, "
+                                                         "SOFTMAX, CONCATENATION, PAD, RESHAPE), e.g. from "
                                                          "examples/tflite_mobilenet.py")
     add_fields(p, FIELDS)
     p.set_defaults(func=_run_tflite)
