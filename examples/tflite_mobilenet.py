@@ -1,6 +1,6 @@
 """Write a small MobileNet-style int8 TFLite model and an input for it, deterministically.
 
-    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--arch v1|v2] [--seed N] [--size S] [--head conv|fc]
+    .venv/bin/python examples/tflite_mobilenet.py [OUT_DIR] [--arch v1|v2] [--seed N] [--size S] [--head conv|fc|keras]
     .venv/bin/convgen run tflite OUT_DIR/mobilenet_int8.tflite --input OUT_DIR/x.npy --path xnnpack --engine 8x8
 
 No TensorFlow: the flatbuffer is written with the pinned ``tflite`` schema package
@@ -10,7 +10,9 @@ optimized kernel rounds 4 of them with its scalar code), TF-slim's head: a globa
 the logits as a 1x1 CONV_2D and a RESHAPE to [1, 10] (``--head fc``: a RESHAPE and a
 FULLY_CONNECTED instead, Keras' head). ``--arch v2`` (``convgen.golden.tflite_net.mobilenet_v2``):
 MobileNetV2 inverted residual blocks (1x1 expansion, depthwise, linear 1x1 projection, ADD of the
-block's input), then the same pooled head. Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
+block's input), then the same pooled head; ``--arch v2 --head keras``: what Keras' MobileNetV2
+converts to (an explicit PAD before each stride-2 layer, a MEAN as the global pool, a SOFTMAX at
+the end). Per-channel int8 weights, int32 biases, output scales calibrated on the input with the
 reference path's golden model. The same seed and size give the same bytes.
 """
 
@@ -26,14 +28,19 @@ ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("out_dir", nargs="?", default=".")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--size", type=int, default=16, help="input height and width (a multiple of 4)")
-ap.add_argument("--head", choices=("conv", "fc"), default="conv", help="v1: logits as a 1x1 CONV_2D or a FULLY_CONNECTED")
+ap.add_argument("--head", choices=("conv", "fc", "keras"), default="conv",
+                help="v1: logits as a 1x1 CONV_2D (conv) or a FULLY_CONNECTED (fc); v2: TF-slim's pooled head (conv) "
+                     "or Keras' (keras: PAD, MEAN, SOFTMAX)")
 ap.add_argument("--arch", choices=("v1", "v2"), default="v1", help="MobileNetV1 or MobileNetV2 style")
 args = ap.parse_args()
 if args.size < 4 or args.size % 4:
     ap.error(f"--size must be a positive multiple of 4, not {args.size}")
-if args.arch == "v2" and args.head != "conv":
-    ap.error("--head applies to --arch v1 only")
-model, x = mobilenet(args.seed, args.size, args.head) if args.arch == "v1" else mobilenet_v2(args.seed, args.size)
+if args.arch == "v1" and args.head == "keras" or args.arch == "v2" and args.head == "fc":
+    ap.error(f"--head {args.head} does not apply to --arch {args.arch}")
+if args.arch == "v1":
+    model, x = mobilenet(args.seed, args.size, args.head)
+else:
+    model, x = mobilenet_v2(args.seed, args.size, "keras" if args.head == "keras" else "pool")
 out = Path(args.out_dir)
 out.mkdir(parents=True, exist_ok=True)
 (out / "mobilenet_int8.tflite").write_bytes(model)

@@ -40,7 +40,8 @@ from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activa
 from .requant import RequantParams, requantize
 
 __all__ = ["PATHS", "PATH_MODE", "ACTIVATIONS", "ConvFixture", "build_model", "run_path", "accumulators",
-           "golden_path", "opt_ties_up_channels", "path_params", "designed_fixtures", "random_fixtures", "relu6_tie_scale", "carry_scales"]
+           "golden_path", "opt_ties_up_channels", "path_params", "designed_fixtures", "random_fixtures", "relu6_tie_scale",
+           "carry_scales", "x86_without_avx", "litert_outputs"]
 
 #: the three int8 execution paths of TFLite and the golden rounding mode of each
 PATHS = ("ref", "opt", "xnnpack")
@@ -49,7 +50,6 @@ _RESOLVER = {"ref": "BUILTIN_REF", "opt": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "
 
 #: fused activations and their float limits (TFLite ``ActivationFunctionType``)
 ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0), "relu_n1_to_1": (-1.0, 1.0)}
-_ACT_CODE = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
 
 
 @dataclass(frozen=True)
@@ -83,141 +83,38 @@ class ConvFixture:
 # flatbuffer writer
 # ---------------------------------------------------------------------------------------------
 
-def _vector(b, start, values, prepend):
-    start(b, len(values))
-    for v in reversed(list(values)):
-        prepend(v)
-    return b.EndVector()
-
-
 def build_model(fx: ConvFixture) -> bytes:
-    """The fixture as a ``.tflite`` flatbuffer (schema version 3): tensors input, filter, bias,
-    output; one operator."""
-    import flatbuffers
-    import tflite as T
+    """The fixture as a ``.tflite`` flatbuffer (``golden.tflite_net.write_model``): tensors
+    input, filter, bias, output; one CONV_2D or DEPTHWISE_CONV_2D."""
+    from .tflite_net import Graph, OpInfo, TensorInfo, write_model
 
     _check(fx)
-    b = flatbuffers.Builder(4096)
     cout = fx.channels
     oh, ow = _out_hw(fx)
-    out_shape = [1, oh, ow, cout]
     bias_scale = (np.float32(fx.in_scale) * fx.w_scale.astype(np.float32)).astype(np.float32)
-
-    def buffer(data: bytes | None):
-        if data is None:
-            T.BufferStart(b)
-            return T.BufferEnd(b)
-        b.StartVector(1, len(data), 16)
-        b.head = b.head - len(data)
-        b.Bytes[b.head:b.head + len(data)] = data
-        vec = b.EndVector()
-        T.BufferStart(b)
-        T.BufferAddData(b, vec)
-        return T.BufferEnd(b)
-
-    def quant(scales, zps, dim=0):
-        sv = _vector(b, T.QuantizationParametersStartScaleVector, [float(s) for s in scales], b.PrependFloat32)
-        zv = _vector(b, T.QuantizationParametersStartZeroPointVector, [int(z) for z in zps], b.PrependInt64)
-        T.QuantizationParametersStart(b)
-        T.QuantizationParametersAddScale(b, sv)
-        T.QuantizationParametersAddZeroPoint(b, zv)
-        T.QuantizationParametersAddQuantizedDimension(b, dim)
-        return T.QuantizationParametersEnd(b)
-
-    def tensor(name, shape, ttype, buf, q):
-        nm = b.CreateString(name)
-        sh = _vector(b, T.TensorStartShapeVector, shape, b.PrependInt32)
-        T.TensorStart(b)
-        T.TensorAddShape(b, sh)
-        T.TensorAddType(b, ttype)
-        T.TensorAddBuffer(b, buf)
-        T.TensorAddName(b, nm)
-        T.TensorAddQuantization(b, q)
-        return T.TensorEnd(b)
-
-    w_dim = 0 if fx.op == "conv" else 3
+    zeros = np.zeros(cout, np.int64)
     tensors = [
-        tensor("input", list(fx.x.shape), T.TensorType.INT8, 0, quant([fx.in_scale], [fx.in_zp])),
-        tensor("filter", list(fx.w.shape), T.TensorType.INT8, 1, quant(fx.w_scale, [0] * cout, w_dim)),
-        tensor("bias", [cout], T.TensorType.INT32, 2, quant(bias_scale, [0] * cout)),
-        tensor("output", out_shape, T.TensorType.INT8, 0, quant([fx.out_scale], [fx.out_zp])),
+        TensorInfo("input", tuple(fx.x.shape), "int8", np.array([fx.in_scale], np.float32), np.array([fx.in_zp])),
+        TensorInfo("filter", tuple(fx.w.shape), "int8", fx.w_scale.astype(np.float32), zeros,
+                   0 if fx.op == "conv" else 3, np.asarray(fx.w, np.int8)),
+        TensorInfo("bias", (cout,), "int32", bias_scale, zeros, 0, np.asarray(fx.bias, np.int32)),
+        TensorInfo("output", (1, oh, ow, cout), "int8", np.array([fx.out_scale], np.float32), np.array([fx.out_zp])),
     ]
-    pad = T.Padding.SAME if fx.padding == "SAME" else T.Padding.VALID
-    act = _ACT_CODE[fx.activation]
-    if fx.op == "conv":
-        T.Conv2DOptionsStart(b)
-        T.Conv2DOptionsAddPadding(b, pad)
-        T.Conv2DOptionsAddStrideW(b, fx.stride)
-        T.Conv2DOptionsAddStrideH(b, fx.stride)
-        T.Conv2DOptionsAddFusedActivationFunction(b, act)
-        T.Conv2DOptionsAddDilationWFactor(b, 1)
-        T.Conv2DOptionsAddDilationHFactor(b, 1)
-        opts, opts_type, code = T.Conv2DOptionsEnd(b), T.BuiltinOptions.Conv2DOptions, T.BuiltinOperator.CONV_2D
-    else:
-        T.DepthwiseConv2DOptionsStart(b)
-        T.DepthwiseConv2DOptionsAddPadding(b, pad)
-        T.DepthwiseConv2DOptionsAddStrideW(b, fx.stride)
-        T.DepthwiseConv2DOptionsAddStrideH(b, fx.stride)
-        T.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
-        T.DepthwiseConv2DOptionsAddFusedActivationFunction(b, act)
-        T.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
-        T.DepthwiseConv2DOptionsAddDilationHFactor(b, 1)
-        opts, opts_type = T.DepthwiseConv2DOptionsEnd(b), T.BuiltinOptions.DepthwiseConv2DOptions
-        code = T.BuiltinOperator.DEPTHWISE_CONV_2D
-    ins = _vector(b, T.OperatorStartInputsVector, [0, 1, 2], b.PrependInt32)
-    outs = _vector(b, T.OperatorStartOutputsVector, [3], b.PrependInt32)
-    T.OperatorStart(b)
-    T.OperatorAddOpcodeIndex(b, 0)
-    T.OperatorAddInputs(b, ins)
-    T.OperatorAddOutputs(b, outs)
-    T.OperatorAddBuiltinOptionsType(b, opts_type)
-    T.OperatorAddBuiltinOptions(b, opts)
-    operator = T.OperatorEnd(b)
-
-    tv = _vector(b, T.SubGraphStartTensorsVector, tensors, b.PrependUOffsetTRelative)
-    iv = _vector(b, T.SubGraphStartInputsVector, [0], b.PrependInt32)
-    ov = _vector(b, T.SubGraphStartOutputsVector, [3], b.PrependInt32)
-    opv = _vector(b, T.SubGraphStartOperatorsVector, [operator], b.PrependUOffsetTRelative)
-    sg_name = b.CreateString("main")
-    T.SubGraphStart(b)
-    T.SubGraphAddTensors(b, tv)
-    T.SubGraphAddInputs(b, iv)
-    T.SubGraphAddOutputs(b, ov)
-    T.SubGraphAddOperators(b, opv)
-    T.SubGraphAddName(b, sg_name)
-    subgraph = T.SubGraphEnd(b)
-
-    T.OperatorCodeStart(b)
-    T.OperatorCodeAddDeprecatedBuiltinCode(b, code)
-    T.OperatorCodeAddBuiltinCode(b, code)
-    T.OperatorCodeAddVersion(b, 3)
-    opcode = T.OperatorCodeEnd(b)
-
-    buffers = [buffer(None), buffer(np.ascontiguousarray(fx.w, dtype=np.int8).tobytes()),
-               buffer(np.ascontiguousarray(fx.bias, dtype="<i4").tobytes())]
-    bv = _vector(b, T.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
-    sv = _vector(b, T.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    cv = _vector(b, T.ModelStartOperatorCodesVector, [opcode], b.PrependUOffsetTRelative)
-    desc = b.CreateString(f"convgen fixture {fx.name}")
-    T.ModelStart(b)
-    T.ModelAddVersion(b, 3)
-    T.ModelAddOperatorCodes(b, cv)
-    T.ModelAddSubgraphs(b, sv)
-    T.ModelAddDescription(b, desc)
-    T.ModelAddBuffers(b, bv)
-    b.Finish(T.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    kind = "CONV_2D" if fx.op == "conv" else "DEPTHWISE_CONV_2D"
+    op = OpInfo(0, kind, [0, 1, 2], [3], {"stride": fx.stride, "padding": fx.padding, "activation": fx.activation})
+    return write_model(Graph(tensors, [op], [0], [3]), f"convgen fixture {fx.name}")
 
 
 # ---------------------------------------------------------------------------------------------
 # the interpreter
 # ---------------------------------------------------------------------------------------------
 
-def run_path(model: bytes, x: np.ndarray, path: str, *, check_delegated: bool = True) -> np.ndarray:
-    """Run ``model`` on input ``x`` with LiteRT on ``path`` (``"ref"``, ``"opt"``, ``"xnnpack"``),
-    single-threaded. For ``"xnnpack"`` the operator must have been taken by the XNNPACK delegate
-    (with ``check_delegated``): a node XNNPACK refuses silently falls back to the optimized
-    kernels, which would make the comparison meaningless."""
+def run_path(model: bytes, x, path: str, *, check_delegated: bool = True) -> np.ndarray:
+    """Run ``model`` on input ``x`` (an int8 array, or a list of them for a model with several
+    inputs) with LiteRT on ``path`` (``"ref"``, ``"opt"``, ``"xnnpack"``), single-threaded.
+    For ``"xnnpack"`` the operator must have been taken by the XNNPACK delegate (with
+    ``check_delegated``): a node XNNPACK refuses silently falls back to the optimized kernels,
+    which would make the comparison meaningless."""
     from ai_edge_litert import interpreter as litert
 
     if path not in PATHS:
@@ -232,9 +129,36 @@ def run_path(model: bytes, x: np.ndarray, path: str, *, check_delegated: bool = 
         if delegated != (path == "xnnpack"):
             raise RuntimeError(f"path {path!r}: the interpreter ran {ops}, "
                                f"{'not ' if path == 'xnnpack' else ''}the XNNPACK delegate")
-    interp.set_tensor(interp.get_input_details()[0]["index"], np.ascontiguousarray(x, dtype=np.int8))
+    inputs = x if isinstance(x, (list, tuple)) else [x]
+    for d, v in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(d["index"], np.ascontiguousarray(v, dtype=np.int8))
     interp.invoke()
     return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+
+
+def x86_without_avx() -> bool:
+    """True on an x86 CPU that lacks AVX: TFLite then runs the optimized CONV_2D on gemmlowp
+    (ties away from zero) instead of ruy, so ``opt`` CONV_2D outputs are not ``tflite_opt``'s."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return True  # unknown: be conservative
+    return flags is None or "avx" not in flags
+
+
+def litert_outputs(fixtures) -> dict:
+    """``{(fixture name, path): LiteRT's output}`` for every fixture on every path."""
+    out = {}
+    for fx in fixtures:
+        model = build_model(fx)
+        for path in PATHS:
+            out[fx.name, path] = run_path(model, fx.x, path)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -413,20 +413,8 @@ def _data_inputs(graph: Graph, op: OpInfo) -> list:
 
 
 def run_litert(model: bytes, inputs: list, path: str, *, check_delegated: bool = True) -> np.ndarray:
-    """LiteRT on ``path`` with several inputs (``tflite_fixtures.run_path`` takes one)."""
-    if len(inputs) == 1:
-        return F.run_path(model, inputs[0], path, check_delegated=check_delegated)
-    from ai_edge_litert import interpreter as litert
-
-    interp = litert.Interpreter(model_content=model, num_threads=1,
-                                experimental_op_resolver_type=getattr(litert.OpResolverType, F._RESOLVER[path]))
-    interp.allocate_tensors()
-    if check_delegated and ("DELEGATE" in [o["op_name"] for o in interp._get_ops_details()]) != (path == "xnnpack"):
-        raise RuntimeError(f"path {path!r}: the XNNPACK delegate did{'' if path != 'xnnpack' else ' not'} take the model")
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(d["index"], np.ascontiguousarray(x, dtype=np.int8))
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+    """LiteRT on ``path`` with one input array per model input (``tflite_fixtures.run_path``)."""
+    return F.run_path(model, list(inputs), path, check_delegated=check_delegated)
 
 
 def litert_op(graph: Graph, op: OpInfo, values: dict, path: str, *, check_delegated: bool = False) -> np.ndarray:

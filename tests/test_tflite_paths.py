@@ -18,8 +18,6 @@ candidate roundings agree.
 
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 import pytest
 
@@ -33,30 +31,13 @@ from convgen.golden.quant import (multiply_by_quantized_multiplier, multiply_by_
 from convgen.golden.requant import RequantParams, requantize
 
 
-def _x86_without_avx() -> bool:
-    """True on an x86 CPU that lacks AVX (TFLite then runs CONV_2D on gemmlowp, not ruy)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return True  # unknown: be conservative
-    return flags is None or "avx" not in flags
-
-
 FIXTURES = F.designed_fixtures() + F.random_fixtures(24, seed=5)
 
 
 @pytest.fixture(scope="module")
 def runs():
     """{(fixture name, path): interpreter output} for every fixture on every path."""
-    out = {}
-    for fx in FIXTURES:
-        model = F.build_model(fx)
-        for path in F.PATHS:
-            out[fx.name, path] = F.run_path(model, fx.x, path)
-    return out
+    return F.litert_outputs(FIXTURES)
 
 
 def _golden(fx, mode: str) -> np.ndarray:
@@ -75,7 +56,7 @@ def _comparable(fx, path: str) -> np.ndarray:
     """Outputs whose value on ``path`` cannot depend on the CPU (all of them, except the
     optimized CONV_2D on an x86 CPU without AVX)."""
     shape = F.accumulators(fx).shape
-    if path == "opt" and fx.op == "conv" and _x86_without_avx():
+    if path == "opt" and fx.op == "conv" and F.x86_without_avx():
         a, b, c = (_golden(fx, m) for m in ("tflite", "tflite_opt", "tflite_single"))
         return (a == b) & (b == c)
     return np.ones(shape, dtype=bool)
@@ -128,7 +109,7 @@ def test_ruy_x86_paths_agree(runs):
     the portable kernel, RUY_PATHS=0x1, rounds once like tflite_single and TFLite never selects it)."""
     convs = [fx for fx in FIXTURES if fx.op == "conv"]
     assert len(convs) >= 10
-    if _x86_without_avx():
+    if F.x86_without_avx():
         pytest.skip("x86 CPU without AVX: TFLite's CONV_2D runs gemmlowp here")
     for fx in convs:
         assert np.array_equal(runs[fx.name, "opt"], _golden(fx, "tflite_opt")), fx.name

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
-
 import numpy as np
 import pytest
 
@@ -53,27 +51,10 @@ FIXTURES = F.designed_fixtures() + F.random_fixtures(24, seed=5)
 CONFIGS = {path: dict(lanes=4, groups=3, rounding=F.PATH_MODE[path]) for path in F.PATHS}
 
 
-def _x86_without_avx() -> bool:
-    """tests/test_tflite_paths.py: TFLite's opt CONV_2D runs gemmlowp there (ties away)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return True
-    return flags is None or "avx" not in flags
-
-
 @pytest.fixture(scope="module")
 def litert():
     """{(fixture name, path): LiteRT output NHWC}."""
-    out = {}
-    for fx in FIXTURES:
-        model = F.build_model(fx)
-        for path in F.PATHS:
-            out[fx.name, path] = F.run_path(model, fx.x, path)
-    return out
+    return F.litert_outputs(FIXTURES)
 
 
 def _sub_params(p, channels):
@@ -101,7 +82,7 @@ def jobs_for(path: str, cfg: RequantConfig, streams: dict, litert: dict, *, full
     per = cfg.lanes * cfg.groups
     jobs = []
     for fx in fixtures:
-        if path == "opt" and fx.op == "conv" and _x86_without_avx():
+        if path == "opt" and fx.op == "conv" and F.x86_without_avx():
             continue   # gemmlowp's rounding there, not tflite_opt's (docs/requant.md)
         rows = slice(None) if full else sample_rows(fx, litert)
         acc = F.accumulators(fx).reshape(-1, fx.channels)[rows]
