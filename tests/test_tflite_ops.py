@@ -5,7 +5,7 @@ operator alone (one-operator models written with golden.tflite_net.write_model).
 Counts of outputs compared and of outputs where the paths differ are printed; the paths
 must differ where their kernels do (SOFTMAX ref vs opt, MEAN ref vs opt vs XNNPACK, ADD under
 broadcasting). Injected bugs (a wrong gemmlowp constant, the optimized kernels' block widths,
-the scalar-broadcast ADD's truncating shift, XNNPACK's float MEAN rounded the other way) must
+the optimized ADD's broadcast split, XNNPACK's float MEAN rounded the other way) must
 each fail the same comparison.
 
 CPU dependence (docs/tflite.md): the reference kernels and the integer NEON code are the same
@@ -207,7 +207,7 @@ MUTANTS = {
     "mean: no NEON channel blocks": ("MEAN", "opt", lambda mp: mp.setattr(
         O, "_mean_optimized_hw", _mean_blocks_of(1 << 30))),
     "mean: xnnpack ties away": ("MEAN", "xnnpack", lambda mp: mp.setattr(np, "rint", _round_half_away)),
-    "add: scalar broadcast rounds": ("ADD", "opt", lambda mp: mp.setattr(
+    "add: broadcast split ignored": ("ADD", "opt", lambda mp: mp.setattr(
         O, "broadcast_category", lambda a, b: ("none", None))),
 }
 
