@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from amaranth.hdl import Array, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, ResetSignal, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,6 +78,14 @@ class SystolicConfig(Config):
         stationary only, ``pipeline_product`` required; same latency as generic, so every cycle
         formula is unchanged. Simulating one needs the primitive's model
         (:func:`convgen.hdl.lib.dsp.simulation_sources`).
+    pipeline_mult : 0, 1 or 2
+        More multiplier register stages (default 0), output-stationary only, on top of
+        ``pipeline_product`` and ``pipeline_operands`` (both required): 1 adds the DSP's
+        pipeline register (MULT18X18D REG_PIPELINE, SB_MAC16's output register, a second
+        product register for generic), 2 also a fabric register after the DSP, which the
+        placer can put between a DSP and its accumulator. The multiplier latency
+        :attr:`mult_latency` is then 3 or 4 (:class:`~convgen.hdl.lib.dsp.DspMul`'s
+        ``latency``) and every cycle formula takes it from there.
     """
 
     # Config.__post_init__ checks each field against its declaration, in this order, and
@@ -101,6 +109,9 @@ class SystolicConfig(Config):
     dsp: str = param("generic", "multipliers: generic (Amaranth *, mapped by the synthesizer), ecp5 (MULT18X18D "
                                 "with its own registers) or ice40 (SB_MAC16 MODE_8x8, two PEs per block); "
                                 "vendor ones: os only, with --pipeline-product", choices=DSP_VARIANTS)
+    pipeline_mult: int = param(0, "more multiplier register stages, os only, with --pipeline-product and "
+                                  "--pipeline-operands: 1 = the DSP's pipeline register (multiplier latency 3), "
+                                  "2 = and a fabric register after the DSP (latency 4)", lo=0, hi=2)
 
     def __post_init__(self):
         super().__post_init__()
@@ -114,6 +125,13 @@ class SystolicConfig(Config):
             if max(self.a_width, self.b_width) > width:
                 raise ConfigError(f"dsp {self.dsp!r} takes operands of at most {width} bits, not "
                                   f"a_width={self.a_width}, b_width={self.b_width}")
+        if self.pipeline_mult:
+            if self.dataflow != "os":
+                raise ConfigError(f"pipeline_mult={self.pipeline_mult} is built for the output-stationary array "
+                                  "only (dataflow os)")
+            if not (self.pipeline_product and self.pipeline_operands):
+                raise ConfigError(f"pipeline_mult={self.pipeline_mult} needs pipeline_product and pipeline_operands: "
+                                  f"a multiplier of latency {2 + self.pipeline_mult} has input and output registers")
 
     # -- arithmetic, derived once -------------------------------------------------------
     @property
@@ -148,8 +166,21 @@ class SystolicConfig(Config):
 
     # -- timing, in steps (cycles without output backpressure) ---------------------------
     @property
+    def mult_latency(self) -> int:
+        """Register stages from the multiplier's operands to its product at the adder (the
+        ``latency`` of the PE's :class:`~convgen.hdl.lib.dsp.DspMul`): 0..4."""
+        return int(self.pipeline_product) + int(self.pipeline_operands) + self.pipeline_mult
+
+    @property
     def pe_latency(self) -> int:
-        return 1 + int(self.pipeline_product) + int(self.pipeline_operands)
+        """Steps from a PE's operand registers to its accumulator: the multiplier and the adder."""
+        return 1 + self.mult_latency
+
+    @property
+    def uses_dspmul(self) -> bool:
+        """The PEs' products come from :class:`~convgen.hdl.lib.dsp.DspMul` (a vendor variant, or any
+        variant at multiplier latency 3 or 4); otherwise from Amaranth ``*`` in the PE itself."""
+        return self.dsp != "generic" or self.pipeline_mult > 0
 
     @property
     def fifo_latency(self) -> int:
@@ -203,6 +234,7 @@ class SystolicConfig(Config):
             f"convgen_systolic_{self.dataflow}_r{self.rows}c{self.cols}"
             f"_a{sa}{self.a_width}_b{sb}{self.b_width}_acc{self.acc_width}"
             f"_p{int(self.pipeline_product)}{'o' if self.pipeline_operands else ''}"
+            f"{f'm{self.pipeline_mult}' if self.pipeline_mult else ''}"
             f"{'' if self.dsp == 'generic' else '_' + self.dsp}"
         )
 
@@ -359,7 +391,9 @@ class SystolicArray(wiring.Component):
 
         a_reg = [[Signal(a_shape, name=f"pe{r}_{c}_a", reset_less=True) for c in range(C)] for r in range(R)]
         b_reg = [[Signal(b_shape, name=f"pe{r}_{c}_b", reset_less=True) for c in range(C)] for r in range(R)]
-        acc = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_acc") for c in range(C)] for r in range(R)]
+        # DspMul path: reset-less accumulators cleared through one signal per anti-diagonal (below)
+        acc = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_acc", reset_less=cfg.uses_dspmul) for c in range(C)]
+               for r in range(R)]
         shadow = [[Signal(cfg.acc_shape, name=f"pe{r}_{c}_out") for c in range(C)] for r in range(R)]
         done = [Signal(name=f"row{r}_done") for r in range(R)]
 
@@ -368,10 +402,10 @@ class SystolicArray(wiring.Component):
         # by the step enable. Driven outside the enable block, so that its ports are continuous
         # assignments (an always @* that never triggers would leave Icarus' ce at X).
         muls = []
-        if cfg.dsp != "generic":
+        if cfg.uses_dspmul:
             for r in range(R):
                 mul = DspMul(variant=cfg.dsp, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
-                             b_signed=cfg.b_signed, lanes=C, latency=cfg.pe_latency - 1)
+                             b_signed=cfg.b_signed, lanes=C, latency=cfg.mult_latency)
                 m.submodules[f"mul_row{r}"] = mul
                 m.d.comb += [mul.ce.eq(en), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
                              *(mul.b[c].eq(b_reg[r][c]) for c in range(C))]
@@ -395,7 +429,7 @@ class SystolicArray(wiring.Component):
 
             for r in range(R):
                 for c in range(C):
-                    if cfg.dsp != "generic":
+                    if muls:
                         product = muls[r].p[c]
                     else:
                         a_op, b_op = a_reg[r][c], b_reg[r][c]
@@ -406,20 +440,53 @@ class SystolicArray(wiring.Component):
                             prod_reg = Signal(shape_of(cfg.product_range), name=f"pe{r}_{c}_prod", reset_less=True)
                             m.d.sync += prod_reg.eq(product)
                             product = prod_reg
-                    valid, last = v_tag[r + c + cfg.pe_latency - 1], l_tag[r + c + cfg.pe_latency - 1]
+                    d = r + c + cfg.pe_latency - 1
+                    valid, last = v_tag[d], l_tag[d]
                     total = acc[r][c] + product
                     with m.If(valid):
-                        m.d.sync += acc[r][c].eq(Mux(last, 0, total))
+                        if not muls:
+                            m.d.sync += acc[r][c].eq(Mux(last, 0, total))
                         with m.If(last):
                             m.d.sync += shadow[r][c].eq(total)
                     if c == C - 1:
                         m.d.sync += done[r].eq(valid & last)
 
+        if muls:
+            # The accumulator clear as a synchronous reset with priority over the enable, which
+            # the FPGAs' flip-flops have (ECP5 TRELLIS_FF LSR_OVER_CE, iCE40 SB_DFFESR): the
+            # array reset, or the last beat of a tile, zeroes the register; otherwise it loads
+            # the sum when its tag is valid. The same function as the generic PE's
+            # Mux(last, 0, total) under the enable, without 32 LUTs per PE in front of the
+            # register. One clear and one load signal per anti-diagonal d, shared by its PEs.
+            clear = [Signal(name=f"acc_clear{d}") for d in range(depth)]
+            load = [Signal(name=f"acc_load{d}") for d in range(depth)]
+            for d in range(cfg.pe_latency - 1, depth):
+                m.d.comb += [clear[d].eq(ResetSignal() | (en & v_tag[d] & l_tag[d])), load[d].eq(en & v_tag[d])]
+            for r in range(R):
+                for c in range(C):
+                    d = r + c + cfg.pe_latency - 1
+                    with m.If(clear[d]):
+                        m.d.sync += acc[r][c].eq(0)
+                    with m.Elif(load[d]):
+                        m.d.sync += acc[r][c].eq(acc[r][c] + muls[r].p[c])
+
         row_done = Signal()
         row_index = Signal(index_range(R))
-        for r in range(R):
-            with m.If(done[r]):
-                m.d.comb += [row_done.eq(1), row_index.eq(r)]
+        if muls:
+            # The read-out row index as a register, loaded with done[]: the read-out multiplexer
+            # then selects by 3 flip-flops (8 rows) instead of by a priority encoder of the done
+            # flags, which ABC9 merged into wide LUTs on the 8x8 array (9565 LUT4, not ~1,800).
+            done_index = Signal(index_range(R), name="done_index")
+            with m.If(en):
+                for r in range(R):
+                    d = r + C - 1 + cfg.pe_latency - 1
+                    with m.If(v_tag[d] & l_tag[d]):
+                        m.d.sync += done_index.eq(r)
+            m.d.comb += [row_done.eq(Cat(*done).any()), row_index.eq(done_index)]
+        else:
+            for r in range(R):
+                with m.If(done[r]):
+                    m.d.comb += [row_done.eq(1), row_index.eq(r)]
         bank = [Signal(data.ArrayLayout(cfg.acc_shape, C), name=f"out_row{r}") for r in range(R)]
         for r in range(R):
             for c in range(C):
@@ -585,7 +652,7 @@ def manifest_extra(cfg: SystolicConfig) -> dict:
                 "max(K, rows, cols)" if cfg.dataflow == "os" else
                 "rows*ceil(K/rows) + max(0, cols - rows)"),
             "pe_latency": cfg.pe_latency,
-            "multiplier": {"dsp": cfg.dsp, "latency": cfg.pe_latency - 1,
+            "multiplier": {"dsp": cfg.dsp, "latency": cfg.mult_latency, "dspmul": cfg.uses_dspmul,
                            "simulation_models": sorted(simulation_sources(cfg.dsp))},
             "fifo_latency": cfg.fifo_latency,
             "examples": {str(k): {"tile_cycles": cfg.tile_cycles(k), "tile_period": cfg.tile_period(k)}

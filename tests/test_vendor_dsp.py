@@ -177,3 +177,64 @@ def test_yosys_keeps_the_primitives(variant, target, cell, blocks):
     assert r.cells.get(cell) == blocks
     assert r.dsps == blocks
     assert r.luts == 0  # no fabric logic: the registers are the DSP's own
+
+
+# -- the systolic array's multiplier latency (SystolicConfig.pipeline_mult) ---------------------
+
+def test_systolic_multiplier_latency():
+    """pe_latency and the cycle formulas follow pipeline_mult; the expected figures are counted
+    here from the register stages, not read from the configuration."""
+    from convgen.hdl.systolic import SystolicConfig, manifest_extra
+
+    for dsp in ("generic", "ecp5", "ice40"):
+        for pm, stages in ((0, 2), (1, 3), (2, 4)):   # operands + product (+ pipeline) (+ fabric)
+            cfg = SystolicConfig(rows=8, cols=8, dsp=dsp, pipeline_operands=True, pipeline_mult=pm)
+            assert cfg.mult_latency == stages and cfg.pe_latency == 1 + stages
+            assert cfg.tile_cycles(64) == 64 + 8 + 8 + (1 + stages) + 2 - 1
+            assert cfg.tile_period(64) == 64                 # throughput does not change
+            mult = manifest_extra(cfg)["timing"]["multiplier"]
+            assert mult["latency"] == stages and mult["dsp"] == dsp
+            assert mult["dspmul"] == (dsp != "generic" or pm > 0)
+    # existing configurations keep their names and latencies
+    assert SystolicConfig().module_name == "convgen_systolic_os_r8c8_as8_bs8_acc32_p1"
+    assert SystolicConfig().pe_latency == 2
+    assert SystolicConfig(dsp="ecp5", pipeline_operands=True, pipeline_mult=2).module_name.endswith("_p1om2_ecp5")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dataflow="ws", pipeline_operands=True, pipeline_mult=1), "output-stationary"),
+    (dict(pipeline_mult=1), "needs pipeline_product and pipeline_operands"),
+    (dict(pipeline_operands=True, pipeline_product=False, pipeline_mult=2, dsp="ecp5"), "pipeline_product"),
+    (dict(pipeline_operands=True, pipeline_mult=3), "pipeline_mult"),
+    (dict(pipeline_operands=True, pipeline_mult=-1), "pipeline_mult"),
+])
+def test_systolic_bad_pipeline_mult(kwargs, match):
+    from convgen.hdl.systolic import SystolicConfig
+
+    with pytest.raises(ConfigError, match=match):
+        SystolicConfig(**kwargs)
+
+
+@pytest.mark.parametrize("dsp, primitive, count", [("ecp5", '.REG_PIPELINE_CLK("CLK0")', 12),
+                                                   ("ice40", ".TOPOUTPUT_SELECT(2'h1)", 6)])
+def test_systolic_pipeline_mult_instantiates_every_register(dsp, primitive, count):
+    """pipeline_mult=2 on a 3x4 array: every DSP has its pipeline (ECP5) / output (iCE40) register,
+    and each row's DspMul its fabric register after the DSP."""
+    from convgen.hdl.systolic import SystolicArray, SystolicConfig
+
+    cfg = SystolicConfig(rows=3, cols=4, dsp=dsp, pipeline_operands=True, pipeline_mult=2)
+    text = to_verilog(SystolicArray(cfg), cfg.module_name)
+    assert text.count(primitive) == count
+    assert text.count("wire [63:0] p_fabric;") == 3      # 4 lanes x signed(16), one per row
+
+
+@pytest.mark.slow
+def test_systolic_ecp5_lut4_per_pe():
+    """issue 14: the 8x8 array with the fast ECP5 PE maps to at most 60 LUT4 per PE (yosys 0.70)."""
+    from convgen.hdl.systolic import SystolicArray, SystolicConfig
+    from convgen.synth import synthesize
+
+    cfg = SystolicConfig(rows=8, cols=8, dsp="ecp5", pipeline_operands=True, pipeline_mult=2)
+    r = synthesize(to_verilog(SystolicArray(cfg), cfg.module_name), cfg.module_name, "ecp5")
+    assert r.dsps == 64
+    assert r.luts / 64 <= 60, f"{r.luts} LUT4"
