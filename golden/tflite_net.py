@@ -37,7 +37,13 @@ __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read
            "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
-                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD")
+                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "SHAPE", "STRIDED_SLICE", "PACK")
+#: int32 shape arithmetic (Keras' Reshape with a dynamic batch converts to SHAPE -> STRIDED_SLICE ->
+#: PACK -> RESHAPE): accepted only where it feeds a RESHAPE's shape input, whose output shape is
+#: static in the model, so it is skipped (:func:`_check_shape_ops`)
+SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
+#: operators that move no int8 value, so nothing to compare with LiteRT
+NO_DATA_OPS = ("RESHAPE",) + SHAPE_OPS
 #: operators that can run on the engine (FULLY_CONNECTED not on the ``ref`` path: :func:`on_engine`)
 ENGINE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -186,9 +192,30 @@ def parse_model(data: bytes) -> Graph:
         if kind not in SUPPORTED_OPS:
             raise ConfigError(f"operator {i} ({kind}) is not supported; run tflite supports "
                               f"{', '.join(SUPPORTED_OPS)}")
-        _read_options(o, op, tensors)
+        if kind not in SHAPE_OPS:
+            _read_options(o, op, tensors)
         ops.append(op)
-    return Graph(tensors, ops, [int(v) for v in sg.InputsAsNumpy()], [int(v) for v in sg.OutputsAsNumpy()])
+    graph = Graph(tensors, ops, [int(v) for v in sg.InputsAsNumpy()], [int(v) for v in sg.OutputsAsNumpy()])
+    _check_shape_ops(graph)
+    return graph
+
+
+def _check_shape_ops(graph: Graph) -> None:
+    """Every SHAPE/STRIDED_SLICE/PACK output is int32 and read only by another such operator or
+    as a RESHAPE's shape (second input); ConfigError naming the operator otherwise."""
+    readers: dict = {}
+    for op in graph.ops:
+        for k, i in enumerate(op.inputs):
+            readers.setdefault(i, []).append((op, k))
+    for op in graph.ops:
+        if op.kind not in SHAPE_OPS:
+            continue
+        for t in op.outputs:
+            ok = graph.tensors[t].dtype == "int32" and t not in graph.outputs and all(
+                r.kind in SHAPE_OPS or (r.kind == "RESHAPE" and k == 1) for r, k in readers.get(t, []))
+            if not ok:
+                raise ConfigError(f"operator {op.index} ({op.kind}) is supported only as int32 shape arithmetic "
+                                  "that feeds a RESHAPE's shape")
 
 
 def _read_options(o, op: OpInfo, tensors: list) -> None:
@@ -350,6 +377,8 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
         if t.data is not None and t.dtype == "int8":
             values[i] = np.asarray(t.data, np.int64)
     for op in graph.ops:
+        if op.kind in SHAPE_OPS:
+            continue
         a = values[op.inputs[0]]
         out_shape = graph.tensors[op.outputs[0]].shape
         if op.kind in HOST_OPS:

@@ -108,10 +108,11 @@ def softmax_reference(x, in_scale: float, beta: float) -> np.ndarray:
     scale 1/256, zero point -128."""
     x = np.asarray(x, dtype=np.int64)
     real = min(float(np.float32(beta)) * float(np.float32(in_scale)) * (1 << 26), (1 << 31) - 1.0)
+    if not real > 1.0:     # QuantizeMultiplierGreaterThanOne: TFLITE_CHECK_GT(multiplier, 1.)
+        raise ConfigError(f"SOFTMAX: beta * input scale * 2**26 = {real:.4g} is not above 1 (input scale "
+                          f"{float(in_scale):.3g}); TFLite's reference kernel aborts on it "
+                          "(QuantizeMultiplierGreaterThanOne in PreprocessSoftmaxScaling)")
     m, left = quantize_multiplier(real)
-    if left < 0:
-        raise ConfigError(f"SOFTMAX: beta * input scale {real / (1 << 26):g} is too small for TFLite's "
-                          "reference kernel (negative left shift)")
     diff_min = -int(np.floor(31.0 * (1 << 26) / (1 << left)))
     diff = x - x.max(axis=-1, keepdims=True)
     use = diff >= diff_min

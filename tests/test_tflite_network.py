@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,45 @@ def test_every_operator_equals_litert_alone(any_head):
         values = N.run_golden(g, x, p)
         for op in g.ops:
             assert np.array_equal(values[op.outputs[0]], N.litert_op(g, op, values, p)), (head, p, op.name)
+
+
+#: a model written by TensorFlow's own converter (golden/tflite_keras.py, tensorflow-cpu 2.21.0):
+#: PAD, MAX_POOL_2D, ADD, CONCATENATION, a 4-D MEAN, SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE,
+#: FULLY_CONNECTED, SOFTMAX
+KERAS_MODEL = Path(__file__).parent / "data" / "tflite" / "keras_resnet_concat.tflite"
+
+
+def test_converter_written_model_equals_litert():
+    """Real converter output, read and run on each path's golden models: every operator equals
+    LiteRT running it alone and the output equals LiteRT's whole-model run (opt and xnnpack only
+    where the optimized SOFTMAX is modelled: not on ARM64)."""
+    m = KERAS_MODEL.read_bytes()
+    g = N.read_model(m)
+    kinds = [op.kind for op in g.ops]
+    assert {"PAD", "MAX_POOL_2D", "ADD", "CONCATENATION", "MEAN", "SHAPE", "PACK", "FULLY_CONNECTED",
+            "SOFTMAX"} <= set(kinds)
+    x = np.random.default_rng(1).integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+    compared = 0
+    for p in F.PATHS if O.softmax_opt_is_modelled() else ("ref",):
+        values = N.run_golden(g, x, p)
+        for op in g.ops:
+            if op.kind not in N.NO_DATA_OPS:
+                want = N.litert_op(g, op, values, p)
+                assert np.array_equal(values[op.outputs[0]], want), (p, op.name)
+                compared += want.size
+        assert np.array_equal(values[g.outputs[0]], F.run_path(m, x, p, check_delegated=False)), p
+    print(f"\n{KERAS_MODEL.name}: {len(kinds)} operators, {compared} operator outputs equal LiteRT")
+
+
+def test_shape_arithmetic_only_for_a_reshape():
+    """SHAPE/STRIDED_SLICE/PACK are accepted only as a RESHAPE's shape computation."""
+    m = KERAS_MODEL.read_bytes()
+    g = N.parse_model(m)
+    shape_op = next(op for op in g.ops if op.kind == "SHAPE")
+    reshape = next(op for op in g.ops if op.kind == "RESHAPE")
+    reshape.inputs[1], reshape.inputs[0] = reshape.inputs[0], reshape.inputs[1]     # now the data input
+    with pytest.raises(ConfigError, match=rf"operator {shape_op.index + 2} \(PACK\) is supported only as int32"):
+        N._check_shape_ops(g)
 
 
 def test_add_semantics_per_path():

@@ -245,8 +245,8 @@ def test_injected_bug_is_caught(name, monkeypatch):
 
 
 def test_reference_softmax_abort_is_an_error():
-    """A row of 512 equal values makes TFLite's reference SOFTMAX abort the process
-    (TFLITE_CHECK on the reciprocal's shift; seen with LiteRT 2.3.0): the golden model refuses
+    """A row of 512 equal values, or a tiny input scale, makes TFLite's reference SOFTMAX abort
+    the process (TFLITE_CHECKs; both seen with LiteRT 2.3.0): the golden model refuses
     it with a ConfigError instead, before any interpreter runs it; the optimized kernel
     computes it (1/512 rounds to 1 LSB)."""
     from convgen.core.params import ConfigError
@@ -254,4 +254,8 @@ def test_reference_softmax_abort_is_an_error():
     x = np.zeros((1, 512), np.int64)
     with pytest.raises(ConfigError, match="reference kernel aborts"):
         O.softmax(x, 0.05, 1 / 256, -128, 1.0, "ref")
+    # an input scale so small that beta * scale * 2**26 <= 1 (untrained Keras models' logits):
+    # QuantizeMultiplierGreaterThanOne aborts too
+    with pytest.raises(ConfigError, match=r"is not above 1 .*reference kernel aborts"):
+        O.softmax(np.zeros((1, 10), np.int64), 7.84e-9, 1 / 256, -128, 1.0, "ref")
     assert (O.softmax(x, 0.05, 1 / 256, -128, 1.0, "opt") == -127).all()
