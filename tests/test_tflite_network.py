@@ -352,3 +352,24 @@ def test_run_tflite_on_the_engine(path, tmp_path, capsys, any_head):
     assert f"{pool} |  | 1x1x1x32 | host | - | - | - | - | - | " in rp.read_text()
     print(f"\n{head}, {path}: {summary['cycles']:,} cycles, {summary['layer_outputs_compared']} layer outputs "
           f"and {summary['outputs']} outputs equal LiteRT")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", F.PATHS)
+def test_run_tflite_converter_model_on_the_engine(path, tmp_path, capsys):
+    """TensorFlow's own converter output (KERAS_MODEL) on a 4x4 engine (Verilator): every
+    operator and the output equal LiteRT on ``path`` (8 engine operators on ref, where the
+    FULLY_CONNECTED runs on the host; 9 on opt and xnnpack)."""
+    if path not in (F.PATHS if O.softmax_opt_is_modelled() else ("ref",)):
+        pytest.skip("the optimized SOFTMAX of this CPU's LiteRT is not modelled")
+    yp = tmp_path / "y.npy"
+    status = main(["run", "tflite", str(KERAS_MODEL), "--path", path, "--engine", "4x4", "--sim", "verilator",
+                   "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["convs_rtl"] == (8 if path == "ref" else 9) and s["layer_outputs_compared"] == 9392
+    g = N.read_model(KERAS_MODEL.read_bytes())
+    x = np.random.default_rng(0).integers(-128, 128, g.tensors[g.inputs[0]].shape)
+    assert np.array_equal(np.load(yp), F.run_path(KERAS_MODEL.read_bytes(), x, path, check_delegated=False))
+    print(f"\n{KERAS_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs equal LiteRT")
