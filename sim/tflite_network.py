@@ -186,15 +186,19 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
         k = sum(1 for r_ in layers_run if r_.conv is not None)
         x_in = fx.x.reshape(graph.tensors[op.inputs[0]].shape)
         out_shape = graph.tensors[op.outputs[0]].shape
+        q = N.quant_conv_for(fx, path)
         if layers is not None and not layers[0] <= k <= layers[1]:
             y = F.golden_path(fx, path).reshape(out_shape)
             want = F.run_path(N.single_op_model(graph, op), x_in, path)
             bad = int((y != want).sum()) if y.shape == want.shape else -1
-            layers_run.append(TFLiteLayerRun(op.index, op.name, op.kind, _conv_shape(N.quant_conv_for(fx, path).layer),
-                                             "golden", wall_seconds=time.monotonic() - t1, mismatches=bad,
+            L = q.layer
+            layers_run.append(TFLiteLayerRun(op.index, op.name, op.kind, _conv_shape(L), "golden", L.macs,
+                                             formula_cycles=formula_cycles(cfg, job_from_quant(engine_form(q, rows),
+                                                                                               cfg))[0],
+                                             scalesim_cycles=scalesim_os_cycles(L, rows, cols),
+                                             wall_seconds=time.monotonic() - t1, mismatches=bad,
                                              outputs=int(want.size), conv=k))
             return y
-        q = N.quant_conv_for(fx, path)
         job = job_from_quant(engine_form(q, rows), cfg)
         r = run_layers(b, [job])
         lr = r.layers[0]

@@ -168,3 +168,25 @@ def test_bad_output_paths_refused_before_any_work(case, keras_model, capsys, tmp
     assert status == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("convgen: error: ") and needle in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("report", ["r.md", "r.html"])
+def test_report_with_cycle_plot(report, keras_model, fake_engine, capsys, tmp_path):
+    """--report as Markdown (the plot beside it) or one HTML page (the plot embedded), as run onnx."""
+    import base64
+    import re
+
+    mp, xp, _, _ = keras_model
+    rp = tmp_path / report
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", "ref", "--layers", "2-4", "--quiet",
+                                     "--report", rp])
+    assert status == 0, err
+    text = rp.read_text()
+    png = b"\x89PNG\r\n\x1a\n"
+    if report.endswith(".md"):
+        assert (tmp_path / "r-cycles.png").read_bytes().startswith(png) and "](r-cycles.png)" in text
+        assert text.count("| golden |") == 9 and text.count("| RTL |") == 3
+    else:
+        img = re.search(r'src="data:image/png;base64,([^"]+)"', text).group(1)
+        assert base64.b64decode(img).startswith(png)
+        assert text.count("<td>golden</td>") == 9 and text.count("<td>RTL</td>") == 3 and "</table>" in text

@@ -282,7 +282,7 @@ def test_reader_rejects_unsupported(tmp_path, capsys):
     (["--engine", "0x4"], "--engine must be ROWSxCOLS with each in 1..64, not '0x4'"),
     (["--engine", "65x4"], "--engine must be ROWSxCOLS with each in 1..64, not '65x4'"),
     (["--input-seed", "-1"], "--input-seed must be an integer in 0..2147483647, not -1"),
-    (["--report", "r.html"], "--report must name a .md file"),
+    (["--report", "r.txt"], "--report must end in .md (Markdown) or .html (HTML), not"),
     (["--input", "WRONG_SHAPE"], "--input must have the model's input shape (1, 16, 16, 3), not (1, 16, 16, 4)"),
     (["--input", "FLOAT"], "--input must hold int8 values (-128..127), not float32"),
     (["--input", "RANGE"], "--input must hold int8 values (-128..127), not int64 in -128..200"),

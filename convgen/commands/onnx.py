@@ -239,6 +239,25 @@ def _report_paths(report: str) -> tuple[str, str | None]:
     return suffix, png
 
 
+def check_outputs(args) -> str:
+    """``--out``, ``--report`` (and its PNG) and ``--mismatch-dir`` checked before any work (also
+    for ``run tflite``); returns the mismatch directory."""
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    if args.report is not None:
+        _, png = _report_paths(args.report)
+        check_output_file(args.report, "--report", "report.md")
+        if png is not None:
+            check_output_file(png, "--report", "report.md")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("--report needs matplotlib for its plot, which is not installed", 3) from None
+    mismatch_dir = args.mismatch_dir or _default_mismatch_dir(args)
+    check_output_dir(mismatch_dir, "--mismatch-dir")
+    return mismatch_dir
+
+
 def _write_report(res, report: str, mismatch: dict | None) -> None:
     from convgen.core.fileio import atomic_write_bytes, atomic_write_text
 
@@ -266,19 +285,7 @@ def _run_onnx(args) -> int:
     if rows > 64 or cols > 64:
         raise CLIError(f"--engine must be ROWSxCOLS with each in 1..64, not {args.engine!r}")
     shape = _dims(args.input_shape, "--input-shape") if args.input_shape else None
-    if args.out is not None:
-        check_output_file(args.out, "--out")
-    if args.report is not None:
-        _, png = _report_paths(args.report)
-        check_output_file(args.report, "--report", "report.md")
-        if png is not None:
-            check_output_file(png, "--report", "report.md")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CLIError("--report needs matplotlib for its plot, which is not installed", 3) from None
-    mismatch_dir = args.mismatch_dir or _default_mismatch_dir(args)
-    check_output_dir(mismatch_dir, "--mismatch-dir")
+    mismatch_dir = check_outputs(args)
     if not os.path.isfile(args.model):
         raise CLIError(f"MODEL: no such file: {args.model}")
     try:

@@ -27,9 +27,8 @@ import numpy as np
 
 from convgen.core.fields import Field
 
-from .common import SIM_FIELD, CLIError, add_fields, check_output_dir, check_output_file, load_matrix, read_fields, \
-    remember_flags
-from .onnx import _default_mismatch_dir, mismatch_line, parse_layers
+from .common import SIM_FIELD, CLIError, add_fields, load_matrix, read_fields, remember_flags
+from .onnx import _report_paths, check_outputs, mismatch_line, parse_layers
 
 PATHS = ("ref", "opt", "xnnpack")
 
@@ -42,7 +41,9 @@ FIELDS = (
                              "the interpreters' default, xnnpack)", choices=PATHS),
     Field("engine", "8x8", "engine array size ROWSxCOLS, each 1..64", kind=str, metavar="RxC"),
     Field("out", None, "where to write the network's output (.npy, int8 values as int64)", kind=str, metavar="Y.npy"),
-    Field("report", None, "write the per-layer table here (Markdown)", kind=str, metavar="REPORT.md"),
+    Field("report", None, "write the per-operator table and a per-layer cycle plot (measured, formula, SCALE-Sim) "
+                          "here: Markdown for .md (the plot beside it as <name>-cycles.png) or one self-contained "
+                          "HTML file for .html", kind=str, metavar="REPORT.md|REPORT.html"),
     Field("layers", None, "run only engine operators A..B (or N) on the RTL, numbered from 0 in execution order as "
                           "in the table's conv column; the others run on the path's golden model (default: all)",
           kind=str, metavar="A-B"),
@@ -73,55 +74,112 @@ def _cell(r) -> str:
     return "exact" if r.mismatches == 0 else ("shape differs" if r.mismatches < 0 else f"{r.mismatches:,} differ")
 
 
-def markdown(res, model: str) -> str:
-    """The per-layer table, the totals and the output comparison as Markdown."""
-    t = res.totals()
-    cfg = res.config
+def _title(res, model: str) -> str:
+    t, cfg = res.totals(), res.config
     part = "" if res.rtl_layers is None else f", engine operators #{res.rtl_layers[0]}..#{res.rtl_layers[1]} on the RTL"
-    lines = [f"# {os.path.basename(model)} on a {cfg.rows}x{cfg.cols} ConvEngine ({res.simulator}), TFLite path "
-             f"{res.path} (requantizer {t['mode']}){part}", "", "| " + " | ".join(HEAD) + " |",
-             "|" + "---|" * len(HEAD)]
+    return (f"{os.path.basename(model)} on a {cfg.rows}x{cfg.cols} ConvEngine ({res.simulator}), TFLite path "
+            f"{res.path} (requantizer {t['mode']}){part}")
+
+
+def _rows(res) -> list[list[str]]:
+    """The per-operator table as text cells, then the totals row."""
+    t = res.totals()
+    rows = []
     for r in res.layers:
         conv = "" if r.conv is None else str(r.conv)
         if r.on == "RTL":
-            cells = [str(r.index), r.name, r.kind, conv, r.shape, "RTL", f"{r.macs:,}", f"{r.cycles:,}",
-                     f"{r.formula_cycles:,}", f"{r.scalesim_cycles:,}", f"{r.utilization:.1%}",
-                     f"{r.wall_seconds:.2f}", _cell(r)]
+            rows.append([str(r.index), r.name, r.kind, conv, r.shape, "RTL", f"{r.macs:,}", f"{r.cycles:,}",
+                         f"{r.formula_cycles:,}", f"{r.scalesim_cycles:,}", f"{r.utilization:.1%}",
+                         f"{r.wall_seconds:.2f}", _cell(r)])
         else:
-            cells = [str(r.index), r.name, r.kind, conv, r.shape, r.on, "-", "-", "-", "-", "-",
-                     f"{r.wall_seconds:.2f}", _cell(r)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| | total (RTL rows) | | | | " + f"{t['convs_rtl']}/{t['operators']} | {t['macs']:,} | "
-                 f"{t['cycles']:,} | {t['formula_cycles']:,} | {t['scalesim_cycles']:,} | {t['utilization']:.1%} | "
-                 f"{t['wall_seconds']} | |")
-    lines += ["", "Each operator's output (RTL or host) is compared with LiteRT running that operator alone (a "
-                  "one-operator model, same input and quantization) on the same path, RESHAPE excepted; "
-                  "\"golden\": an engine operator outside `--layers`, run on the path's golden model; the "
-                  "network's output with LiteRT running the whole model. \"formula\" is `EngineConfig.layer_cycles`; SCALE-Sim OS is "
-                  "`ceil(M/R)*ceil(N/C)*(K+R+C-2)` without overlap.", ""]
+            rows.append([str(r.index), r.name, r.kind, conv, r.shape, r.on, "-", "-", "-", "-", "-",
+                         f"{r.wall_seconds:.2f}", _cell(r)])
+    rows.append(["", "total (RTL rows)", "", "", "", f"{t['convs_rtl']}/{t['operators']}", f"{t['macs']:,}",
+                 f"{t['cycles']:,}", f"{t['formula_cycles']:,}", f"{t['scalesim_cycles']:,}", f"{t['utilization']:.1%}",
+                 f"{t['wall_seconds']}", ""])
+    return rows
+
+
+def _notes(res) -> list[str]:
+    t = res.totals()
     out = ("bit-exact" if t["output_mismatches"] == 0 else
            f"{t['output_mismatches']} of {t['outputs']} differ" if t["output_mismatches"] > 0 else "shape differs")
-    lines.append(f"Layers against LiteRT: {t['layer_outputs_compared']:,} outputs, {t['layer_mismatches']} differ. "
-                 f"Output against LiteRT ({res.path}): {t['outputs']} values, {out}.")
-    return "\n".join(lines) + "\n"
+    return ["Each operator's output (RTL or host) is compared with LiteRT running that operator alone (a "
+            "one-operator model, same input and quantization) on the same path, RESHAPE and shape arithmetic "
+            "excepted; \"golden\": an engine operator outside `--layers`, run on the path's golden model; the "
+            "network's output with LiteRT running the whole model. \"formula\" is `EngineConfig.layer_cycles`; "
+            "SCALE-Sim OS is `ceil(M/R)*ceil(N/C)*(K+R+C-2)` without overlap.",
+            f"Layers against LiteRT: {t['layer_outputs_compared']:,} outputs, {t['layer_mismatches']} differ. "
+            f"Output against LiteRT ({res.path}): {t['outputs']} values, {out}."]
+
+
+def markdown(res, model: str, *, plot: str | None = None) -> str:
+    """The per-operator table, the totals and the output comparison as Markdown (``plot``: a PNG
+    to link under the table)."""
+    lines = [f"# {_title(res, model)}", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(res)]
+    if plot:
+        lines += ["", f"![cycles per engine operator: measured, formula, SCALE-Sim]({plot})"]
+    notes = _notes(res)
+    return "\n".join(lines + ["", notes[0], "", notes[1]]) + "\n"
+
+
+def html_report(res, model: str, png: bytes) -> str:
+    """One self-contained HTML page: the table, the cycle plot (embedded PNG), the notes."""
+    import base64
+    import html
+
+    e = html.escape
+    body = ["<tr>" + "".join(f"<th>{e(h)}</th>" for h in HEAD) + "</tr>"]
+    body += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in _rows(res)]
+    notes = "".join(f"<p>{e(n)}</p>\n" for n in _notes(res))
+    img = base64.b64encode(png).decode("ascii")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(_title(res, model))}</title>\n"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #999;padding:2px 6px;text-align:right}</style>\n</head><body>\n"
+            f"<h1>{e(_title(res, model))}</h1>\n<table>\n" + "\n".join(body) + "\n</table>\n"
+            f"<p><img alt=\"cycles per engine operator\" src=\"data:image/png;base64,{img}\"></p>\n{notes}</body></html>\n")
+
+
+def cycle_plot(res) -> bytes:
+    """``run onnx``'s per-convolution cycle plot (measured on the RTL rows, formula, SCALE-Sim OS)
+    over the engine operators."""
+    from types import SimpleNamespace
+
+    from .onnx import cycle_plot as onnx_plot
+
+    convs = [SimpleNamespace(index=r.conv, on_rtl=r.on == "RTL", cycles=r.cycles, formula_cycles=r.formula_cycles,
+                             scalesim_cycles=r.scalesim_cycles) for r in res.layers if r.conv is not None]
+    totals = res.totals()
+    return onnx_plot(SimpleNamespace(convs=convs, layers=res.rtl_layers, simulator=res.simulator, config=res.config,
+                                     totals=lambda: totals))
+
+
+def _write_report(res, model: str, report: str) -> None:
+    from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+
+    suffix, png_path = _report_paths(report)
+    png = cycle_plot(res)
+    if suffix == ".html":
+        atomic_write_text(report, html_report(res, model, png))
+        return
+    atomic_write_bytes(png_path, png)
+    try:
+        atomic_write_text(report, markdown(res, model, plot=os.path.basename(png_path)))
+    except BaseException:
+        os.unlink(png_path)
+        raise
 
 
 def _run_tflite(args) -> int:
-    from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+    from convgen.core.fileio import atomic_write_bytes
     from convgen.core.params import ConfigError
     from convgen.golden.tflite_net import read_model
     from convgen.sim.tflite_network import run_tflite
 
     read_fields(args, FIELDS)
     rows, cols = _engine(args.engine)
-    if args.out is not None:
-        check_output_file(args.out, "--out")
-    if args.report is not None:
-        if not args.report.endswith(".md"):
-            raise CLIError(f"--report must name a .md file, not {args.report!r}")
-        check_output_file(args.report, "--report", "report.md")
-    mismatch_dir = args.mismatch_dir or _default_mismatch_dir(args)
-    check_output_dir(mismatch_dir, "--mismatch-dir")
+    mismatch_dir = check_outputs(args)
     if not os.path.isfile(args.model):
         raise CLIError(f"MODEL: no such file: {args.model}")
     with open(args.model, "rb") as f:
@@ -170,7 +228,7 @@ def _run_tflite(args) -> int:
         np.save(buf, res.output)
         atomic_write_bytes(args.out, buf.getvalue())
     if args.report:
-        atomic_write_text(args.report, text)
+        _write_report(res, args.model, args.report)
     print(json.dumps({"model": args.model, "engine": f"{rows}x{cols}", "simulator": args.sim, **res.totals(),
                       "first_mismatch": mismatch, "module": res.config.module_name}, default=str))
     return 0 if res.bit_exact else 1
