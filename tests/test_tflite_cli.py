@@ -1,11 +1,12 @@
-"""``convgen run tflite`` as a command: ``--layers``, the first-mismatch dump, and bad output
-paths, in the default suite without building an engine.
+"""``convgen run tflite`` as a command: ``--layers``, the first-mismatch dump, ``--report`` and
+bad output paths, in the default suite without building an engine.
 
 The engine is replaced by a stand-in that returns each layer's golden output (the layers' RTL
 runs are the ``-m slow`` tests of tests/test_tflite_network.py): what is checked here is the
 runner's and the command's bookkeeping (which operators run where, what is compared, what is
 saved, the exit status), each against something the code under test does not compute: LiteRT
-running the operator alone, and the fault the test injects itself. Cost: about 2 s.
+running the operator alone, and the fault the test injects itself. Also ``--report`` as Markdown
+and HTML. Cost: about 3 s (most of it importing matplotlib for the report's plot).
 """
 
 from __future__ import annotations
