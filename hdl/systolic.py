@@ -78,6 +78,12 @@ class SystolicConfig(Config):
         stationary only, ``pipeline_product`` required; same latency as generic, so every cycle
         formula is unchanged. Simulating one needs the primitive's model
         (:func:`convgen.hdl.lib.dsp.simulation_sources`).
+    dsp_rows : int, 0..rows
+        Rows whose PEs use ``dsp`` (default 0: all of them). The PEs of rows ``dsp_rows`` and
+        below multiply in LUTs (DspMul ``lut``: partial products, no ``*``) with the same
+        latency, so an array can have more PEs than the device has DSP blocks (16x16 on the
+        LFE5U-85F's 156 MULT18X18D: ``dsp_rows=9``, 144 of them). Needs a DspMul PE (a vendor
+        ``dsp`` or ``pipeline_mult > 0``).
     pipeline_mult : 0, 1 or 2
         More multiplier register stages (default 0), output-stationary only, on top of
         ``pipeline_product`` and ``pipeline_operands`` (both required): 1 adds the DSP's
@@ -107,11 +113,15 @@ class SystolicConfig(Config):
     pipeline_operands: bool = param(False, "register both multiplier operands next to each multiplier "
                                            "(+1 cycle of latency)")
     dsp: str = param("generic", "multipliers: generic (Amaranth *, mapped by the synthesizer), ecp5 (MULT18X18D "
-                                "with its own registers) or ice40 (SB_MAC16 MODE_8x8, two PEs per block); "
+                                "with its own registers), ice40 (SB_MAC16 MODE_8x8, two PEs per block) or lut "
+                                "(partial products in LUTs, no DSP); "
                                 "vendor ones: os only, with --pipeline-product", choices=DSP_VARIANTS)
     pipeline_mult: int = param(0, "more multiplier register stages, os only, with --pipeline-product and "
                                   "--pipeline-operands: 1 = the DSP's pipeline register (multiplier latency 3), "
                                   "2 = and a fabric register after the DSP (latency 4)", lo=0, hi=2)
+    dsp_rows: int = param(0, "array rows whose PEs use the --dsp multipliers (0: all); the other rows multiply in "
+                             "LUTs (DspMul lut, same latency), for arrays with more PEs than the device has DSPs",
+                          lo=0, hi=lambda v: v["rows"])
 
     def __post_init__(self):
         super().__post_init__()
@@ -125,6 +135,9 @@ class SystolicConfig(Config):
             if max(self.a_width, self.b_width) > width:
                 raise ConfigError(f"dsp {self.dsp!r} takes operands of at most {width} bits, not "
                                   f"a_width={self.a_width}, b_width={self.b_width}")
+        if self.dsp_rows and not self.uses_dspmul:
+            raise ConfigError(f"dsp_rows={self.dsp_rows} splits the rows between DspMul variants: it needs a vendor dsp "
+                              "(ecp5, ice40) or pipeline_mult > 0")
         if self.pipeline_mult:
             if self.dataflow != "os":
                 raise ConfigError(f"pipeline_mult={self.pipeline_mult} is built for the output-stationary array "
@@ -236,6 +249,7 @@ class SystolicConfig(Config):
             f"_p{int(self.pipeline_product)}{'o' if self.pipeline_operands else ''}"
             f"{f'm{self.pipeline_mult}' if self.pipeline_mult else ''}"
             f"{'' if self.dsp == 'generic' else '_' + self.dsp}"
+            f"{f'_d{self.dsp_rows}' if self.dsp_rows else ''}"
         )
 
     def to_dict(self) -> dict:
@@ -404,7 +418,8 @@ class SystolicArray(wiring.Component):
         muls = []
         if cfg.uses_dspmul:
             for r in range(R):
-                mul = DspMul(variant=cfg.dsp, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
+                variant = cfg.dsp if not cfg.dsp_rows or r < cfg.dsp_rows else "lut"
+                mul = DspMul(variant=variant, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
                              b_signed=cfg.b_signed, lanes=C, latency=cfg.mult_latency)
                 m.submodules[f"mul_row{r}"] = mul
                 m.d.comb += [mul.ce.eq(en), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
@@ -653,6 +668,7 @@ def manifest_extra(cfg: SystolicConfig) -> dict:
                 "rows*ceil(K/rows) + max(0, cols - rows)"),
             "pe_latency": cfg.pe_latency,
             "multiplier": {"dsp": cfg.dsp, "latency": cfg.mult_latency, "dspmul": cfg.uses_dspmul,
+                           "dsp_rows": cfg.dsp_rows or (cfg.rows if cfg.uses_dspmul else None),
                            "simulation_models": sorted(simulation_sources(cfg.dsp))},
             "fifo_latency": cfg.fifo_latency,
             "examples": {str(k): {"tile_cycles": cfg.tile_cycles(k), "tile_period": cfg.tile_period(k)}

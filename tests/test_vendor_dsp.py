@@ -36,20 +36,22 @@ def _assert_clean(records, duts):
 
 # -- interface --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", ["generic", "ecp5", "ice40"])
+@pytest.mark.parametrize("variant", ["generic", "ecp5", "ice40", "lut"])
 @pytest.mark.parametrize("latency", [1, 2, 3, 4])
 def test_interface(variant, latency):
     mul = DspMul(variant=variant, lanes=3, latency=latency)
     assert mul.latency == latency
     assert mul.p_shape == signed(16)
-    assert mul.dsp_blocks == {"generic": 0, "ecp5": 3, "ice40": 2}[variant]
+    assert mul.dsp_blocks == {"generic": 0, "ecp5": 3, "ice40": 2, "lut": 0}[variant]
     if latency not in (3, 4):
         _unused(mul)
         return  # the other latencies are elaborated by the sweeps
     text = to_verilog(mul, f"m_{variant}_{latency}")
-    primitive = {"generic": None, "ecp5": "MULT18X18D", "ice40": "SB_MAC16"}[variant]
+    primitive = {"generic": None, "ecp5": "MULT18X18D", "ice40": "SB_MAC16", "lut": None}[variant]
     if primitive:
         assert text.count(f"  {primitive} #(") == mul.dsp_blocks
+    if variant == "lut":
+        assert " * " not in text     # no $mul cell: nothing for yosys to put on a DSP block
 
 
 def test_product_shapes():

@@ -10,6 +10,10 @@ clock-enabled register stages after its operands, in one of three variants:
 - ``ice40``: one Lattice iCE40 ``SB_MAC16`` per two lanes, in ``MODE_8x8``: its two
   independent 8x8 multipliers (``A[15:8] * B[15:8]`` on ``O[31:16]``, ``A[7:0] * B[7:0]`` on
   ``O[15:0]``), with the DSP's input, 8x8 product and output registers.
+- ``lut``: no DSP block: the product as a sum of partial products written without ``*``
+  (:func:`convgen.hdl.lib.arith.partial_products`), so yosys maps it to LUTs and carry chains
+  on any target. For the PEs of an array larger than the device's DSP count
+  (``SystolicConfig.dsp_rows``).
 
 Every variant gives the same products with the same latency and the same clock-enable
 behaviour, so a processing element can take any of them (tests/test_vendor_dsp.py checks all
@@ -20,14 +24,14 @@ Register stages by ``latency`` (every register loads only when ``ce`` is high; n
 like the PE's operand and product registers: a pipeline that discards results by a valid tag
 needs no reset):
 
-========  ===============================  ===================================  =========================
-latency   generic                          ecp5 (MULT18X18D)                    ice40 (SB_MAC16, 8x8)
-========  ===============================  ===================================  =========================
-1         product                          output (REG_OUTPUT)                  8x8 product (*_8x8_MULT_REG)
-2         operands, product                inputs (REG_INPUTA/B), output        A/B inputs, 8x8 product
-3         operands, product, output copy   inputs, pipeline, output (all)       A/B, 8x8 product, output
-4         latency 3 + a fabric register    all + a fabric register              all + a fabric register
-========  ===============================  ===================================  =========================
+========  ===============================  ===================================  =========================  ==============================
+latency   generic                          ecp5 (MULT18X18D)                    ice40 (SB_MAC16, 8x8)      lut (partial products)
+========  ===============================  ===================================  =========================  ==============================
+1         product                          output (REG_OUTPUT)                  8x8 product (*_8x8_MULT_REG)  product
+2         operands, product                inputs (REG_INPUTA/B), output        A/B inputs, 8x8 product    operands, product
+3         operands, product, output copy   inputs, pipeline, output (all)       A/B, 8x8 product, output   operands, two half sums, product
+4         latency 3 + a fabric register    all + a fabric register              all + a fabric register    latency 3 + a fabric register
+========  ===============================  ===================================  =========================  ==============================
 
 Latency 4 adds a fabric register after the DSP, which the placer can put between a DSP and a
 distant consumer. On an 8x8 grid of PEs on LFE5U-85F-6 it took the post-route Fmax from about
@@ -46,7 +50,7 @@ import importlib.resources
 import re
 from pathlib import Path
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,16 +58,17 @@ from convgen.core.intrange import IntRange
 from convgen.core.params import ConfigError, check_choice, check_int
 
 from ..shapes import shape_of
+from .arith import partial_products, tree_sum
 from .layout import FlatArrayLayout
 
 __all__ = ["DspMul", "VARIANTS", "MAX_WIDTH", "LATENCIES", "simulation_sources"]
 
-VARIANTS = ("generic", "ecp5", "ice40")
+VARIANTS = ("generic", "ecp5", "ice40", "lut")
 #: widest operand per variant: MULT18X18D is 18x18, SB_MAC16 in MODE_8x8 is two 8x8
-MAX_WIDTH = {"generic": 32, "ecp5": 18, "ice40": 8}
+MAX_WIDTH = {"generic": 32, "ecp5": 18, "ice40": 8, "lut": 32}
 LATENCIES = (1, 2, 3, 4)
 #: lanes one DSP block computes
-LANES_PER_DSP = {"generic": 1, "ecp5": 1, "ice40": 2}
+LANES_PER_DSP = {"generic": 1, "ecp5": 1, "ice40": 2, "lut": 1}
 
 _MODELS = Path(__file__).parent / "dsp_models"
 
@@ -73,10 +78,10 @@ class DspMul(wiring.Component):
 
     Parameters
     ----------
-    variant : "generic", "ecp5" or "ice40"
+    variant : "generic", "ecp5", "ice40" or "lut"
         Which multiplier is instantiated (see the module documentation).
     a_width, b_width : int
-        Operand widths: 1..32 (generic), 1..18 (ecp5), 1..8 (ice40).
+        Operand widths: 1..32 (generic, lut), 1..18 (ecp5), 1..8 (ice40).
     a_signed, b_signed : bool
         Two's complement or unsigned, per operand.
     lanes : int, >= 1
@@ -163,8 +168,8 @@ class DspMul(wiring.Component):
 
     @property
     def dsp_blocks(self) -> int:
-        """DSP blocks the vendor variants instantiate (0 for generic: yosys decides)."""
-        if self._variant == "generic":
+        """DSP blocks the vendor variants instantiate (0 for generic: yosys decides; 0 for lut)."""
+        if self._variant in ("generic", "lut"):
             return 0
         return -(-self._lanes // LANES_PER_DSP[self._variant])
 
@@ -176,6 +181,8 @@ class DspMul(wiring.Component):
         out = Signal.like(self.p, name="p_inner") if self._latency > 3 else self.p
         if self._variant == "generic":
             self._elaborate_generic(m, out, inner)
+        elif self._variant == "lut":
+            self._elaborate_lut(m, out, inner)
         elif self._variant == "ecp5":
             self._elaborate_ecp5(m, out, inner)
         else:
@@ -205,6 +212,29 @@ class DspMul(wiring.Component):
             if latency >= 3:
                 p = self._reg(m, p, self.p_shape, f"l{i}_out")
             m.d.comb += out[i].eq(p)
+
+    def _lut_rows(self, a, b):
+        """The partial products of ``a * b`` (tb/dsp/mutants.py overrides this)."""
+        return partial_products(a, b)
+
+    def _elaborate_lut(self, m, out, latency):
+        for i in range(self._lanes):
+            a, b = self.a[i], self.b[i]
+            if latency >= 2:
+                a = self._reg(m, a, self.a_shape, f"l{i}_a")
+                b = self._reg(m, b, self.b_shape, f"l{i}_b")
+            # rows selected by the narrower operand (b for equal widths)
+            x, y = (b, a) if self._b_width > self._a_width else (a, b)
+            rows = self._lut_rows(x, y)
+            if latency >= 3:
+                # two registered half sums, added in the next stage
+                half = (len(rows) + 1) // 2
+                sums = [tree_sum(rows[:half]), tree_sum(rows[half:])] if len(rows) > 1 else [tree_sum(rows)]
+                regs = [self._reg(m, v, Value.cast(v).shape(), f"l{i}_half{k}") for k, v in enumerate(sums)]
+                total = tree_sum(regs)
+            else:
+                total = tree_sum(rows)
+            m.d.comb += out[i].eq(self._reg(m, total, self.p_shape, f"l{i}_prod"))
 
     def _elaborate_ecp5(self, m, out, latency):
         reg = "CLK0"

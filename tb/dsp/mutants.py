@@ -51,6 +51,15 @@ class ZeroExtendingDspMul(DspMul):
         return value.as_unsigned()
 
 
+class UnsignedSelectorLutDspMul(DspMul):
+    """LUT multiplier that selects its partial products by the bits of a signed operand read as
+    unsigned (its sign row added instead of subtracted): every product with a negative
+    selector is wrong."""
+
+    def _lut_rows(self, a, b):
+        return super()._lut_rows(a, b.as_unsigned())
+
+
 class PipelineIgnoresCeDspMul(DspMul):
     """ECP5 with a MULT18X18D whose pipeline register ignores CE0."""
     ECP5_PRIMITIVE = "MULT18X18D_pipeline_ignores_ce"

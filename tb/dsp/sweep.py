@@ -75,11 +75,11 @@ class Dut:
 
 
 #: every variant at every latency, int8 x int8
-ALL_DUTS = tuple(Dut(v, lat) for v in ("generic", "ecp5", "ice40") for lat in (1, 2, 3, 4))
+ALL_DUTS = tuple(Dut(v, lat) for v in ("generic", "ecp5", "ice40", "lut") for lat in (1, 2, 3, 4))
 #: the default-suite subset: the latencies a PE uses (3: every DSP register, 4: and a fabric one)
 DEFAULT_DUTS = tuple(d for d in ALL_DUTS if d.latency >= 3)
 #: the other signedness combinations (uint8 x int8, uint8 x uint8) at latency 3
-UNSIGNED_DUTS = tuple(Dut(v, 3, a_s, b_s) for v in ("generic", "ecp5", "ice40")
+UNSIGNED_DUTS = tuple(Dut(v, 3, a_s, b_s) for v in ("generic", "ecp5", "ice40", "lut")
                       for a_s, b_s in ((False, True), (False, False)))
 
 #: deliberately broken instances (tb/dsp/mutants.py): the sweep must find wrong products in each
@@ -87,6 +87,7 @@ MUTANT_DUTS = (
     Dut("ecp5", 3, mutant="PipelineIgnoresCeDspMul"),
     Dut("ice40", 3, mutant="LowAUnsignedDspMul"),
     Dut("ecp5", 2, mutant="ZeroExtendingDspMul"),
+    Dut("lut", 3, mutant="UnsignedSelectorLutDspMul"),
 )
 
 

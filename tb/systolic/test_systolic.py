@@ -39,8 +39,8 @@ CONFIGS = {
 
 #: vendor multipliers (hdl/lib/dsp.py) in the PE: the same regression, with the primitives'
 #: simulation models (ECP5 MULT18X18D from TN1267, yosys' SB_MAC16) compiled in. Two,
-#: the ECP5 one on Icarus and the ECP5 one of multiplier latency 4 (pipeline_mult=2) on Verilator in the
-#: default suite (the default suite's time budget; DspMul itself is swept exhaustively on both
+#: the ECP5 one on Icarus and the ECP5 one of multiplier latency 4 (pipeline_mult=2) with two of its
+#: four rows on LUT multipliers (dsp_rows=2) on Verilator in the default suite (the default suite's time budget; DspMul itself is swept exhaustively on both
 #: simulators in tests/test_vendor_dsp.py), the others under -m slow.
 DSP_CONFIGS = {
     "os-3x4-ecp5": dict(rows=3, cols=4, dataflow="os", dsp="ecp5"),
@@ -55,10 +55,15 @@ DSP_CONFIGS = {
     "os-2x5-ice40-m1-u8u8": dict(rows=2, cols=5, dataflow="os", dsp="ice40", pipeline_operands=True,
                                  pipeline_mult=1, a_signed=False, b_signed=False),
     "os-1x1-generic-m2": dict(rows=1, cols=1, dataflow="os", pipeline_operands=True, pipeline_mult=2),
+    # dsp_rows: rows 0..dsp_rows-1 on the DSP variant, the rest on LUT multipliers (DspMul lut)
+    "os-4x3-ecp5-m2-d2": dict(rows=4, cols=3, dataflow="os", dsp="ecp5", pipeline_operands=True, pipeline_mult=2,
+                              dsp_rows=2),
+    "os-3x2-lut-m1-u8s8": dict(rows=3, cols=2, dataflow="os", dsp="lut", pipeline_operands=True, pipeline_mult=1,
+                               a_signed=False),
     "os-5x2-generic-m1-s8u8": dict(rows=5, cols=2, dataflow="os", pipeline_operands=True, pipeline_mult=1,
                                    b_signed=False),
 }
-DSP_DEFAULT = {("os-3x4-ecp5-opreg-u8s8", "icarus"), ("os-4x3-ecp5-m2", "verilator")}
+DSP_DEFAULT = {("os-3x4-ecp5-opreg-u8s8", "icarus"), ("os-4x3-ecp5-m2-d2", "verilator")}
 
 
 def _run(params, simulator, run_dir, extra_env=None, testcase=None):
