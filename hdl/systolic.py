@@ -121,7 +121,7 @@ class SystolicConfig(Config):
                                   "2 = and a fabric register after the DSP (latency 4)", lo=0, hi=2)
     dsp_rows: int = param(0, "array rows whose PEs use the --dsp multipliers (0: all); the other rows multiply in "
                              "LUTs (DspMul lut, same latency), for arrays with more PEs than the device has DSPs",
-                          lo=0, hi=lambda v: v["rows"])
+                          lo=0, hi=MAX_DIM)
 
     def __post_init__(self):
         super().__post_init__()
@@ -135,6 +135,8 @@ class SystolicConfig(Config):
             if max(self.a_width, self.b_width) > width:
                 raise ConfigError(f"dsp {self.dsp!r} takes operands of at most {width} bits, not "
                                   f"a_width={self.a_width}, b_width={self.b_width}")
+        if self.dsp_rows > self.rows:
+            raise ConfigError(f"dsp_rows={self.dsp_rows} is more than the array's {self.rows} rows")
         if self.dsp_rows and not self.uses_dspmul:
             raise ConfigError(f"dsp_rows={self.dsp_rows} splits the rows between DspMul variants: it needs a vendor dsp "
                               "(ecp5, ice40) or pipeline_mult > 0")

@@ -209,6 +209,8 @@ def test_systolic_multiplier_latency():
     (dict(pipeline_operands=True, pipeline_product=False, pipeline_mult=2, dsp="ecp5"), "pipeline_product"),
     (dict(pipeline_operands=True, pipeline_mult=3), "pipeline_mult"),
     (dict(pipeline_operands=True, pipeline_mult=-1), "pipeline_mult"),
+    (dict(rows=4, dsp="ecp5", dsp_rows=5), "more than the array's 4 rows"),
+    (dict(dsp_rows=2), "needs a vendor dsp"),
 ])
 def test_systolic_bad_pipeline_mult(kwargs, match):
     from convgen.hdl.systolic import SystolicConfig
