@@ -3,10 +3,12 @@ variants against NumPy products of every int8/uint8 operand pair, and the MULT18
 (hdl/lib/dsp_models/ecp5_mult18x18d.v) against 36-bit products at full width.
 
 Default suite (about 30 s of CPU with an empty cache): interface checks; the exhaustive int8 x
-int8 sweep of the MULT18X18D variant at latency 3 on Icarus, and of every variant at latency 3
-and 4 on Verilator with, in the same build, three injected bugs (a MULT18X18D pipeline register
-ignoring CE, an SB_MAC16 whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed
-operands), each caught.
+int8 sweep of the MULT18X18D variant at latency 3 on Icarus, and of every variant (generic, ecp5,
+ice40, lut) at latency 3 and 4 on Verilator with, in the same build, four injected bugs (a
+MULT18X18D pipeline register ignoring CE, an SB_MAC16 whose low multiplier ignores A_SIGNED, a
+wrapper zero-extending signed operands, a LUT multiplier reading its signed selector as
+unsigned), each caught. SystolicConfig's multiplier latency (pipeline_mult), dsp_rows and their
+checks.
 ``-m slow``: every variant at latency 1..4 on both simulators, the mutant build on Icarus, uint8
 operands on both simulators, the MULT18X18D model sweep (8 register combinations, 18-bit
 operands) on both simulators with its own mutants, and yosys mapping counts.
@@ -140,9 +142,10 @@ def test_sweep_every_latency(simulator):
 
 def test_sweep_verilator_all_and_mutants():
     """All 65,536 int8 pairs per lane, every variant at latency 3 and 4, Verilator;
-    in the same build, three broken instances (a MULT18X18D pipeline register that ignores CE,
+    in the same build, four broken instances (a MULT18X18D pipeline register that ignores CE,
     an SB_MAC16 whose low multiplier ignores A_SIGNED, a wrapper zero-extending signed
-    operands), each of which the sweep must catch."""
+    operands, a LUT multiplier reading its signed selector as unsigned), each of which the
+    sweep must catch."""
     records = S.run_sweep("verilator", S.DEFAULT_DUTS + S.MUTANT_DUTS, name="sweep_all")
     _assert_clean(records, S.DEFAULT_DUTS)
     _assert_mutants_caught(records)
