@@ -34,6 +34,8 @@ MAX_DIM = 64
 # Output queue depth. Its i.ready is the global step enable, a register (see StepQueue):
 # en(t) = [level(t-1) <= OUTPUT_FIFO_DEPTH - 3].
 OUTPUT_FIFO_DEPTH = 6
+#: the registered enable's bound, step_queue's safe default (depth - 3); _row_enable copies it
+OUTPUT_FIFO_THRESHOLD = OUTPUT_FIFO_DEPTH - 3
 
 
 def min_acc_width(a_width: int, a_signed: bool, b_width: int, b_signed: bool) -> int:
@@ -198,6 +200,12 @@ class SystolicConfig(Config):
         return self.dsp != "generic" or self.pipeline_mult > 0
 
     @property
+    def readout_latency(self) -> int:
+        """Registers between the read-out multiplexer and the output FIFO: 1 with
+        ``pipeline_mult > 0`` (the fast PE registers its read-out row too), else 0."""
+        return 1 if self.pipeline_mult else 0
+
+    @property
     def fifo_latency(self) -> int:
         """Steps from the write of a result row into the output FIFO to its transfer."""
         return 2
@@ -221,8 +229,9 @@ class SystolicConfig(Config):
         r, c, p, f = self.rows, self.cols, self.pe_latency, self.fifo_latency
         if self.dataflow == "os":
             # last beat accepted at step K-1; it reaches PE(r, cols-1) after r+cols steps,
-            # is accumulated after the PE pipeline, row r is read one step later.
-            return k + r + c + p + f - 1
+            # is accumulated after the PE pipeline, row r is read one step later (and
+            # readout_latency steps more through the read-out register).
+            return k + r + c + p + f - 1 + self.readout_latency
         # rows weight beats are loaded before the first activation beat (zero-filled past K);
         # the last activation beat of the last chunk leaves the bottom after rows+cols+p
         # steps, and the result bank adds one.
@@ -254,8 +263,17 @@ class SystolicConfig(Config):
             f"{f'_d{self.dsp_rows}' if self.dsp_rows else ''}"
         )
 
+    #: fields left out of :meth:`to_dict` at their default (0), so the manifests and the keyword
+    #: arguments of configurations without them are the same as before they existed
+    #: (sim.systolic.run_gemm takes the dict as keywords and does not know them yet)
+    _OMITTED_AT_DEFAULT = ("pipeline_mult", "dsp_rows")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k in self._OMITTED_AT_DEFAULT:
+            if d[k] == 0:
+                del d[k]
+        return d
 
     # -- layouts (defined once; tb/ and sim/ read them through the manifest) --------------
     @cached_property
@@ -331,7 +349,8 @@ class SystolicArray(wiring.Component):
         # Global step enable: the array only advances while the output queue can take a row.
         # It is a register, so its large fanout starts at a flip-flop, and it never depends
         # combinationally on o.ready.
-        en, write_row = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True)
+        en, write_row = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True,
+                                   threshold=OUTPUT_FIFO_THRESHOLD)
 
         def delayed(value, steps, name, reset_less=False):
             """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
@@ -354,9 +373,36 @@ class SystolicArray(wiring.Component):
         m.d.comb += [
             out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
             out_row.last.eq(row_index == R - 1),
-            *write_row(row_done, out_row.as_value()),
         ]
+        if cfg.readout_latency:
+            # A register between the read-out multiplexer and the FIFO (pipeline_mult > 0): the
+            # row leaves one step later. It is written only in a step where en is high, as
+            # before, so the queue's threshold holds unchanged.
+            out_reg = Signal(cfg.o_layout, name="out_reg", reset_less=True)
+            out_valid = Signal(name="out_valid")
+            with m.If(en):
+                m.d.sync += [out_reg.eq(out_row), out_valid.eq(row_done)]
+            m.d.comb += write_row(out_valid, out_reg.as_value())
+        else:
+            m.d.comb += write_row(row_done, out_row.as_value())
         return m
+
+    def _row_enable(self, m, en, r):
+        """The step enable for row ``r``'s DspMul clock enables. With ``pipeline_mult > 0`` a copy
+        of the queue's stall register per row (the same function of the FIFO level, so the
+        same value in every cycle), written so that yosys does not merge the copies: the enable
+        then reaches each row's DSP CE pins from a flip-flop of its own instead of one
+        flip-flop fanning out to every DSP on the device."""
+        if not self._config.pipeline_mult:
+            return en
+        fifo = m.submodules["ofifo"]
+        stall = Signal(name=f"mul_row{r}_stall")
+        # level + r + 1 > threshold + r + 1 is level > threshold written differently per row:
+        # identical expressions became one flip-flop in yosys (opt_merge), even with keep
+        m.d.sync += stall.eq((fifo.level + (r + 1)) > (OUTPUT_FIFO_THRESHOLD + r + 1))
+        en_r = Signal(name=f"mul_row{r}_en")
+        m.d.comb += en_r.eq(~stall)
+        return en_r
 
     @staticmethod
     def _local_copy(m, prefix, **values):
@@ -424,7 +470,7 @@ class SystolicArray(wiring.Component):
                 mul = DspMul(variant=variant, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
                              b_signed=cfg.b_signed, lanes=C, latency=cfg.mult_latency)
                 m.submodules[f"mul_row{r}"] = mul
-                m.d.comb += [mul.ce.eq(en), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
+                m.d.comb += [mul.ce.eq(self._row_enable(m, en, r)), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
                              *(mul.b[c].eq(b_reg[r][c]) for c in range(C))]
                 muls.append(mul)
 
@@ -663,12 +709,14 @@ def manifest_extra(cfg: SystolicConfig) -> dict:
         "timing": {
             "unit": "clock cycles with no stalls on any port",
             "tile_cycles_formula": (
-                "K + rows + cols + pe_latency + fifo_latency - 1" if cfg.dataflow == "os" else
+                ("K + rows + cols + pe_latency + fifo_latency - 1"
+                 + (" + readout_latency" if cfg.readout_latency else "")) if cfg.dataflow == "os" else
                 "2*rows + a_beats(K) + cols + pe_latency + fifo_latency, a_beats(K) = rows*ceil(K/rows)"),
             "tile_period_formula": (
                 "max(K, rows, cols)" if cfg.dataflow == "os" else
                 "rows*ceil(K/rows) + max(0, cols - rows)"),
             "pe_latency": cfg.pe_latency,
+            **({"readout_latency": cfg.readout_latency} if cfg.readout_latency else {}),
             "multiplier": {"dsp": cfg.dsp, "latency": cfg.mult_latency, "dspmul": cfg.uses_dspmul,
                            "dsp_rows": cfg.dsp_rows or (cfg.rows if cfg.uses_dspmul else None),
                            "simulation_models": sorted(simulation_sources(cfg.dsp))},

@@ -195,12 +195,16 @@ def test_systolic_multiplier_latency():
         for pm, stages in ((0, 2), (1, 3), (2, 4)):   # operands + product (+ pipeline) (+ fabric)
             cfg = SystolicConfig(rows=8, cols=8, dsp=dsp, pipeline_operands=True, pipeline_mult=pm)
             assert cfg.mult_latency == stages and cfg.pe_latency == 1 + stages
-            assert cfg.tile_cycles(64) == 64 + 8 + 8 + (1 + stages) + 2 - 1
+            readout = 1 if pm else 0                         # the fast PE's read-out register
+            assert cfg.tile_cycles(64) == 64 + 8 + 8 + (1 + stages) + 2 - 1 + readout
             assert cfg.tile_period(64) == 64                 # throughput does not change
             mult = manifest_extra(cfg)["timing"]["multiplier"]
             assert mult["latency"] == stages and mult["dsp"] == dsp
             assert mult["dspmul"] == (dsp != "generic" or pm > 0)
-    # existing configurations keep their names and latencies
+    # existing configurations keep their names, latencies and parameter dicts
+    assert "pipeline_mult" not in SystolicConfig().to_dict() and "dsp_rows" not in SystolicConfig().to_dict()
+    assert SystolicConfig(**SystolicConfig(dsp="ecp5", pipeline_operands=True, pipeline_mult=2,
+                                           dsp_rows=3).to_dict()).dsp_rows == 3
     assert SystolicConfig().module_name == "convgen_systolic_os_r8c8_as8_bs8_acc32_p1"
     assert SystolicConfig().pe_latency == 2
     assert SystolicConfig(dsp="ecp5", pipeline_operands=True, pipeline_mult=2).module_name.endswith("_p1om2_ecp5")
