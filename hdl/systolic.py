@@ -405,6 +405,31 @@ class SystolicArray(wiring.Component):
         return en_r
 
     @staticmethod
+    def _shift_operands(m, a_reg, b_reg, a_skewed, b_skewed, rows, en_rows):
+        """The systolic operand shifts of ``rows`` (``a`` to the right, ``b`` down), each row
+        under its own enable ``en_rows[r]``."""
+        C = len(a_reg[0])
+        for r in rows:
+            with m.If(en_rows[r]):
+                m.d.sync += a_reg[r][0].eq(a_skewed[r])
+                for c in range(C):
+                    if c > 0:
+                        m.d.sync += a_reg[r][c].eq(a_reg[r][c - 1])
+                    m.d.sync += b_reg[r][c].eq(b_reg[r - 1][c] if r > 0 else b_skewed[c])
+
+    @staticmethod
+    def _accumulate(m, acc, shadow, product, clear, load, finish):
+        """A DspMul PE's accumulator (cleared by a synchronous reset over its enable) and result
+        register (loaded with the final sum when ``finish``)."""
+        total = acc + product
+        with m.If(clear):
+            m.d.sync += acc.eq(0)
+        with m.Elif(load):
+            m.d.sync += acc.eq(total)
+        with m.If(finish):
+            m.d.sync += shadow.eq(total)
+
+    @staticmethod
     def _local_copy(m, prefix, **values):
         """One register per value (inside the caller's step-enable block)."""
         regs = []
@@ -463,6 +488,11 @@ class SystolicArray(wiring.Component):
         # pipeline_operands' copies, its output register is the product register, all enabled
         # by the step enable. Driven outside the enable block, so that its ports are continuous
         # assignments (an always @* that never triggers would leave Icarus' ce at X).
+        # pipeline_mult > 0: each row's registers (operands, DSP, accumulator, result) step with a
+        # copy of the step enable of its own (_row_enable), equal to en in every cycle, so that
+        # no single flip-flop drives the clock enables of the whole array
+        fast = cfg.pipeline_mult > 0
+        en_rows = [self._row_enable(m, en, r) for r in range(R)] if fast else [en] * R
         muls = []
         if cfg.uses_dspmul:
             for r in range(R):
@@ -470,25 +500,29 @@ class SystolicArray(wiring.Component):
                 mul = DspMul(variant=variant, a_width=cfg.a_width, b_width=cfg.b_width, a_signed=cfg.a_signed,
                              b_signed=cfg.b_signed, lanes=C, latency=cfg.mult_latency)
                 m.submodules[f"mul_row{r}"] = mul
-                m.d.comb += [mul.ce.eq(self._row_enable(m, en, r)), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
+                m.d.comb += [mul.ce.eq(en_rows[r]), *(mul.a[c].eq(a_reg[r][c]) for c in range(C)),
                              *(mul.b[c].eq(b_reg[r][c]) for c in range(C))]
                 muls.append(mul)
 
         with m.If(en):
             for tag, first in ((v_tag, take), (l_tag, last_in)):
                 m.d.sync += [reg.eq(prev) for reg, prev in zip(tag, [first, *tag[:-1]])]
-            for r in range(R):
-                # row r is skewed by r steps
-                m.d.sync += a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True))
-            for c in range(C):
-                # column c is skewed by c steps
-                m.d.sync += b_reg[0][c].eq(delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True))
-            for r in range(R):
+            if fast:
+                a_skewed = [delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True) for r in range(R)]
+                b_skewed = [delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True) for c in range(C)]
+            else:
+                for r in range(R):
+                    # row r is skewed by r steps
+                    m.d.sync += a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True))
                 for c in range(C):
-                    if c > 0:
-                        m.d.sync += a_reg[r][c].eq(a_reg[r][c - 1])
-                    if r > 0:
-                        m.d.sync += b_reg[r][c].eq(b_reg[r - 1][c])
+                    # column c is skewed by c steps
+                    m.d.sync += b_reg[0][c].eq(delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True))
+                for r in range(R):
+                    for c in range(C):
+                        if c > 0:
+                            m.d.sync += a_reg[r][c].eq(a_reg[r][c - 1])
+                        if r > 0:
+                            m.d.sync += b_reg[r][c].eq(b_reg[r - 1][c])
 
             for r in range(R):
                 for c in range(C):
@@ -506,11 +540,11 @@ class SystolicArray(wiring.Component):
                     d = r + c + cfg.pe_latency - 1
                     valid, last = v_tag[d], l_tag[d]
                     total = acc[r][c] + product
-                    with m.If(valid):
-                        if not muls:
+                    if not muls:
+                        with m.If(valid):
                             m.d.sync += acc[r][c].eq(Mux(last, 0, total))
-                        with m.If(last):
-                            m.d.sync += shadow[r][c].eq(total)
+                            with m.If(last):
+                                m.d.sync += shadow[r][c].eq(total)
                     if c == C - 1:
                         m.d.sync += done[r].eq(valid & last)
 
@@ -521,17 +555,27 @@ class SystolicArray(wiring.Component):
             # the sum when its tag is valid. The same function as the generic PE's
             # Mux(last, 0, total) under the enable, without 32 LUTs per PE in front of the
             # register. One clear and one load signal per anti-diagonal d, shared by its PEs.
-            clear = [Signal(name=f"acc_clear{d}") for d in range(depth)]
-            load = [Signal(name=f"acc_load{d}") for d in range(depth)]
-            for d in range(cfg.pe_latency - 1, depth):
-                m.d.comb += [clear[d].eq(ResetSignal() | (en & v_tag[d] & l_tag[d])), load[d].eq(en & v_tag[d])]
-            for r in range(R):
-                for c in range(C):
-                    d = r + c + cfg.pe_latency - 1
-                    with m.If(clear[d]):
-                        m.d.sync += acc[r][c].eq(0)
-                    with m.Elif(load[d]):
-                        m.d.sync += acc[r][c].eq(acc[r][c] + muls[r].p[c])
+            # With pipeline_mult > 0 the pair is per PE, from the row's own enable.
+            if fast:
+                self._shift_operands(m, a_reg, b_reg, a_skewed, b_skewed, range(R), en_rows)
+                for r in range(R):
+                    for c in range(C):
+                        d = r + c + cfg.pe_latency - 1
+                        clear_rc, load_rc = Signal(name=f"pe{r}_{c}_clear"), Signal(name=f"pe{r}_{c}_load")
+                        m.d.comb += [clear_rc.eq(ResetSignal() | (en_rows[r] & v_tag[d] & l_tag[d])),
+                                     load_rc.eq(en_rows[r] & v_tag[d])]
+                        self._accumulate(m, acc[r][c], shadow[r][c], muls[r].p[c], clear_rc, load_rc,
+                                         en_rows[r] & v_tag[d] & l_tag[d])
+            else:
+                clear = [Signal(name=f"acc_clear{d}") for d in range(depth)]
+                load = [Signal(name=f"acc_load{d}") for d in range(depth)]
+                for d in range(cfg.pe_latency - 1, depth):
+                    m.d.comb += [clear[d].eq(ResetSignal() | (en & v_tag[d] & l_tag[d])), load[d].eq(en & v_tag[d])]
+                for r in range(R):
+                    for c in range(C):
+                        d = r + c + cfg.pe_latency - 1
+                        self._accumulate(m, acc[r][c], shadow[r][c], muls[r].p[c], clear[d], load[d],
+                                         en & v_tag[d] & l_tag[d])
 
         row_done = Signal()
         row_index = Signal(index_range(R))
