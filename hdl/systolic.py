@@ -71,12 +71,13 @@ class SystolicConfig(Config):
         more step of latency; the multiplier's inputs then come from registers placed next to
         it rather than from the systolic chain, which shortens the register-DSP-register path
         on FPGAs.
-    dsp : "generic", "ecp5" or "ice40"
+    dsp : "generic", "ecp5", "ice40" or "lut"
         The PEs' multipliers (:class:`~convgen.hdl.lib.dsp.DspMul`, one per array row):
         ``generic`` is Amaranth ``*`` and fabric registers, mapped by the synthesizer;
         ``ecp5`` instantiates one MULT18X18D per PE with its input (``pipeline_operands``) and
         output (``pipeline_product``) registers inside the DSP; ``ice40`` one SB_MAC16 in
-        MODE_8x8 per two PEs of a row (operands of at most 8 bits). Vendor variants: output-
+        MODE_8x8 per two PEs of a row (operands of at most 8 bits); ``lut`` partial products
+        in LUTs, no DSP block. Vendor variants: output-
         stationary only, ``pipeline_product`` required; same latency as generic, so every cycle
         formula is unchanged. Simulating one needs the primitive's model
         (:func:`convgen.hdl.lib.dsp.simulation_sources`).
