@@ -45,7 +45,7 @@ def simulation_verilog(component, name: str) -> str:
     (``if (rst) r <= 0; else if (en) r <= d;``) and Verilator updates it in place; ``wreduce``
     narrows sums to the bits that are read. Together: 27% fewer instructions per simulated cycle on
     the 8x8 ConvEngine (bench/sim_speed.py: 9,361 -> about 6,800). Only
-    yosys' equivalence-preserving passes run, and tests/test_engine_rtl.py proves the two texts
+    yosys' equivalence-preserving passes run, and tests/test_engine_rtl.py (-m slow) proves the two texts
     equivalent (yosys ``equiv_*``) on a small engine.
 
     Icarus 11 cannot compile it (it reads the functions yosys writes for one-hot multiplexers,
