@@ -272,7 +272,11 @@ TRACE_DECL = """
         $dumpvars(0, TB_TOP);
     end"""
 
-# the output check of an exported standalone test (testbench_verilog(check=True))
+# the output check of an exported standalone test (testbench_verilog(check=True)); with the
+# define CONVGEN_FATAL_ON_FAIL (CHECK_FAIL_DEFINE, which the export's FuseSoC core sets) a failed
+# check ends with $fatal, a non-zero exit status on Icarus and Verilator; without the define the
+# text stays Verilog-2005
+CHECK_FAIL_DEFINE = "CONVGEN_FATAL_ON_FAIL"
 CHECK_DECL = """
     reg [8 * CHECK_COLS - 1:0] yexp [0:CHECK_WORDS - 1];
     reg [8 * CHECK_COLS - 1:0] ymask [0:CHECK_WORDS - 1];
@@ -298,7 +302,10 @@ CHECK_END = """
                     $display("CHECK FAIL: a layer ended in error or timed out");
                 else
                     $display("CHECK FAIL: %0d of %0d output words differ, first at word %0d: got %h, want %h (mask %h)",
-                             bad, ywords, first_bad, ymem[first_bad], yexp[first_bad], ymask[first_bad]);"""
+                             bad, ywords, first_bad, ymem[first_bad], yexp[first_bad], ymask[first_bad]);
+`ifdef CONVGEN_FATAL_ON_FAIL
+                if (bad != 0 || run_failed) $fatal(1, "CHECK FAIL");
+`endif"""
 
 
 # the free-running build (shared with sim/soak.py): sim.build.build_free_running
@@ -737,6 +744,14 @@ and look for `CHECK PASS` in the log. For example Questa: `vlog -f files.f; vsim
 | y_expected.hex, y_mask.hex | the expected output words and which bytes of them are outputs |
 | plusargs.txt | this layer's plusargs |
 | main.cpp | the C++ main of the Verilator build |
+| {core} | FuseSoC core `{vlnv}`: targets `sim_icarus`, `sim_verilator` |
+
+With FuseSoC (Edalize runs the simulator in its build directory and copies the `.hex` files
+there; the define `CONVGEN_FATAL_ON_FAIL` makes a failed check end with `$fatal`, so the run
+fails with a non-zero status; each plusarg is a parameter, e.g. `--stall 20`):
+
+    fusesoc --cores-root . run --target sim_icarus {vlnv}
+    fusesoc --cores-root . run --target sim_verilator {vlnv}
 
 Layer: {layer}. {words} output words, {cycles} cycles expected with the memory timing of
 plusargs.txt when it never stalls ({formula_note}).
@@ -750,12 +765,39 @@ def expected_words(y: np.ndarray, plan: ge.EnginePlan) -> tuple[list[int], list[
     return _bytes_words(yw), _bytes_words(mask)
 
 
+#: the ``$readmemh`` files of an exported test, which the FuseSoC core copies next to the simulator
+EXPORT_IMAGES = ["x.hex", "w.hex", "p.hex", "y.hex", "desc.hex", "y_expected.hex", "y_mask.hex"]
+
+
+def _export_core(module: str, plus: list[str]) -> str:
+    """The FuseSoC core of an exported test (``hdl.packaging.export_test_core``): the Verilator
+    target builds with the flags of ``run_verilator.sh`` (``-MAKEFLAGS X`` becomes the model's
+    make option ``X``, since Edalize runs make itself) and both targets take the plusargs of
+    ``plusargs.txt`` as parameters."""
+    from convgen.hdl.packaging import export_test_core
+
+    vflags, make = [], []
+    it = iter(VERILATOR_BUILD_FLAGS)
+    for f in it:
+        if f == "-MAKEFLAGS":
+            make.append(next(it))
+        else:
+            vflags.append(f)
+    defaults = {a[1:].split("=", 1)[0]: int(a.split("=", 1)[1]) for a in plus}
+    return export_test_core(
+        module, description=f"convgen export-test: one conv layer on {module}, self-checking",
+        sources=["tb.v", "engine.v"], top=TB_TOP, images=EXPORT_IMAGES, plusargs=defaults,
+        fail_define=CHECK_FAIL_DEFINE, cpp_main="main.cpp",
+        verilator_options=[*vflags, *VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL"], make_options=make)
+
+
 def export_test(q: ge.QuantConv, out_dir, *, config: EngineConfig | None = None, rows: int = 8, cols: int = 8,
                 seed: int = 1, stall: int = 0, latency: int = 1, jitter: int = 0) -> dict:
     """Write a standalone HDL test of layer ``q`` into ``out_dir`` (all files or none): the
     engine's Verilog, the free-running testbench with an output check, the memory images, the
-    expected output (``golden.engine.reference_conv`` of ``q``, the direct convolution) and
-    run scripts for Icarus and Verilator (see ``EXPORT_README``). Returns a summary."""
+    expected output (``golden.engine.reference_conv`` of ``q``, the direct convolution), run
+    scripts for Icarus and Verilator and a FuseSoC core ``<module>_test.core`` with the targets
+    ``sim_icarus`` and ``sim_verilator`` (see ``EXPORT_README``). Returns a summary."""
     from convgen.core.fileio import atomic_directory
 
     config, job, mem_words = prepare_conv(q, rows=rows, cols=cols, config=config)
@@ -767,7 +809,10 @@ def export_test(q: ge.QuantConv, out_dir, *, config: EngineConfig | None = None,
     formula, exact = formula_cycles(config, job, latency=latency)
     fields = dict(top=TB_TOP, flags=" ".join(VERILATOR_BUILD_FLAGS),
                   warnings=" ".join([*VERILATOR_SIM_FLAGS, "-Wno-UNUSEDSIGNAL"]))
+    from convgen.hdl.packaging import export_test_vlnv
+
     out_dir = Path(out_dir)
+    core = f"{module}_test.core"
     with atomic_directory(out_dir) as d:
         (d / "engine.v").write_text(engine_verilog(config))
         (d / "tb.v").write_text(testbench_verilog(config, module, mem_words, check=True))
@@ -777,18 +822,22 @@ def export_test(q: ge.QuantConv, out_dir, *, config: EngineConfig | None = None,
         (d / "plusargs.txt").write_text("\n".join(plus) + "\n")
         (d / "files.f").write_text("tb.v\nengine.v\n")
         (d / "main.cpp").write_text(VERILATOR_MAIN % {"top": TB_TOP})
+        (d / core).write_text(_export_core(module, plus))
         for name, text in EXPORT_SCRIPTS.items():
             (d / name).write_text(text.format(**fields))
             (d / name).chmod(0o755)
         L = q.layer
         (d / "README.md").write_text(EXPORT_README.format(
-            module=module, top=TB_TOP, rows=config.rows, cols=config.cols, vec=config.vec, rounding=config.rounding,
+            module=module, top=TB_TOP, core=core, vlnv=export_test_vlnv(module),
+            rows=config.rows, cols=config.cols, vec=config.vec, rounding=config.rounding,
             layer=f"{L.h}x{L.w}x{L.c} k{L.kh}x{L.kw}/{L.stride_h} -> {L.out_h}x{L.out_w}x{L.c_out}"
                   f"{f' g{L.groups}' if L.groups > 1 else ''}",
             words=len(yexp), cycles=f"{formula:,}",
             formula_note="EngineConfig.layer_cycles, exact for this layer" if exact else
             "EngineConfig.layer_cycles, a lower bound for this fetch-bound layer"))
-    return {"out": str(out_dir), "module": module, "config": config.to_dict(), "output_words": len(yexp),
+    return {"out": str(out_dir), "module": module, "core": core, "vlnv": export_test_vlnv(module),
+            "config": config.to_dict(), "output_words": len(yexp),
             "outputs": int(want.size), "formula_cycles": formula, "formula_exact": exact,
             "files": sorted(["engine.v", "tb.v", "x.hex", "w.hex", "p.hex", "y.hex", "desc.hex", "y_expected.hex",
-                             "y_mask.hex", "plusargs.txt", "files.f", "main.cpp", "README.md", *EXPORT_SCRIPTS])}
+                             "y_mask.hex", "plusargs.txt", "files.f", "main.cpp", "README.md", core,
+                             *EXPORT_SCRIPTS])}
