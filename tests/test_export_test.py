@@ -1,12 +1,18 @@
 """``convgen export-test``: a standalone HDL test of one layer that reruns without Python.
 
-The exported directory is run by its own shell scripts on Icarus and on Verilator; the
+The exported directory is run by its own shell scripts on Icarus and on Verilator, and by
+FuseSoC through its ``<module>_test.core`` (targets ``sim_icarus``, ``sim_verilator``); the
 testbench compares the engine's output memory with ``y_expected.hex``. The expected words are
 checked here against ONNX Runtime's QLinearConv of the same layer (an independent oracle), an
-engine with an injected fault must make the script fail, and bad options write nothing."""
+engine with an injected fault and a wrong expected word must make the script and the FuseSoC
+run fail, and bad options write nothing. One export (``exported``) serves every test that does
+not change the engine."""
 
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +35,27 @@ def layer_npz(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def exported(layer_npz, tmp_path_factory):
+    """One export of the layer; a test that changes a file works on a copy (``_copy``)."""
+    out = tmp_path_factory.mktemp("exported") / "tb"
+    assert _export(layer_npz, out) == 0
+    return out
+
+
+def _copy(exported, tmp_path):
+    out = tmp_path / "tb"
+    shutil.copytree(exported, out)
+    return out
+
+
+def _flip_expected_word(out, i=3):
+    """One output's low bit in ``y_expected.hex`` word ``i``."""
+    words = (out / "y_expected.hex").read_text().split()
+    words[i] = format(int(words[i], 16) ^ 0x01, f"0{len(words[i])}x")
+    (out / "y_expected.hex").write_text("\n".join(words) + "\n")
+
+
 def _export(layer_npz, out, *extra):
     return main(["export-test", "--layer", str(layer_npz), "--out", str(out), "--rows", "2", "--cols", "4",
                  "--stall", "15", "--jitter", "2", *extra])
@@ -44,10 +71,8 @@ def _hex(path):
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
-def test_exported_layer_passes_on_its_own(layer_npz, tmp_path, sim, capsys):
-    out = tmp_path / "tb"
-    assert _export(layer_npz, out) == 0
-    capsys.readouterr()
+def test_exported_layer_passes_on_its_own(layer_npz, exported, tmp_path, sim):
+    out = _copy(exported, tmp_path)
     # the expected output is ORT's, packed as the engine writes it
     arrays = dict(np.load(layer_npz))
     cfg, job, _ = prepare_conv(quant_conv_from_arrays(arrays), rows=2, cols=4)
@@ -66,15 +91,74 @@ def test_an_engine_fault_makes_the_exported_test_fail(layer_npz, tmp_path, capsy
     assert p.returncode == 1 and "CHECK FAIL:" in p.stdout and "output words differ" in p.stdout, p.stdout
 
 
-def test_a_wrong_expected_word_fails(layer_npz, tmp_path, capsys):
-    out = tmp_path / "tb"
-    assert _export(layer_npz, out) == 0
-    capsys.readouterr()
-    words = (out / "y_expected.hex").read_text().split()
-    words[3] = format(int(words[3], 16) ^ 0x01, f"0{len(words[3])}x")       # one output's low bit
-    (out / "y_expected.hex").write_text("\n".join(words) + "\n")
+def test_a_wrong_expected_word_fails(exported, tmp_path):
+    out = _copy(exported, tmp_path)
+    _flip_expected_word(out)
     p = _run(out, "icarus")
     assert p.returncode == 1 and "CHECK FAIL: 1 of" in p.stdout and "first at word 3" in p.stdout, p.stdout
+
+
+# -- the exported core through FuseSoC and Edalize ---------------------------------------------
+FUSESOC = Path(sys.executable).parent / "fusesoc"
+
+
+def _vlnv(out):
+    core = next(out.glob("*_test.core"))
+    return next(line.split(": ", 1)[1] for line in core.read_text().splitlines() if line.startswith("name:"))
+
+
+def _fusesoc(out, work, *args, sim=None):
+    """``fusesoc --cores-root <out> ...`` with FuseSoC's cache and config inside ``work``."""
+    env = dict(os.environ, **(simulator_env(sim) if sim else {}))
+    env.update(XDG_CACHE_HOME=str(work / "cache"), XDG_CONFIG_HOME=str(work / "config"),
+               XDG_DATA_HOME=str(work / "data"))
+    return subprocess.run([str(FUSESOC), "--cores-root", str(out), *args], cwd=work, capture_output=True,
+                          text=True, env=env)
+
+
+def _fusesoc_run(out, work, target, sim, *extra):
+    return _fusesoc(out, work, "run", "--build-root", str(work / "build"), "--target", target, *extra, _vlnv(out),
+                    sim=sim)
+
+
+def test_core_show_lists_the_sim_targets(exported, tmp_path):
+    p = _fusesoc(exported, tmp_path, "core", "show", _vlnv(exported))
+    assert p.returncode == 0, p.stdout + p.stderr
+    for target in ("default", "sim_icarus", "sim_verilator"):
+        assert f"\n{target}" in p.stdout, p.stdout
+
+
+def test_fusesoc_icarus_target_runs_the_layer(exported, tmp_path):
+    """Edalize runs vvp in its build directory: the copied $readmemh images are found, the
+    check passes and the run exits 0; a wrong expected word makes the run itself fail."""
+    p = _fusesoc_run(exported, tmp_path, "sim_icarus", "icarus")
+    log = p.stdout + p.stderr
+    assert p.returncode == 0 and "CHECK PASS: 24 output words" in log, log[-3000:]
+    assert "+stall=15" in log and "+jitter=2" in log              # the export's memory timing
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    out = _copy(exported, bad)
+    _flip_expected_word(out)
+    p = _fusesoc_run(out, bad, "sim_icarus", "icarus")
+    log = p.stdout + p.stderr
+    assert p.returncode != 0 and "CHECK FAIL: 1 of 24" in log and "FATAL" in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_fusesoc_verilator_target_runs_the_layer(exported, tmp_path):
+    """Under -m slow (two Verilator builds of the engine through Edalize, about 20 s each on 2
+    cores): the C++ main toggles the clock, the check passes; a wrong expected word fails the
+    run through $fatal."""
+    p = _fusesoc_run(exported, tmp_path, "sim_verilator", "verilator")
+    log = p.stdout + p.stderr
+    assert p.returncode == 0 and "CHECK PASS: 24 output words" in log, log[-3000:]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    out = _copy(exported, bad)
+    _flip_expected_word(out)
+    p = _fusesoc_run(out, bad, "sim_verilator", "verilator")
+    log = p.stdout + p.stderr
+    assert p.returncode != 0 and "CHECK FAIL: 1 of 24" in log and "%Fatal" in log, log[-3000:]
 
 
 @pytest.mark.parametrize("args, flag", [
