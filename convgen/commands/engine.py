@@ -206,8 +206,9 @@ def _export_test(args) -> int:
 
 def register(verbs: dict) -> None:
     help_text = ("a standalone HDL test of one layer: the engine's Verilog, a free-running testbench that checks "
-                 "the output, the $readmemh memory images, the expected output and run scripts for Icarus and "
-                 "Verilator (no Python needed to rerun it)")
+                 "the output, the $readmemh memory images, the expected output, run scripts for Icarus and "
+                 "Verilator and a FuseSoC core with sim_icarus and sim_verilator targets (no Python needed to "
+                 "rerun it)")
     p = verbs["top"].add_parser("export-test", help=help_text, description=help_text)
     add_fields(p, EXPORT_OPTIONS)
     add_fields(p, [f for f in BLOCK.fields if f.name not in DERIVED])
