@@ -128,20 +128,28 @@ def test_core_show_lists_the_sim_targets(exported, tmp_path):
         assert f"\n{target}" in p.stdout, p.stdout
 
 
-def test_fusesoc_icarus_target_runs_the_layer(exported, tmp_path):
-    """Edalize runs vvp in its build directory: the copied $readmemh images are found, the
-    check passes and the run exits 0; a wrong expected word makes the run itself fail."""
-    p = _fusesoc_run(exported, tmp_path, "sim_icarus", "icarus")
+def _passes_then_fails(exported, tmp_path, target: str, tool: str, *, fatal: str) -> str:
+    """``fusesoc run`` of ``target`` passes the check on the export and fails it (non-zero
+    exit, ``fatal`` in the log) on a copy with one expected word flipped; returns the passing
+    run's log."""
+    p = _fusesoc_run(exported, tmp_path, target, tool)
     log = p.stdout + p.stderr
     assert p.returncode == 0 and "CHECK PASS: 24 output words" in log, log[-3000:]
-    assert "+stall=15" in log and "+jitter=2" in log              # the export's memory timing
     bad = tmp_path / "bad"
     bad.mkdir()
     out = _copy(exported, bad)
     _flip_expected_word(out)
-    p = _fusesoc_run(out, bad, "sim_icarus", "icarus")
-    log = p.stdout + p.stderr
-    assert p.returncode != 0 and "CHECK FAIL: 1 of 24" in log and "FATAL" in log, log[-3000:]
+    p = _fusesoc_run(out, bad, target, tool)
+    bad_log = p.stdout + p.stderr
+    assert p.returncode != 0 and "CHECK FAIL: 1 of 24" in bad_log and fatal in bad_log, bad_log[-3000:]
+    return log
+
+
+def test_fusesoc_icarus_target_runs_the_layer(exported, tmp_path):
+    """Edalize runs vvp in its build directory: the copied $readmemh images are found, the
+    check passes and the run exits 0; a wrong expected word makes the run itself fail."""
+    log = _passes_then_fails(exported, tmp_path, "sim_icarus", "icarus", fatal="FATAL")
+    assert "+stall=15" in log and "+jitter=2" in log              # the export's memory timing
 
 
 @pytest.mark.slow
@@ -149,16 +157,7 @@ def test_fusesoc_verilator_target_runs_the_layer(exported, tmp_path):
     """Under -m slow (two Verilator builds of the engine through Edalize, about 20 s each on 2
     cores): the C++ main toggles the clock, the check passes; a wrong expected word fails the
     run through $fatal."""
-    p = _fusesoc_run(exported, tmp_path, "sim_verilator", "verilator")
-    log = p.stdout + p.stderr
-    assert p.returncode == 0 and "CHECK PASS: 24 output words" in log, log[-3000:]
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    out = _copy(exported, bad)
-    _flip_expected_word(out)
-    p = _fusesoc_run(out, bad, "sim_verilator", "verilator")
-    log = p.stdout + p.stderr
-    assert p.returncode != 0 and "CHECK FAIL: 1 of 24" in log and "%Fatal" in log, log[-3000:]
+    _passes_then_fails(exported, tmp_path, "sim_verilator", "verilator", fatal="%Fatal")
 
 
 @pytest.mark.parametrize("args, flag", [
