@@ -111,6 +111,12 @@ class EngineConfig(Config):
         MULT18X18D per PE, its product register inside the DSP, same latency as ``generic``
         (the cycle formulas do not change). iCE40's two-per-SB_MAC16 variant takes 8-bit operands
         and the engine's are 9-bit (``x - x_zero_point``), so it is not offered here.
+    pipeline_mult : int, 0..2
+        The array's fast PE (:attr:`SystolicConfig.pipeline_mult`, with ``pipeline_operands``):
+        1 adds the DSP's pipeline register, 2 also a fabric register after the DSP and a
+        registered read-out row (the configuration that places fastest on ECP5, docs/systolic.md).
+        The array's latency per tile grows by ``SystolicConfig.pe_latency`` and
+        ``readout_latency``; the engine's cycle formula takes both from :attr:`systolic`.
     mult_style : "dsp" or "lut"
         ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
         are Amaranth ``*`` (DSP blocks on FPGAs). ``lut``: both are partial-product sums without
@@ -148,6 +154,9 @@ class EngineConfig(Config):
     dsp: str = param("generic", "the array's multipliers: generic (Amaranth *, mapped by the synthesizer) or ecp5 "
                                 "(one MULT18X18D per PE with its output register, hdl/lib/dsp.py; simulation "
                                 "builds compile its model)", choices=ENGINE_DSP_VARIANTS)
+    pipeline_mult: int = param(0, "the array's fast PE (SystolicConfig.pipeline_mult, with its operand registers): "
+                                  "1 = the DSP's pipeline register, 2 = and a fabric register after the DSP; "
+                                  "more array latency per tile, the same throughput (0: the default PE)", lo=0, hi=2)
 
     def __post_init__(self):
         super().__post_init__()
@@ -174,7 +183,8 @@ class EngineConfig(Config):
     @cached_property
     def systolic(self) -> SystolicConfig:
         return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
-                              acc_width=32, dsp=self.dsp)
+                              acc_width=32, dsp=self.dsp, pipeline_operands=self.pipeline_mult > 0,
+                              pipeline_mult=self.pipeline_mult)
 
     @cached_property
     def requant(self) -> RequantConfig:
@@ -204,7 +214,8 @@ class EngineConfig(Config):
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
-        mul = ("_mlut" if self.mult_style == "lut" else "") + ("" if self.dsp == "generic" else f"_{self.dsp}")
+        mul = (("_mlut" if self.mult_style == "lut" else "") + ("" if self.dsp == "generic" else f"_{self.dsp}")
+               + (f"_pm{self.pipeline_mult}" if self.pipeline_mult else ""))
         return (f"convgen_engine_r{self.rows}c{self.cols}v{self.vec}_{self.rounding}"
                 f"_h{self.max_h}w{self.max_w}pw{self.max_pixel_words}k{self.max_kernel}s{self.max_stride}"
                 f"p{self.max_pad}d{self.max_dilation}t{self.max_tiles}a{self.addr_width}"
@@ -828,7 +839,8 @@ def manifest_extra(cfg: EngineConfig) -> dict:
             "im2col_setup_cycles": cfg.im2col.setup_cycles,
             "tile_period": "max(K, rows, cols) (SystolicConfig.tile_period)",
             "requant_latency": cfg.requant.latency,
-            "multiplier": {"dsp": cfg.dsp, "pe_latency": cfg.systolic.pe_latency,
+            "multiplier": {"dsp": cfg.dsp, "pipeline_mult": cfg.pipeline_mult, "pe_latency": cfg.systolic.pe_latency,
+                           "readout_latency": cfg.systolic.readout_latency,
                            "simulation_models": sorted(simulation_sources(cfg.dsp))},
         },
     }
