@@ -200,10 +200,32 @@ def check_trace_headers(log: str | os.PathLike) -> None:
                 f"{package} package (Debian/Ubuntu; bash setup.sh does it as root), or use --sim icarus")
 
 
+def cocotb_libs_dir() -> Path:
+    """The directory of cocotb's simulator libraries in this environment."""
+    from cocotb_tools.config import libs_dir
+    return Path(libs_dir).resolve()
+
+
+def cocotb_build_key(verilog_text: str, manifest: dict, simulator: str, flags: list[str], waves: bool) -> str:
+    """The cache key of a cocotb build: everything the compiled simulation depends on."""
+    import cocotb
+
+    return hashlib.sha256(json.dumps({
+        "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        # the manifest too: a renamed config field changes it without changing the Verilog
+        "manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest(),
+        "simulator": simulator, "version": simulator_version(simulator),
+        "cocotb": cocotb.__version__, "flags": flags, "waves": waves,
+        # a Verilator executable links cocotb's VPI library by its absolute path (rpath): a build
+        # made by another environment (a deleted or recreated .venv, another checkout sharing
+        # the cache) would not start ("exit status 127"), so each cocotb install has its own
+        "cocotb_libs": str(cocotb_libs_dir()),
+    }, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = False) -> Build:
     """Compile ``verilog_text`` (top module ``manifest["module"]``) for ``simulator``."""
     from cocotb_tools.runner import get_runner
-    import cocotb
 
     check_choice("simulator", simulator, SIMULATORS)
     env = simulator_env(simulator)  # raises with installation advice when unavailable
@@ -211,13 +233,7 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
     flags = VERILATOR_SIM_FLAGS if simulator == "verilator" else []
     if waves and simulator == "verilator":
         flags = [*flags, *VERILATOR_WAVES_FLAGS]
-    key = hashlib.sha256(json.dumps({
-        "verilog": hashlib.sha256(verilog_text.encode()).hexdigest(),
-        # the manifest too: a renamed config field changes it without changing the Verilog
-        "manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest(),
-        "simulator": simulator, "version": simulator_version(simulator),
-        "cocotb": cocotb.__version__, "flags": flags, "waves": waves,
-    }, sort_keys=True).encode()).hexdigest()[:16]
+    key = cocotb_build_key(verilog_text, manifest, simulator, flags, waves)
     directory = cache_root() / "builds" / f"{module}-{simulator}{'-waves' if waves else ''}-{key}"
     verilog_path = directory / "rtl" / f"{module}.v"
     manifest_path = directory / "rtl" / f"{module}.json"

@@ -152,3 +152,14 @@ def test_a_failed_build_is_one_simulation_failure_naming_its_log(tmp_path, monke
     monkeypatch.setenv("CONVGEN_CACHE", str(tmp_path))
     with pytest.raises(SimulationFailed, match=r"icarus build of broken failed .*build\.log"):
         build("module broken(input a); this is not verilog; endmodule\n", {"module": "broken"}, "icarus")
+
+
+def test_cocotb_build_key_depends_on_the_cocotb_install(monkeypatch):
+    """A Verilator cocotb executable links cocotb's VPI library by absolute path: a cached build
+    from another environment (a recreated .venv) must not be reused (it exits with status 127)."""
+    import convgen.sim.build as B
+    args = ("module m(); endmodule\n", {"module": "m"}, "verilator", [], False)
+    here = B.cocotb_build_key(*args)
+    assert B.cocotb_build_key(*args) == here
+    monkeypatch.setattr(B, "cocotb_libs_dir", lambda: Path("/elsewhere/.venv/lib/cocotb/libs"))
+    assert B.cocotb_build_key(*args) != here
