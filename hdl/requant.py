@@ -39,7 +39,7 @@ MAX_GROUPS = 1024
 OUTPUT_FIFO_DEPTH = 4
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
-_STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 8, "xnnpack": 8}
+_STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 10, "xnnpack": 10}
 
 #: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs) or ``lut``
 #: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains)
@@ -372,9 +372,11 @@ class Requantizer(wiring.Component):
         return (mask >> 1) + (negative if away is None else negative & away)
 
     @staticmethod
-    def _float_round_up(remainder, half, quotient):
-        """Round half to even (float modes): above half, or exactly half with an odd quotient."""
-        return (remainder > half) | ((remainder == half) & quotient[0])
+    def _float_round_up_bits(above, tie, quotient):
+        """Round half to even (float modes), from the registered comparisons of the remainder
+        with the half (``above``: greater; ``tie``: equal, with a nonzero shift): above half,
+        or exactly half with an odd quotient."""
+        return above | (tie & quotient[0])
 
     @staticmethod
     def _lut_parts(reg, a, b, name):
@@ -387,9 +389,12 @@ class Requantizer(wiring.Component):
 
     def _onnx(self, m, reg, n, s, keep, carry, late, R, wire):
         """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
-        # stage 2: sign, magnitude, normalisation by the leading-zero count
-        neg = s < 0
-        mag = wire(Mux(neg, -s, s), "magnitude", "mag")
+        # stage 1b: sign and magnitude (registered: the negation's carry chain and the
+        # normaliser's five levels in one stage were the critical path once stage 6 was split)
+        neg = reg(s < 0, f"{n}neg1b")
+        mag = reg(Mux(s < 0, -s, s), f"{n}mag1b", shape_of(R["magnitude"]))
+        carry(late + ["mult"], "1b")
+        # stage 2: normalisation by the leading-zero count
         # A logarithmic normalizer: at level k, if the top 2**k bits are zero, shift left by
         # 2**k; the shifts taken are the bits of the leading-zero count lz, and the result is
         # (mag << lz)[:32]. (mag == 0 gives lz = 31 = R["lz"].hi and 0.) Five 2:1 mux levels
@@ -442,16 +447,24 @@ class Requantizer(wiring.Component):
         u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", shape_of(R["u_sat"]))
         neg5 = reg(neg4, f"{n}neg5")
         carry(late, 5)
-        # stage 6: to an integer, half to even: (R << 8) >> u
+        # stage 6: to an integer, half to even: (R << 8) >> u. The shift and the comparisons of
+        # the remainder with the half are registered here, the rounding increment and the sign
+        # in stage 7: one barrel shifter and one comparator per stage (on ECP5 the single stage
+        # was the requantizer's critical path, bench/results/synth_engine.md)
         x = wire(r_val << 8, "x", "x")
         qv = wire(x >> u_sat, "x", "q")
         mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
         remv = x & mask
-        half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
-        up = (u_sat != 0) & self._float_round_up(remv, half, qv)
-        mag_y = wire(qv + up, "y_magnitude", "ymag")
-        y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
+        half = mask & ~(mask >> 1)  # 2**(u-1) (the top bit of the mask), 0 when u == 0
+        q6 = reg(qv, f"{n}q6", shape_of(R["x"]))
+        above, tie = reg(remv > half, f"{n}above6"), reg((remv == half) & (u_sat != 0), f"{n}tie6")
+        neg6 = reg(neg5, f"{n}neg6")
         carry(late, 6)
+        # stage 7: + round-up (half to even), then the sign
+        up = self._float_round_up_bits(above, tie, q6)
+        mag_y = wire(q6 + up, "y_magnitude", "ymag")
+        y = reg(Mux(neg6, -mag_y, mag_y), f"{n}y7", shape_of(R["y"]))
+        carry(late, 7)
         return y
 
 

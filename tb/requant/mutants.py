@@ -23,8 +23,8 @@ class TiesAwayFloatRequantizer(Requantizer):
     ``roundf``): wrong on exact .5 ties with an even quotient."""
 
     @staticmethod
-    def _float_round_up(remainder, half, quotient):
-        return remainder >= half
+    def _float_round_up_bits(above, tie, quotient):
+        return above | tie
 
 
 #: name -> (class, the rounding modes it breaks)
