@@ -34,10 +34,11 @@ from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activa
 
 __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
            "quant_conv_for", "conv_arrays", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
-           "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
+           "average_pool", "add_int8", "mobilenet", "mobilenet_v2", "with_io", "as_value", "as_numpy", "count_differ"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
-                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "SHAPE", "STRIDED_SLICE", "PACK")
+                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "SHAPE",
+                 "STRIDED_SLICE", "PACK")
 #: int32 shape arithmetic (Keras' Reshape with a dynamic batch converts to SHAPE -> STRIDED_SLICE ->
 #: PACK -> RESHAPE): accepted only where it feeds a RESHAPE's shape input, whose output shape is
 #: static in the model, so it is skipped (:func:`_check_shape_ops`)
@@ -56,7 +57,7 @@ def on_engine(op: "OpInfo", path: str) -> bool:
     return op.kind in ENGINE_OPS and not (op.kind == "FULLY_CONNECTED" and path == "ref")
 _ACT_NAME = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _ACT_CODE = {v: k for k, v in _ACT_NAME.items()}
-_TYPES = {"int8": 9, "int32": 2}        # tflite.TensorType.INT8, INT32
+_TYPES = {"int8": 9, "int32": 2, "uint8": 3, "float32": 0}   # tflite.TensorType.INT8, INT32, UINT8, FLOAT32
 
 
 @dataclass
@@ -231,6 +232,9 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
     if op.kind == "PAD":
         _read_host_options(T, table, op, tensors, where)
         return
+    if op.kind in ("QUANTIZE", "DEQUANTIZE"):
+        _read_quantize(op, tensors, where)
+        return
     if table is None:
         raise ConfigError(f"{where}: no options")
     if op.kind == "ADD":
@@ -349,6 +353,26 @@ def _read_host_options(T, table, op: OpInfo, tensors: list, where: str) -> None:
                   "keep_dims": bool(opts.KeepDims())}
 
 
+def _read_quantize(op: OpInfo, tensors: list, where: str) -> None:
+    """Limits of QUANTIZE (float32 -> int8/uint8, or int8/uint8 -> int8/uint8) and DEQUANTIZE
+    (int8/uint8 -> float32), one scale per tensor (TFLite's quantize.cc accepts no other
+    output quantization)."""
+    a, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    ints = ("int8", "uint8")
+    ok = (a.dtype in ("float32",) + ints and y.dtype in ints) if op.kind == "QUANTIZE" else \
+        (a.dtype in ints and y.dtype == "float32")
+    if not ok:
+        want = "float32, int8 or uint8 to int8 or uint8" if op.kind == "QUANTIZE" else "int8 or uint8 to float32"
+        raise ConfigError(f"{where}: {a.dtype} to {y.dtype} is not supported ({want})")
+    for t in (a, y):
+        if t.dtype in ints and (t.scale is None or t.scale.size != 1):
+            raise ConfigError(f"{where}: tensor {t.name!r} needs one scale (per-tensor quantization)")
+        if t.dtype in ints and not (np.isfinite(t.scale[0]) and t.scale[0] > 0):
+            raise ConfigError(f"{where}: tensor {t.name!r} has scale {float(t.scale[0])!r}, not a positive number")
+    if a.data is not None:
+        raise ConfigError(f"{where}: a constant input is not supported")
+
+
 def _same_quant(a: TensorInfo, b: TensorInfo) -> bool:
     if (a.scale is None) != (b.scale is None):
         return False
@@ -370,9 +394,7 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     inp = graph.tensors[graph.inputs[0]]
     if tuple(x.shape) != inp.shape:
         raise ConfigError(f"the input must have shape {inp.shape}, not {tuple(x.shape)}")
-    if x.size and (x.min() < -128 or x.max() > 127):
-        raise ConfigError("the input must hold int8 values")
-    values = {graph.inputs[0]: x.astype(np.int64)}
+    values = {graph.inputs[0]: as_value(inp, x)}
     for i, t in enumerate(graph.tensors):
         if t.data is not None and t.dtype == "int8":
             values[i] = np.asarray(t.data, np.int64)
@@ -383,6 +405,8 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
         out_shape = graph.tensors[op.outputs[0]].shape
         if op.kind in HOST_OPS:
             y = host_op(graph, op, values, path)
+            values[op.outputs[0]] = y
+            continue
         elif op.kind == "RESHAPE":
             y = a.reshape(out_shape)
         elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -400,15 +424,52 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     return values
 
 
+def as_value(t: TensorInfo, x) -> np.ndarray:
+    """``x`` as the value of tensor ``t`` in :func:`run_golden`: int8/uint8 values as int64
+    (ConfigError outside the type's range), float32 as float32."""
+    x = np.asarray(x)
+    if t.dtype == "float32":
+        if not np.issubdtype(x.dtype, np.number):
+            raise ConfigError(f"tensor {t.name!r} is float32, not {x.dtype}")
+        return x.astype(np.float32)
+    lo, hi = O.INT_RANGE.get(t.dtype, (-128, 127))
+    if not np.issubdtype(x.dtype, np.integer) and x.size and not np.array_equal(x, np.round(x)):
+        raise ConfigError(f"tensor {t.name!r} must hold {t.dtype} values")
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ConfigError(f"tensor {t.name!r} must hold {t.dtype} values ({lo}..{hi})")
+    return x.astype(np.int64)
+
+
+def as_numpy(t: TensorInfo, v) -> np.ndarray:
+    """A value of :func:`run_golden` as the tensor's own NumPy type (what LiteRT takes)."""
+    return np.asarray(v).astype({"float32": np.float32, "uint8": np.uint8}.get(t.dtype, np.int8))
+
+
+def count_differ(got, want) -> int:
+    """How many elements differ (float32 compared bit for bit); -1 for a shape mismatch."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return -1
+    if got.dtype.kind == "f" or want.dtype.kind == "f":
+        return int((got.astype(np.float32).view(np.uint32) != want.astype(np.float32).view(np.uint32)).sum())
+    return int((got != want).sum())
+
+
 #: host operators computed by :func:`host_op` (golden.tflite_ops)
-HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD")
+HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE")
 
 
 def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
-    """MEAN, SOFTMAX, CONCATENATION or PAD on ``path`` (golden.tflite_ops), inputs from ``values``."""
+    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE or DEQUANTIZE on ``path``
+    (golden.tflite_ops), inputs from ``values``."""
     t = graph.tensors
     x, xt, yt = values[op.inputs[0]], t[op.inputs[0]], t[op.outputs[0]]
     o = op.options
+    if op.kind == "QUANTIZE":
+        s_in, z_in = (None, None) if xt.dtype == "float32" else (float(xt.scale[0]), int(xt.zero_point[0]))
+        return O.quantize(x, xt.dtype, s_in, z_in, yt.dtype, float(yt.scale[0]), int(yt.zero_point[0]), path)
+    if op.kind == "DEQUANTIZE":
+        return O.dequantize(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
     if op.kind == "SOFTMAX":
         return O.softmax(x, float(xt.scale[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["beta"], path)
     if op.kind == "MEAN":
@@ -448,8 +509,8 @@ def run_litert(model: bytes, inputs: list, path: str, *, check_delegated: bool =
 
 def litert_op(graph: Graph, op: OpInfo, values: dict, path: str, *, check_delegated: bool = False) -> np.ndarray:
     """LiteRT's output for ``op`` alone on ``path``, its inputs taken from ``values``."""
-    return run_litert(single_op_model(graph, op), [values[i].astype(np.int8) for i in _data_inputs(graph, op)],
-                      path, check_delegated=check_delegated)
+    ins = [as_numpy(graph.tensors[i], values[i]) for i in _data_inputs(graph, op)]
+    return run_litert(single_op_model(graph, op), ins, path, check_delegated=check_delegated)
 
 
 def fc_reference(fx: F.ConvFixture) -> np.ndarray:
@@ -627,7 +688,10 @@ def conv_arrays(fx: F.ConvFixture, path: str) -> dict:
 #: operator versions written (int8 per-channel convolutions need version 3; FULLY_CONNECTED int8
 #: version 4, AVERAGE_POOL_2D int8 version 2)
 _OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2,
-               "ADD": 2, "MEAN": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2}
+               "ADD": 2, "MEAN": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "QUANTIZE": 2, "DEQUANTIZE": 2,
+               "MUL": 2, "LOGISTIC": 2, "HARD_SWISH": 1}
+#: operators written without builtin options
+OPTIONLESS_OPS = ("QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH")
 
 
 def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
@@ -662,7 +726,7 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
     for t in graph.tensors:
         buf = 0
         if t.data is not None:
-            dt = {"int8": np.int8, "int32": "<i4"}[t.dtype]
+            dt = {"int8": np.int8, "int32": "<i4", "uint8": np.uint8, "float32": "<f4"}[t.dtype]
             buffers.append(buffer(np.ascontiguousarray(t.data, dtype=dt).tobytes()))
             buf = len(buffers) - 1
         q = None
@@ -723,6 +787,12 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
         elif op.kind == "PAD":
             T.PadOptionsStart(b)
             opts, otype = T.PadOptionsEnd(b), T.BuiltinOptions.PadOptions
+        elif op.kind == "MUL":
+            T.MulOptionsStart(b)
+            T.MulOptionsAddFusedActivationFunction(b, _ACT_CODE[o.get("activation", "none")])
+            opts, otype = T.MulOptionsEnd(b), T.BuiltinOptions.MulOptions
+        elif op.kind in OPTIONLESS_OPS:
+            opts, otype = None, None
         elif op.kind == "FULLY_CONNECTED":
             T.FullyConnectedOptionsStart(b)
             T.FullyConnectedOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
@@ -754,8 +824,9 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
         T.OperatorAddOpcodeIndex(b, kinds.index(op.kind))
         T.OperatorAddInputs(b, ins)
         T.OperatorAddOutputs(b, outs)
-        T.OperatorAddBuiltinOptionsType(b, otype)
-        T.OperatorAddBuiltinOptions(b, opts)
+        if otype is not None:
+            T.OperatorAddBuiltinOptionsType(b, otype)
+            T.OperatorAddBuiltinOptions(b, opts)
         operators.append(T.OperatorEnd(b))
 
     tv = vector(T.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative)
@@ -1019,3 +1090,53 @@ def mobilenet_v2(seed: int = 0, size: int = 16, head: str = "pool") -> tuple[byt
         cur = b.softmax(cur)
     what = "Keras-style: PAD, MEAN, SOFTMAX" if keras else "pooled head"
     return b.model(cur, f"convgen MobileNetV2-style int8 model ({what}), seed {seed}"), x
+
+
+def with_io(model: bytes, x: np.ndarray, io: str = "float32", seed: int = 0) -> tuple[bytes, np.ndarray]:
+    """An int8 model (one input, one output) with the boundary a converter writes for other I/O
+    types, and an input for it:
+
+    - ``io="float32"`` (``TFLiteConverter`` with float ``inference_input_type`` /
+      ``inference_output_type``, the default for a quantized model): a float32 input, a QUANTIZE
+      to the int8 input tensor, the int8 graph, a DEQUANTIZE of its output to float32; the input
+      is ``x``'s values dequantized plus seeded noise of up to half a step, and a few values two
+      steps beyond the int8 range (QUANTIZE saturates them);
+    - ``io="uint8"`` (the uint8 I/O of older toolchains): a uint8 input, a QUANTIZE (requantize)
+      to int8, the graph, a QUANTIZE of its output back to uint8, each uint8 tensor with the
+      int8 one's scale and zero point + 128; the input is ``x + 128``.
+
+    Operators keep their options; the model description gains the I/O type."""
+    if io not in ("float32", "uint8"):
+        raise ConfigError(f"io must be 'float32' or 'uint8', not {io!r}")
+    g = parse_model(model)
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ConfigError("with_io needs a model with one input and one output")
+    tensors = list(g.tensors)
+    i_old, o_old = g.inputs[0], g.outputs[0]
+    ti, to = tensors[i_old], tensors[o_old]
+    if io == "float32":
+        tensors.append(TensorInfo("input_f32", ti.shape, "float32"))
+        tensors.append(TensorInfo("output_f32", to.shape, "float32"))
+        last = "DEQUANTIZE"
+    else:
+        tensors.append(TensorInfo("input_u8", ti.shape, "uint8", ti.scale, ti.zero_point + 128))
+        tensors.append(TensorInfo("output_u8", to.shape, "uint8", to.scale, to.zero_point + 128))
+        last = "QUANTIZE"
+    i_new, o_new = len(tensors) - 2, len(tensors) - 1
+    ops = [OpInfo(0, "QUANTIZE", [i_new], [i_old])]
+    for op in g.ops:
+        opts = dict(op.options)
+        if op.kind == "RESHAPE":
+            opts = {"new_shape": g.tensors[op.outputs[0]].shape}
+        ops.append(OpInfo(len(ops), op.kind, op.inputs, op.outputs, opts))
+    ops.append(OpInfo(len(ops), last, [o_old], [o_new]))
+    data = write_model(Graph(tensors, ops, [i_new], [o_new]), f"convgen model with {io} input and output")
+    x = np.asarray(x, np.int64)
+    if io == "uint8":
+        return data, (x + 128).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    s, zp = float(ti.scale[0]), int(ti.zero_point[0])
+    xf = (x - zp + rng.uniform(-0.5, 0.5, x.shape)) * s
+    edge = rng.random(x.shape) < 0.02                     # a few saturating values at both ends
+    xf = np.where(edge, (np.where(rng.random(x.shape) < 0.5, -130, 129) - zp) * s, xf)
+    return data, xf.astype(np.float32)

@@ -28,11 +28,12 @@ import numpy as np
 
 from convgen.core.params import ConfigError
 
-from .quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, quantize_multiplier,
-                    rounding_divide_by_pot, srdhm, wrap32)
+from .quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_opt,
+                    quantize_multiplier, rounding_divide_by_pot, srdhm, wrap32)
 
 __all__ = ["softmax", "softmax_reference", "softmax_optimized", "softmax_opt_is_modelled", "mean", "pad",
-           "concatenation", "broadcast_category"]
+           "concatenation", "broadcast_category", "quantize", "dequantize", "xnnpack_requantize_delegated",
+           "quantize_is_defined"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,3 +322,141 @@ def broadcast_category(shape0, shape1):
     if i >= 0:
         return "generic", None
     return cat, y
+
+
+# ---------------------------------------------------------------------------------------------
+# QUANTIZE, DEQUANTIZE
+# ---------------------------------------------------------------------------------------------
+
+#: the integer ranges of the quantized types QUANTIZE and DEQUANTIZE take
+INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def _round_half_away(v) -> np.ndarray:
+    """``std::round`` (``TfLiteRound``) of float values, exactly, as float64."""
+    v = np.asarray(v, np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def _cvt_int32_x86(r) -> np.ndarray:
+    """Rounded float values converted to int32 as x86's ``cvttss2si``/``cvtps2dq`` do: a value
+    outside the int32 range (or not finite) becomes ``INT32_MIN``, the "integer indefinite"
+    value. (In C++ the conversion is undefined there; ARM saturates instead.)"""
+    r = np.asarray(r, np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (r >= -2.0 ** 31) & (r < 2.0 ** 31)
+        return np.where(ok, np.where(ok, r, 0).astype(np.int64), INT32_MIN)
+
+
+def quantize_is_defined(x, out_scale: float) -> np.ndarray:
+    """Where TFLite's reference and optimized float QUANTIZE are defined C++: ``|x / s|`` within
+    the int32 range (elsewhere the float -> int32 conversion is undefined and CPU-dependent:
+    :func:`quantize` models x86)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(np.asarray(x, np.float64) / float(np.float32(out_scale))) < 2.0 ** 31 - 1
+
+
+def xnnpack_requantize_delegated(in_dtype: str, out_dtype: str, in_scale: float, out_scale: float) -> bool:
+    """Whether the XNNPACK delegate takes an integer QUANTIZE (a requantization): input and
+    output of the same type (int8 -> int8, uint8 -> uint8) and ``2**-8 <= f32(s_in / s_out) <=
+    2**7`` (the XNNPACK delegate's ``VisitQuantizeNode``; ``xnn_init_qs8_cvt_scalar_params``
+    asserts that range). Otherwise the node stays with TFLite's optimized kernel."""
+    r = float(np.float32(np.float32(in_scale) / np.float32(out_scale)))
+    return in_dtype == out_dtype and 2.0 ** -8 <= r <= 2.0 ** 7
+
+
+def quantize(x, in_dtype: str, in_scale, in_zp, out_dtype: str, out_scale: float, out_zp: int,
+             path: str) -> np.ndarray:
+    """QUANTIZE on ``path`` (tflite/kernels/quantize.cc). ``x``: float32 values (``in_dtype``
+    ``"float32"``: quantization) or int8/uint8 values as integers (requantization; ``in_scale``,
+    ``in_zp`` its quantization); the output is ``out_dtype`` (int8 or uint8) values as int64.
+
+    float32 -> int8/uint8, ``s = f32(out_scale)``, result clamped to the output type:
+
+    - ``ref`` (``reference_ops::AffineQuantize``, reference/quantize.h): ``round(f32(x / s)) +
+      zp``, the quotient in float32, ``std::round`` (ties away from zero);
+    - ``opt`` (``optimized_ops::AffineQuantize``, optimized/optimized_ops.h): whole blocks of 8
+      elements NEON code (NEON_2_SSE on x86): ``RoundToNearest(f32(x * f32(1 / s)))`` (ties to
+      even: ``vcvtnq_s32_f32``); the last ``n mod 8`` the scalar ``round(x / double(s))`` (in
+      double, ties away);
+    - ``xnnpack`` (XNNPACK's f32 -> qs8/qu8 convert, ``xnn_init_f32_qs8_cvt_scalar_params`` and
+      the f32-qs8-vcvt kernels): ``nearbyint(f32(x * f32(1 / s))) + zp``, ties to even,
+      saturated in float (so infinities saturate too).
+
+    On ``ref`` and ``opt`` the rounded value is converted to int32 and the zero point added in
+    int32 (a wrap) before the clamp. A value whose ``|x / s|`` reaches ``2**31`` (or an
+    infinity) is outside that conversion's defined range: x86 gives ``INT32_MIN``
+    (:func:`_cvt_int32_x86`; measured: ``1e30`` quantizes to -128, and with zero point -128 the
+    wrap makes it 127), ARM saturates. :func:`quantize_is_defined` says where the result is
+    the same on every CPU. NaN is not modelled.
+
+    int8/uint8 -> int8/uint8 (``M, shift = QuantizeMultiplier(double(s_in) / double(s_out))``
+    in ``quantize.cc``'s Prepare):
+
+    - ``ref`` (``reference_ops::Requantize``, reference/requantize.h):
+      ``MultiplyByQuantizedMultiplier(q - zp_in, M, shift) + zp_out`` (the same-scale
+      ``^ 0x80`` fast path computes the same values);
+    - ``opt`` (``optimized_ops::Requantize``): whole blocks of 16 elements NEON code,
+      ``SRDHM(wrap32((q - zp_in) << left), M)`` then a rounding right shift whose ties round up
+      (:func:`~convgen.golden.quant.multiply_by_quantized_multiplier_opt`), the last ``n mod
+      16`` the reference formula;
+    - ``xnnpack``: where the delegate takes it (:func:`xnnpack_requantize_delegated`), XNNPACK's
+      qs8/qu8 convert (``xnn_init_qs8_cvt_scalar_params``, the qs8-vcvt kernels): ``m =
+      lrintf(256 * f32(s_in / s_out))``, ``((q - zp_in) * m + 128) >> 8`` (ties up) ``+
+      zp_out``; otherwise (int8 <-> uint8, or a ratio out of range) as ``opt``.
+
+    Measured against LiteRT 2.3.0 on all three paths (tests/test_tflite_ops.py)."""
+    lo, hi = INT_RANGE[out_dtype]
+    f = np.float32
+    s = f(out_scale)
+    if in_dtype == "float32":
+        x = np.asarray(x, np.float32)
+        if path == "ref":
+            y = _round_half_away((x / s).astype(np.float32))
+        else:
+            vec = np.rint((x * f(1.0 / float(s))).astype(np.float32) if path == "opt" else
+                          (x * f(f(1.0) / s)).astype(np.float32))
+            if path == "opt":
+                flat = x.ravel()
+                tail = _round_half_away(flat.astype(np.float64) / float(s)).reshape(x.shape)
+                idx = np.arange(x.size).reshape(x.shape)
+                vec = np.where(idx < 8 * (x.size // 8), vec, tail)
+            y = vec
+        if path == "xnnpack":                   # clamped in float before the conversion
+            return np.clip(y + int(out_zp), lo, hi).astype(np.int64)
+        return np.clip(wrap32(_cvt_int32_x86(y) + int(out_zp)), lo, hi)
+    q = np.asarray(x, np.int64) - int(in_zp)
+    if path == "xnnpack" and xnnpack_requantize_delegated(in_dtype, out_dtype, in_scale, out_scale):
+        m = int(np.rint(f(256.0) * f(f(in_scale) / s)))
+        return np.clip(((q * m + 128) >> 8) + int(out_zp), lo, hi)
+    m, shift = quantize_multiplier(float(f(in_scale)) / float(s))
+    y = multiply_by_quantized_multiplier(q, m, shift)
+    if path != "ref":
+        idx = np.arange(q.size).reshape(q.shape)
+        y = np.where(idx < 16 * (q.size // 16), multiply_by_quantized_multiplier_opt(q, m, shift), y)
+    return np.clip(y + int(out_zp), lo, hi)
+
+
+def dequantize(x, scale: float, zero_point: int, path: str, *, fused: bool = False) -> np.ndarray:
+    """DEQUANTIZE of int8/uint8 values ``x`` to float32 on ``path`` (tflite/kernels/dequantize.h):
+
+    - ``ref`` (``reference_integer_ops::Dequantize``; uint8: ``reference_ops::Dequantize``) and
+      ``xnnpack`` (XNNPACK's qs8/qu8 -> f32 convert): ``f32((q - zp) * s)``, one rounding (the
+      reference computes it in double, where the product is exact);
+    - ``opt`` (``optimized_ops::Dequantize``, optimized/optimized_ops.h): whole blocks of 8
+      elements NEON code: ``f32(f32(q * s) + f32(-zp * double(s)))``, a product and a sum each
+      rounded (x86: NEON_2_SSE); on ARM with ``__ARM_FEATURE_FMA`` it is one ``vfmaq_f32``
+      (``fused``: one rounding); the last ``n mod 8`` the reference formula."""
+    f = np.float32
+    q = np.asarray(x, np.int64)
+    s = float(f(scale))
+    y = ((q - int(zero_point)).astype(np.float64) * s).astype(np.float32)
+    if path != "opt":
+        return y
+    zs = f(-int(zero_point) * s)
+    if fused:
+        vec = (q.astype(np.float64) * s + float(zs)).astype(np.float32)
+    else:
+        vec = ((q.astype(np.float32) * f(s)).astype(np.float32) + zs).astype(np.float32)
+    idx = np.arange(q.size).reshape(q.shape)
+    return np.where(idx < 8 * (q.size // 8), vec, y).astype(np.float32)

@@ -191,3 +191,54 @@ def test_report_with_cycle_plot(report, keras_model, fake_engine, capsys, tmp_pa
         img = re.search(r'src="data:image/png;base64,([^"]+)"', text).group(1)
         assert base64.b64decode(img).startswith(png)
         assert text.count("<td>golden</td>") == 9 and text.count("<td>RTL</td>") == 3 and "</table>" in text
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory):
+    """MobileNetV1-style with a converter's float I/O: QUANTIZE at the input, DEQUANTIZE at the output."""
+    d = tmp_path_factory.mktemp("fmodel")
+    m, x = N.with_io(*N.mobilenet(0), io="float32")
+    (d / "f.tflite").write_bytes(m)
+    np.save(d / "x.npy", x)
+    return d / "f.tflite", d / "x.npy", m, x
+
+
+@pytest.mark.parametrize("path", F.PATHS)
+def test_float_io_model(path, float_model, fake_engine, capsys, tmp_path):
+    """A float32 input and output: the output file is float32 and equals LiteRT's bit for bit;
+    QUANTIZE and DEQUANTIZE are host rows compared with LiteRT; the default input (seeded floats
+    over the QUANTIZE's range) runs too."""
+    mp, xp, m, x = float_model
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", path, "--quiet", "--out", tmp_path / "y.npy"])
+    assert status == 0, err
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["outputs"] == 10 and s["layer_mismatches"] == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines() if ln.startswith("| ")]
+    host = {r[2]: r[-1] for r in rows[1:] if r[5] == "host"}
+    assert host["QUANTIZE"] == "exact" and host["DEQUANTIZE"] == "exact"
+    status, out, err = _run(capsys, [mp, "--path", path, "--quiet"])
+    assert status == 0 and json.loads(out.strip().splitlines()[-1])["bit_exact"], err
+
+
+def test_float_io_mismatch_and_bad_input(float_model, fake_engine, capsys, tmp_path, monkeypatch):
+    """A DEQUANTIZE one float32 step off is the first mismatch, saved as float32; a non-finite
+    or wrongly shaped float input is one line with status 2."""
+    mp, xp, m, x = float_model
+    bad = tmp_path / "nan.npy"
+    np.save(bad, np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x))
+    status, out, err = _run(capsys, [mp, "--input", bad])
+    assert status == 2 and out == "" and "--input must hold finite float32 values" in err, err
+    np.save(bad, x[..., :2])
+    status, out, err = _run(capsys, [mp, "--input", bad])
+    assert status == 2 and "--input must have the model's input shape (1, 16, 16, 3)" in err, err
+    real = N.O.dequantize
+    monkeypatch.setattr(N.O, "dequantize", lambda *a, **k: np.nextafter(real(*a, **k), np.float32(np.inf)))
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", "opt", "--quiet", "--mismatch-dir", tmp_path / "d"])
+    assert status == 1 and "(DEQUANTIZE)" in err, err
+    mm = json.loads(out.strip().splitlines()[-1])["first_mismatch"]
+    got, want = (np.load(mm["tensors"][k]) for k in ("got", "expected"))
+    assert got.dtype == want.dtype == np.float32 and mm["mismatches"] == 10
+    assert np.array_equal(np.load(mm["tensors"]["input"]), N.run_golden(N.read_model(m), x, "opt")[
+        N.read_model(m).ops[-1].inputs[0]].astype(np.int8))
