@@ -37,8 +37,8 @@ __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read
            "average_pool", "add_int8", "mobilenet", "mobilenet_v2", "with_io", "as_value", "as_numpy", "count_differ"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
-                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "SHAPE",
-                 "STRIDED_SLICE", "PACK")
+                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC",
+                 "SHAPE", "STRIDED_SLICE", "PACK")
 #: int32 shape arithmetic (Keras' Reshape with a dynamic batch converts to SHAPE -> STRIDED_SLICE ->
 #: PACK -> RESHAPE): accepted only where it feeds a RESHAPE's shape input, whose output shape is
 #: static in the model, so it is skipped (:func:`_check_shape_ops`)
@@ -235,10 +235,20 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
     if op.kind in ("QUANTIZE", "DEQUANTIZE"):
         _read_quantize(op, tensors, where)
         return
+    if op.kind == "LOGISTIC":
+        a, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        for t in (a, y):
+            if t.dtype != "int8" or t.scale is None or t.scale.size != 1:
+                raise ConfigError(f"{where}: int8 tensors with one scale each are supported, not {t.name!r} "
+                                  f"({t.dtype})")
+        if int(y.zero_point[0]) != -128 or float(y.scale[0]) != 1 / 256:
+            raise ConfigError(f"{where}: the int8 output must have scale 1/256 and zero point -128 (TFLite requires "
+                              "it)")
+        return
     if table is None:
         raise ConfigError(f"{where}: no options")
-    if op.kind == "ADD":
-        opts = T.AddOptions()
+    if op.kind in ("ADD", "MUL"):
+        opts = T.AddOptions() if op.kind == "ADD" else T.MulOptions()
         opts.Init(table.Bytes, table.Pos)
         act = _ACT_NAME.get(opts.FusedActivationFunction())
         if act is None:
@@ -456,11 +466,11 @@ def count_differ(got, want) -> int:
 
 
 #: host operators computed by :func:`host_op` (golden.tflite_ops)
-HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE")
+HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC")
 
 
 def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
-    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE or DEQUANTIZE on ``path``
+    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE, DEQUANTIZE, MUL or LOGISTIC on ``path``
     (golden.tflite_ops), inputs from ``values``."""
     t = graph.tensors
     x, xt, yt = values[op.inputs[0]], t[op.inputs[0]], t[op.outputs[0]]
@@ -470,6 +480,12 @@ def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
         return O.quantize(x, xt.dtype, s_in, z_in, yt.dtype, float(yt.scale[0]), int(yt.zero_point[0]), path)
     if op.kind == "DEQUANTIZE":
         return O.dequantize(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
+    if op.kind == "LOGISTIC":
+        return O.logistic(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
+    if op.kind == "MUL":
+        bt = t[op.inputs[1]]
+        return O.mul(x, values[op.inputs[1]], float(xt.scale[0]), int(xt.zero_point[0]), float(bt.scale[0]),
+                     int(bt.zero_point[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["activation"], path)
     if op.kind == "SOFTMAX":
         return O.softmax(x, float(xt.scale[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["beta"], path)
     if op.kind == "MEAN":
@@ -496,9 +512,9 @@ def single_op_model(graph: Graph, op: OpInfo) -> bytes:
 
 
 def _data_inputs(graph: Graph, op: OpInfo) -> list:
-    """The inputs of ``op`` that carry data (not constants): the first one, both of an ADD, every
+    """The inputs of ``op`` that carry data (not constants): the first one, both of an ADD or MUL, every
     one of a CONCATENATION (a constant operand stays a constant in the one-operator model)."""
-    ins = op.inputs[:2] if op.kind == "ADD" else op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]
+    ins = op.inputs[:2] if op.kind in ("ADD", "MUL") else op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]
     return [i for i in ins if graph.tensors[i].data is None]
 
 

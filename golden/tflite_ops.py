@@ -33,7 +33,7 @@ from .quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, mult
 
 __all__ = ["softmax", "softmax_reference", "softmax_optimized", "softmax_opt_is_modelled", "mean", "pad",
            "concatenation", "broadcast_category", "quantize", "dequantize", "xnnpack_requantize_delegated",
-           "quantize_is_defined"]
+           "quantize_is_defined", "mul", "xnnpack_mul_delegated", "logistic"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +146,17 @@ def _expf(v: np.ndarray) -> np.ndarray:
         _LIBM = lib
     return np.array([_LIBM.expf(float(t)) for t in np.asarray(v, np.float32).ravel()],
                     dtype=np.float32).reshape(np.shape(v))
+
+
+def _exp(v: np.ndarray) -> np.ndarray:
+    """The C library's double ``exp``, element by element."""
+    _expf(np.zeros(0, np.float32))                       # loads the library
+    if not hasattr(_LIBM, "_convgen_exp"):
+        _LIBM.exp.restype = ctypes.c_double
+        _LIBM.exp.argtypes = [ctypes.c_double]
+        _LIBM._convgen_exp = True
+    return np.array([_LIBM.exp(float(t)) for t in np.asarray(v, np.float64).ravel()],
+                    dtype=np.float64).reshape(np.shape(v))
 
 
 def softmax_opt_is_modelled() -> bool:
@@ -460,3 +471,128 @@ def dequantize(x, scale: float, zero_point: int, path: str, *, fused: bool = Fal
         vec = ((q.astype(np.float32) * f(s)).astype(np.float32) + zs).astype(np.float32)
     idx = np.arange(q.size).reshape(q.shape)
     return np.where(idx < 8 * (q.size // 8), vec, y).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# MUL
+# ---------------------------------------------------------------------------------------------
+
+def xnnpack_mul_delegated(a_scale: float, b_scale: float, out_scale: float) -> bool:
+    """Whether the XNNPACK delegate takes an int8 MUL: its product-to-output scale
+    ``f32(f32(s_a * s_b) / s_out)`` in ``[2**-16, 2**8)`` (the delegate's ``VisitMulNode``);
+    otherwise the node stays with TFLite's optimized kernel."""
+    f = np.float32
+    r = float(f(f(f(a_scale) * f(b_scale)) / f(out_scale)))
+    return 2.0 ** -16 <= r < 2.0 ** 8
+
+
+def _mul_real_multiplier(a_scale: float, b_scale: float, out_scale: float) -> np.float32:
+    """MUL's real multiplier as TFLite and XNNPACK compute it: ``f32(f32(s_a * s_b) / s_out)``."""
+    f = np.float32
+    return f(f(f(a_scale) * f(b_scale)) / f(out_scale))
+
+
+def _neon_int16_output(y32, out_zp: int) -> np.ndarray:
+    """The optimized MUL's NEON output stage: the int32 result saturated to int16
+    (``vqmovn_s32``), the zero point added in int16 with a wrap (``vaddq_s16``), saturated to
+    int8 (``vqmovn_s16``)."""
+    v = np.clip(np.asarray(y32, np.int64), -(1 << 15), (1 << 15) - 1) + int(out_zp)
+    return np.clip(((v + (1 << 15)) & 0xFFFF) - (1 << 15), -128, 127)
+
+
+def mul(a, b, a_scale: float, a_zp: int, b_scale: float, b_zp: int, out_scale: float, out_zp: int,
+        activation: str, path: str) -> np.ndarray:
+    """int8 MUL of two tensors (same shape, or broadcasting NumPy's way) on ``path``
+    (tflite/kernels/mul.cc), measured against LiteRT 2.3.0 on designed saturation and ties and
+    random data:
+
+    - ``ref`` (``reference_integer_ops::MulElementwise`` / ``BroadcastMul6DSlow``):
+      ``MultiplyByQuantizedMultiplier((a - zp_a) * (b - zp_b), M, shift) + zp_out``, clamped
+      to the activation's bounds; ``M, shift = QuantizeMultiplier(double(f32(f32(s_a * s_b) /
+      s_out)))``: the real multiplier is computed in float32 (``mul.cc``'s Prepare multiplies
+      the float scales), measured: with ``s_a * s_b / s_out`` just below 0.25 in double but 0.25
+      in float32 the float32 one is what LiteRT uses;
+    - ``opt`` (``optimized_integer_ops::MulElementwise``, ``BroadcastMulDispatch``): the same
+      int32 result; on the NEON code's elements it is narrowed to int16 with saturation
+      (``vqmovn_s32``), the output zero point added in int16 **with a wrap** (``vaddq_s16``),
+      then saturated to int8 and clamped; so a product far above the int8 range can come out
+      as -128 when the zero point is positive. Which elements take the NEON code: the whole
+      blocks of 16 of the flattened output; under broadcasting
+      (:func:`broadcast_category`, as ADD) the blocks of 16 from the start of each run of
+      ``y4`` elements, or with ``y4 == 1`` of each run of ``y3`` (``MulSimpleBroadcast``);
+      a generic broadcast runs the reference formula;
+    - ``xnnpack`` where the delegate takes it (:func:`xnnpack_mul_delegated`; XNNPACK's qs8
+      vmul "fp32" kernels, ``xnn_init_qs8_mul_minmax_scalar_params``): ``nearbyint(f32((a -
+      zp_a) * (b - zp_b)) * f32(f32(s_a * s_b) / s_out)) + zp_out`` (ties to even), clamped
+      to the bounds XNNPACK derives (``xnnpack_activation_bounds``); otherwise as ``opt``."""
+    from .quant import tflite_activation_bounds, xnnpack_activation_bounds
+    from .tflite_fixtures import ACTIVATIONS
+
+    a0, b0 = np.shape(a), np.shape(b)
+    a, b = (np.asarray(v, dtype=np.int64) for v in np.broadcast_arrays(a, b))
+    prod = (a - int(a_zp)) * (b - int(b_zp))
+    f_min, f_max = ACTIVATIONS[activation]
+    real = _mul_real_multiplier(a_scale, b_scale, out_scale)
+    if path == "xnnpack" and xnnpack_mul_delegated(a_scale, b_scale, out_scale):
+        lo, hi = xnnpack_activation_bounds(f_min, f_max, float(np.float32(out_scale)), int(out_zp))
+        y = np.rint((prod.astype(np.float32) * real).astype(np.float32))
+        return np.clip(y + int(out_zp), lo, hi).astype(np.int64)
+    lo, hi = tflite_activation_bounds(f_min, f_max, float(np.float32(out_scale)), int(out_zp))
+    m, shift = quantize_multiplier(float(real))
+    y32 = multiply_by_quantized_multiplier(prod, m, shift)
+    y = np.clip(y32 + int(out_zp), lo, hi)
+    if path == "ref":
+        return y
+    vec = np.clip(_neon_int16_output(y32, out_zp), lo, hi)
+    idx = np.arange(a.size).reshape(a.shape)
+    category, fold = broadcast_category(a0, b0)
+    if category == "none":
+        neon = idx < 16 * (a.size // 16)
+    elif category == "generic":
+        neon = np.zeros(a.shape, bool)
+    elif fold[4] > 1:
+        neon = idx % fold[4] < 16 * (fold[4] // 16)
+    else:
+        neon = idx % fold[3] < 16 * (fold[3] // 16)
+    return np.where(neon, vec, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# LOGISTIC
+# ---------------------------------------------------------------------------------------------
+
+def logistic(x, in_scale: float, in_zp: int, path: str) -> np.ndarray:
+    """int8 LOGISTIC (output scale 1/256, zero point -128: TFLite requires it) on ``path``, a
+    256-entry table indexed by the input (tflite/kernels/activations.cc, ``SigmoidPrepare``):
+
+    - ``ref`` and ``opt`` (both ``PopulateLookupTable<int8_t>`` with ``1.0f / (1.0f +
+      std::exp(-v))``; ``BUILTIN_REF`` takes the same table): ``v = f32(s_in * (q - zp_in))``,
+      ``t = f32(1 / f32(1 + expf(-v)))``, ``round(f32(t * f32(1 / s_out)))`` (ties away)
+      ``- 128``, clamped;
+    - ``xnnpack``: XNNPACK's quantized unary operators run its reference kernel over the 256
+      input values to fill the table (``init_lut_op`` in src/operators/unary-elementwise-nc.c,
+      ``SigmoidOp`` and ``unary_ukernel_quantized`` in src/reference/unary-elementwise.cc):
+      ``v = f32((q - zp_in) * s_in)``, ``e = exp(double(v))``, ``t = f32(e / (1 + e))`` (1 above
+      ``v > 100``, 0 below ``-100``), ``nearbyint(f32(t * f32(1 / s_out)) - 128)`` (ties to
+      even), clamped. It differs from TFLite's table where the float32 and double formulas
+      fall on either side of a half (measured: 1 of 76,800 table entries over 300 random input
+      quantizations: ``s_in = 0.0011770652``, ``zp_in = -64``, ``q = 49``, where
+      ``256 sigmoid(v)`` is 136.5000075; the older table formula of XNNPACK's qs8 sigmoid,
+      ``1 - 1/(1 + expf(v))`` in float32, rounds ``s_in = 0.0051157083``, ``zp_in = 85``,
+      ``q = 111`` the other way than LiteRT 2.3's XNNPACK).
+
+    ``expf`` and ``exp`` are the C library's (:func:`_expf`, :func:`_exp`), the ones LiteRT
+    calls; measured on x86 with glibc."""
+    f = np.float32
+    q = np.arange(-128, 128)
+    v = (f(in_scale) * (q - int(in_zp)).astype(np.float32)).astype(np.float32)
+    inv = f(f(1.0) / f(1.0 / 256))
+    if path == "xnnpack":
+        e = _exp(np.clip(v, -101, 101).astype(np.float64))
+        t = np.where(v > 100, 1.0, np.where(v < -100, 0.0, e / (1.0 + e))).astype(np.float32)
+        table = np.rint(((t * inv).astype(np.float32) + f(-128)).astype(np.float32)) + 128
+    else:
+        t = (f(1.0) / (f(1.0) + _expf(-v))).astype(np.float32)
+        table = _round_half_away((t * inv).astype(np.float32))
+    table = np.clip(table - 128, -128, 127).astype(np.int64)
+    return table[np.asarray(x, np.int64) + 128]

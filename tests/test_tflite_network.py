@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -373,3 +374,26 @@ def test_run_tflite_converter_model_on_the_engine(path, tmp_path, capsys):
     x = np.random.default_rng(0).integers(-128, 128, g.tensors[g.inputs[0]].shape)
     assert np.array_equal(np.load(yp), F.run_path(KERAS_MODEL.read_bytes(), x, path, check_delegated=False))
     print(f"\n{KERAS_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs equal LiteRT")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", F.PATHS)
+def test_run_tflite_float_io_on_the_engine(path, tmp_path, capsys):
+    """MobileNetV1-style with float32 input and output (QUANTIZE, DEQUANTIZE:
+    golden.tflite_net.with_io) on a 4x4 engine (Verilator): every operator and the float32
+    output equal LiteRT on ``path`` bit for bit. Off x86 the optimized DEQUANTIZE may be fused
+    (golden/tflite_ops.py), so ``opt`` is run on x86 only."""
+    if path == "opt" and platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the optimized DEQUANTIZE is modelled for x86")
+    m, x = N.with_io(*N.mobilenet(0), io="float32")
+    mp, xp, yp = tmp_path / "m.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    mp.write_bytes(m)
+    np.save(xp, x)
+    status = main(["run", "tflite", str(mp), "--input", str(xp), "--path", path, "--engine", "4x4",
+                   "--sim", "verilator", "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["convs_rtl"] == 8 and "| QUANTIZE |" in stdout and "| DEQUANTIZE |" in stdout
+    y = np.load(yp)
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
