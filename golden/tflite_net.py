@@ -38,7 +38,7 @@ __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
                  "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC",
-                 "SHAPE", "STRIDED_SLICE", "PACK")
+                 "HARD_SWISH", "SHAPE", "STRIDED_SLICE", "PACK")
 #: int32 shape arithmetic (Keras' Reshape with a dynamic batch converts to SHAPE -> STRIDED_SLICE ->
 #: PACK -> RESHAPE): accepted only where it feeds a RESHAPE's shape input, whose output shape is
 #: static in the model, so it is skipped (:func:`_check_shape_ops`)
@@ -235,12 +235,18 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
     if op.kind in ("QUANTIZE", "DEQUANTIZE"):
         _read_quantize(op, tensors, where)
         return
-    if op.kind == "LOGISTIC":
+    if op.kind in ("LOGISTIC", "HARD_SWISH"):
         a, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
         for t in (a, y):
             if t.dtype != "int8" or t.scale is None or t.scale.size != 1:
                 raise ConfigError(f"{where}: int8 tensors with one scale each are supported, not {t.name!r} "
                                   f"({t.dtype})")
+        if op.kind == "HARD_SWISH":
+            try:
+                O.hard_swish_params(float(a.scale[0]), float(y.scale[0]))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            return
         if int(y.zero_point[0]) != -128 or float(y.scale[0]) != 1 / 256:
             raise ConfigError(f"{where}: the int8 output must have scale 1/256 and zero point -128 (TFLite requires "
                               "it)")
@@ -466,12 +472,12 @@ def count_differ(got, want) -> int:
 
 
 #: host operators computed by :func:`host_op` (golden.tflite_ops)
-HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC")
+HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC", "HARD_SWISH")
 
 
 def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
-    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE, DEQUANTIZE, MUL or LOGISTIC on ``path``
-    (golden.tflite_ops), inputs from ``values``."""
+    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE, DEQUANTIZE, MUL, LOGISTIC or HARD_SWISH on
+    ``path`` (golden.tflite_ops), inputs from ``values``."""
     t = graph.tensors
     x, xt, yt = values[op.inputs[0]], t[op.inputs[0]], t[op.outputs[0]]
     o = op.options
@@ -482,6 +488,9 @@ def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
         return O.dequantize(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
     if op.kind == "LOGISTIC":
         return O.logistic(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
+    if op.kind == "HARD_SWISH":
+        return O.hard_swish(x, float(xt.scale[0]), int(xt.zero_point[0]), float(yt.scale[0]), int(yt.zero_point[0]),
+                            path)
     if op.kind == "MUL":
         bt = t[op.inputs[1]]
         return O.mul(x, values[op.inputs[1]], float(xt.scale[0]), int(xt.zero_point[0]), float(bt.scale[0]),

@@ -33,7 +33,7 @@ from .quant import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier, mult
 
 __all__ = ["softmax", "softmax_reference", "softmax_optimized", "softmax_opt_is_modelled", "mean", "pad",
            "concatenation", "broadcast_category", "quantize", "dequantize", "xnnpack_requantize_delegated",
-           "quantize_is_defined", "mul", "xnnpack_mul_delegated", "logistic"]
+           "quantize_is_defined", "mul", "xnnpack_mul_delegated", "logistic", "hard_swish", "hard_swish_params"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,3 +596,102 @@ def logistic(x, in_scale: float, in_zp: int, path: str) -> np.ndarray:
         table = _round_half_away((t * inv).astype(np.float32))
     table = np.clip(table - 128, -128, 127).astype(np.int64)
     return table[np.asarray(x, np.int64) + 128]
+
+
+# ---------------------------------------------------------------------------------------------
+# HARD_SWISH
+# ---------------------------------------------------------------------------------------------
+
+def _srdhm16(a, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16: ``(a*b + nudge) / 2**15``
+    (C division), nudge ``2**14`` or ``1 - 2**14``; ``-32768 * -32768`` saturates."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    v = a * b + np.where(a * b >= 0, 1 << 14, 1 - (1 << 14))
+    q = np.where(v >= 0, v >> 15, -((-v) >> 15))
+    return np.where((a == b) & (a == -(1 << 15)), (1 << 15) - 1, q)
+
+
+def _sdhm16(a, b, *, floor: bool = False) -> np.ndarray:
+    """TFLite's ``SaturatingDoublingHighMul`` (reference/hard_swish.h): ``a*b / 2**15``
+    truncated toward zero (``floor``: toward minus infinity, as NEON's ``SQDMULH``)."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b
+    q = ab >> 15 if floor else np.where(ab >= 0, ab >> 15, -((-ab) >> 15))
+    return np.where((a == b) & (a == -(1 << 15)), (1 << 15) - 1, q)
+
+
+def _int16(v) -> np.ndarray:
+    return ((np.asarray(v, np.int64) + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def _rdbpot16(x, e: int) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT`` instantiated for int16 as written: the mask ``(1 << e)
+    - 1`` is converted to int16, so for ``e >= 16`` it is -1 and the result is -1 for a negative
+    ``x`` and +1 otherwise (measured: an output exponent of -16 makes every output the zero
+    point -1 or +1)."""
+    x = np.asarray(x, np.int64)
+    if e == 0:
+        return x
+    mask = int(_int16((1 << e) - 1))
+    remainder = _int16(x & mask)
+    threshold = _int16((mask >> 1) + (x < 0))
+    return _int16((x >> e) + (remainder > threshold))
+
+
+def _down_scale_to_int16(m: int) -> int:
+    """TFLite's ``DownScaleInt32ToInt16Multiplier`` (kernels/internal/common.h)."""
+    return (1 << 15) - 1 if m >= (1 << 31) - 1 - (1 << 15) else (m + (1 << 15)) >> 16
+
+
+def hard_swish_params(in_scale: float, out_scale: float) -> tuple[int, int, int, int]:
+    """``HardSwishPrepare`` (tflite/kernels/activations.cc), in float32 as there:
+    ``hires = f32(s_in / 128)``; the output multiplier ``f32(hires / s_out)`` and the
+    "reluish" multiplier ``f32(hires / f32(3 / 32768))``, each ``QuantizeMultiplier`` then
+    ``DownScaleInt32ToInt16Multiplier``. Returns ``(output_m16, output_exponent, reluish_m16,
+    reluish_exponent)``; ConfigError where TFLite refuses (output exponent above 0)."""
+    f = np.float32
+    hires = f(f(1.0 / 128.0) * f(in_scale))
+    om, oe = quantize_multiplier(float(f(hires / f(out_scale))))
+    rm, re = quantize_multiplier(float(f(hires / f(f(3.0) / f(32768.0)))))
+    if oe > 0:
+        raise ConfigError(f"HARD_SWISH: input scale / (128 * output scale) = {float(hires / f(out_scale)):.3g} is "
+                          "1 or more; TFLite refuses it (output_multiplier_exponent <= 0)")
+    return _down_scale_to_int16(om), oe, _down_scale_to_int16(rm), re
+
+
+def hard_swish(x, in_scale: float, in_zp: int, out_scale: float, out_zp: int, path: str, *,
+               floor_product: bool = False) -> np.ndarray:
+    """int8 HARD_SWISH, ``x * relu6(x + 3) / 6``, on ``path``: TFLite's int16 fixed point
+    (``reference_ops::HardSwish``, tflite/kernels/internal/reference/hard_swish.h, parameters
+    :func:`hard_swish_params`):
+
+    ``v = (q - zp_in) * 128``; ``pre = SRDHM16(v, M_out)``; the "reluish" value ``r = v``
+    left-shifted with saturation by ``e_r - 1``, ``SRDHM16(r, M_r)``, left-shifted by the last
+    bit with saturation (``e_r > 0``) or ``RoundingDivideByPOT(r, -e_r)`` (``e_r < 0``), then
+    ``(r + 2**15) >> 1`` into [0, 1]; ``p = SaturatingDoublingHighMul(r, pre)`` (truncating);
+    ``RoundingDivideByPOT(p, -e_out) + zp_out``, clamped to int8. Each step in int16.
+
+    Paths: ``ref`` is that code. ``opt`` (``optimized_ops::HardSwish``) measured equal to it on
+    every output with LiteRT 2.3 on x86. ``xnnpack``: the delegate does not take an int8
+    HARD_SWISH (measured: no DELEGATE node), TFLite's optimized kernel runs it. The optimized
+    kernel's NEON code forms the last product with ``SQDMULH``, which rounds toward minus
+    infinity rather than toward zero (``floor_product``); ARM was not measured."""
+    del path    # one arithmetic on every path (docstring)
+    om, oe, rm, re = hard_swish_params(in_scale, out_scale)
+
+    def sat16(v):
+        return np.clip(v, -(1 << 15), (1 << 15) - 1)
+
+    v = (np.asarray(x, np.int64) - int(in_zp)) * 128
+    pre = _srdhm16(v, om)
+    r = v
+    if re > 0:
+        r = sat16(r * (1 << (re - 1)))
+    r = _srdhm16(r, rm)
+    if re > 0:
+        r = sat16(r * 2)
+    if re < 0:
+        r = _rdbpot16(r, -re)
+    r = (r + (1 << 15)) >> 1
+    p = _sdhm16(r, pre, floor=floor_product)
+    return np.clip(_rdbpot16(p, -oe) + int(out_zp), -128, 127)
