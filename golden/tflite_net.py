@@ -5,8 +5,11 @@ TensorFlow), read back, and run op by op with the integer semantics of one TFLit
   with their int8/int32 data and quantization, operators with their options. Supported
   operators (:data:`SUPPORTED_OPS`): ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``FULLY_CONNECTED``
   (int8, per-channel or per-tensor weight scales, weight zero point 0, depth multiplier 1, no
-  dilation), ``ADD`` (same shapes), ``AVERAGE_POOL_2D``, ``MAX_POOL_2D`` and ``RESHAPE`` (the
-  same quantization on both sides); anything else is a ConfigError naming the operator.
+  dilation), ``ADD`` and ``MUL`` (broadcasting), ``AVERAGE_POOL_2D``, ``MAX_POOL_2D`` and
+  ``RESHAPE`` (the same quantization on both sides), ``MEAN``, ``SOFTMAX``, ``LOGISTIC``,
+  ``HARD_SWISH``, ``CONCATENATION``, ``PAD``, ``QUANTIZE`` (float32 or int8/uint8 to int8/uint8)
+  and ``DEQUANTIZE`` (to float32: models with float or uint8 I/O, :func:`with_io`); anything else
+  is a ConfigError naming the operator.
 - :meth:`Graph.conv_fixture` turns a convolution (or a FULLY_CONNECTED) and its input into a
   :class:`convgen.golden.tflite_fixtures.ConvFixture`, so the golden model of each path
   (``golden_path``) and the engine (:func:`quant_conv_for`) see the same layer;
@@ -14,9 +17,11 @@ TensorFlow), read back, and run op by op with the integer semantics of one TFLit
 - :func:`run_golden` runs the graph on the golden models of a path; the host operators'
   per-path semantics are :func:`add_int8`, :func:`average_pool` and :func:`fc_reference`, each
   measured against LiteRT (docs/tflite.md).
-- :func:`mobilenet` and :func:`mobilenet_v2` write deterministic MobileNetV1- and V2-style int8
-  models (the generators behind ``examples/tflite_mobilenet.py``), per-channel weight scales,
-  output scales calibrated on the generator's own input with the reference path's golden model.
+- :func:`mobilenet`, :func:`mobilenet_v2` and :func:`mobilenet_v3` write deterministic
+  MobileNetV1-, V2- and V3-style int8 models (the generators behind
+  ``examples/tflite_mobilenet.py``), per-channel weight scales, output scales calibrated on the
+  generator's own input with the reference path's golden model; :func:`with_io` gives any of
+  them a converter's float32 or uint8 input and output.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activa
 
 __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
            "quant_conv_for", "conv_arrays", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
-           "average_pool", "add_int8", "mobilenet", "mobilenet_v2", "with_io", "as_value", "as_numpy", "count_differ"]
+           "average_pool", "add_int8", "mobilenet", "mobilenet_v2", "mobilenet_v3", "with_io", "as_value", "as_numpy",
+           "count_differ"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
                  "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC",
@@ -248,8 +254,8 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
                 raise ConfigError(f"{where}: {e}") from None
             return
         if int(y.zero_point[0]) != -128 or float(y.scale[0]) != 1 / 256:
-            raise ConfigError(f"{where}: the int8 output must have scale 1/256 and zero point -128 (TFLite requires "
-                              "it)")
+            raise ConfigError(f"{where}: the int8 output must have scale 1/256 (TFLite requires it) and zero point "
+                              "-128 (what converters write; no other is modelled)")
         return
     if table is None:
         raise ConfigError(f"{where}: no options")
@@ -1020,6 +1026,41 @@ class _Builder:
         self.values[out] = O.softmax(self.values[src], float(t.scale[0]), 1 / 256, -128, 1.0, "ref")
         return out
 
+    def _real(self, src: int) -> np.ndarray:
+        t = self.tensors[src]
+        return (self.values[src] - int(t.zero_point[0])) * float(t.scale[0])
+
+    def hard_swish(self, src: int) -> int:
+        """A HARD_SWISH with its output quantization calibrated on the golden value (range
+        ``[min, max]`` of ``x relu6(x + 3) / 6`` over the 256 steps)."""
+        t, r = self.tensors[src], self._real(src)
+        y = r * np.clip(r + 3, 0, 6) / 6
+        lo, hi = min(float(y.min()), 0.0), max(float(y.max()), 1e-3)
+        scale = float(np.float32((hi - lo) / 255))
+        out = self._out(f"op{len(self.ops)}_out", t.shape, scale, int(np.clip(-128 - round(lo / scale), -128, 127)))
+        self.ops.append(OpInfo(len(self.ops), "HARD_SWISH", [src], [out]))
+        to = self.tensors[out]
+        self.values[out] = O.hard_swish(self.values[src], float(t.scale[0]), int(t.zero_point[0]),
+                                        float(to.scale[0]), int(to.zero_point[0]), "ref")
+        return out
+
+    def logistic(self, src: int) -> int:
+        t = self.tensors[src]
+        out = self._out(f"op{len(self.ops)}_out", t.shape, 1 / 256, -128)
+        self.ops.append(OpInfo(len(self.ops), "LOGISTIC", [src], [out]))
+        self.values[out] = O.logistic(self.values[src], float(t.scale[0]), int(t.zero_point[0]), "ref")
+        return out
+
+    def mul(self, a: int, b: int) -> int:
+        """A MUL (``b`` may broadcast), output quantization calibrated on the product."""
+        ta, tb = self.tensors[a], self.tensors[b]
+        scale, zp = self._quant(self._real(a) * self._real(b), "none")
+        out = self._out(f"op{len(self.ops)}_out", np.broadcast_shapes(ta.shape, tb.shape), scale, zp)
+        self.ops.append(OpInfo(len(self.ops), "MUL", [a, b], [out], {"activation": "none"}))
+        self.values[out] = O.mul(self.values[a], self.values[b], float(ta.scale[0]), int(ta.zero_point[0]),
+                                 float(tb.scale[0]), int(tb.zero_point[0]), scale, zp, "none", "ref")
+        return out
+
     def reshape(self, src: int, shape: tuple) -> int:
         t = self.tensors[src]
         self.tensors.append(TensorInfo(f"op{len(self.ops)}_shape", (len(shape),), "int32",
@@ -1165,3 +1206,25 @@ def with_io(model: bytes, x: np.ndarray, io: str = "float32", seed: int = 0) -> 
     edge = rng.random(x.shape) < 0.02                     # a few saturating values at both ends
     xf = np.where(edge, (np.where(rng.random(x.shape) < 0.5, -130, 129) - zp) * s, xf)
     return data, xf.astype(np.float32)
+
+
+def mobilenet_v3(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
+    """A deterministic MobileNetV3-style int8 model and an int8 input for it: a 3x3 stride-2
+    stem (16 channels) and HARD_SWISH, a 3x3 depthwise layer with ReLU, a squeeze-excite block
+    (a spatial MEAN, a 1x1 reduction to 8 channels with ReLU, a 1x1 expansion back to 16, a
+    LOGISTIC gate, a MUL of the features by the ``[1, 1, 1, 16]`` gate), a 1x1 projection to 24
+    channels, a 1x1 expansion to 40 with HARD_SWISH, a MEAN, 1x1 logits and a RESHAPE to
+    ``[1, 10]``. Calibrated as :func:`mobilenet`. (Keras' MobileNetV3 uses a hard sigmoid for
+    the gate; LOGISTIC is the squeeze-excite gate of EfficientNet-style models.)"""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, size, size, 3)).astype(np.int8)
+    b = _Builder(rng, x)
+    cur = b.hard_swish(b.conv(0, "conv", 16, 3, 2, "none"))
+    cur = b.conv(cur, "depthwise", 0, 3, 1, "relu")
+    gate = b.conv(b.conv(b.mean(cur), "conv", 8, 1, 1, "relu"), "conv", 16, 1, 1, "none")
+    cur = b.mul(cur, b.logistic(gate))
+    cur = b.conv(cur, "conv", 24, 1, 1, "none")
+    cur = b.hard_swish(b.conv(cur, "conv", 40, 1, 1, "none"))
+    cur = b.conv(b.mean(cur), "conv", 10, 1, 1, "none")
+    cur = b.reshape(cur, (1, 10))
+    return b.model(cur, f"convgen MobileNetV3-style int8 model (HARD_SWISH, squeeze-excite), seed {seed}"), x

@@ -1,9 +1,10 @@
-"""TFLite's int8 host operators that ``convgen run tflite`` computes outside the engine, path by
-path: SOFTMAX, MEAN, CONCATENATION, PAD and broadcasting ADD, re-derived in NumPy from TFLite's
-kernels (LiteRT sources, ``tflite/kernels/``; cited per function) and measured against LiteRT
-2.3 on every path (tests/test_tflite_ops.py).
+"""TFLite's host operators that ``convgen run tflite`` computes outside the engine, path by
+path: SOFTMAX, MEAN, CONCATENATION, PAD, broadcasting ADD (``tflite_net.add_int8``) and MUL,
+LOGISTIC, HARD_SWISH, QUANTIZE and DEQUANTIZE, re-derived in NumPy from TFLite's and XNNPACK's
+kernels (LiteRT/TensorFlow sources, ``tflite/kernels/``; cited per function) and measured
+against LiteRT 2.3 on every path (tests/test_tflite_ops.py, tests/test_tflite_quantize.py).
 
-Every function takes int64 arrays holding int8 values and returns the same.
+Integer tensors are int64 arrays holding int8 (or uint8) values; float tensors are float32.
 
 CPU dependence (docs/tflite.md):
 
@@ -15,7 +16,10 @@ CPU dependence (docs/tflite.md):
   :func:`softmax_opt_is_modelled` says whether this machine runs the modelled one;
 - the optimized MEAN and ADD run NEON code (NEON_2_SSE on x86): integer, the same everywhere,
   with the block structure described per function; multi-threaded MEAN would split its
-  channel blocks differently (LiteRT runs single-threaded here).
+  channel blocks differently (LiteRT runs single-threaded here);
+- float QUANTIZE beyond the int32 range, the optimized DEQUANTIZE (FMA on ARM), XNNPACK's MUL
+  (fixed point on ARM) and the optimized HARD_SWISH's NEON product are CPU-dependent as their
+  functions describe; measured on x86-64 only.
 """
 
 from __future__ import annotations

@@ -20,9 +20,10 @@ requantizer mode of one TFLite path, checked against the TFLite interpreter on t
    output against LiteRT running the whole model.
 
 On the engine: CONV_2D, DEPTHWISE_CONV_2D and (on the ``opt`` and ``xnnpack`` paths)
-FULLY_CONNECTED as a 1x1 convolution. On the host: ADD (also broadcasting), AVERAGE_POOL_2D,
-MAX_POOL_2D, MEAN, SOFTMAX, CONCATENATION, PAD, RESHAPE, and the reference path's
-FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``: no
+FULLY_CONNECTED as a 1x1 convolution. On the host: ADD and MUL (also broadcasting),
+AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, HARD_SWISH, CONCATENATION, PAD, RESHAPE,
+QUANTIZE and DEQUANTIZE (float32 or uint8 model I/O; float outputs compared bit for bit), and the
+reference path's FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``: no
 requantizer mode does that); golden/tflite_ops.py has the host operators' per-path semantics.
 
 **Part of a network.** ``layers=(a, b)`` runs only engine operators ``a..b`` (numbered from 0 in

@@ -4,12 +4,13 @@ the golden run of each TFLite path, all against LiteRT 2.3.0 on that path.
 Default suite (about 5 s): the generators are deterministic; their models (MobileNetV1 with
 TF-slim's head: global AVERAGE_POOL_2D, 1x1 CONV_2D logits, RESHAPE, or Keras' head: RESHAPE,
 FULLY_CONNECTED; MobileNetV2 with inverted residual blocks and ADD, and its Keras form with PAD,
-MEAN and SOFTMAX), read back and run on each
+MEAN and SOFTMAX; MobileNetV3-style with float32 I/O: QUANTIZE, HARD_SWISH, a squeeze-excite
+block with MEAN, LOGISTIC and MUL, DEQUANTIZE), read back and run on each
 path's golden models, equal LiteRT's output on that path, every operator equals LiteRT running
 it alone, and the paths differ inside the networks (counts); TFLite's reference
 FULLY_CONNECTED rounds once, ties away from zero, and ADD differs between the three paths
 (designed ties); unsupported models and bad options are one line with status 2, nothing
-written. ``-m slow``: the CLI runs the four models on a 4x4 engine (Verilator) on all three
+written. ``-m slow``: the CLI runs the five models on a 4x4 engine (Verilator) on all three
 paths, and the MobileNetV2 model on Icarus (path opt), every operator and the output equal to
 LiteRT.
 """
@@ -40,12 +41,16 @@ def model():
 #: the generated models the tests run: MobileNetV1 with either head, MobileNetV2 (seed 2: its
 #: ref and opt networks differ), and its Keras-style variant (PAD, MEAN, SOFTMAX)
 MODELS = {"v1": lambda: N.mobilenet(0), "v1_fc": lambda: N.mobilenet(0, head="fc"),
-          "v2": lambda: N.mobilenet_v2(2), "v2_keras": lambda: N.mobilenet_v2(2, head="keras")}
+          "v2": lambda: N.mobilenet_v2(2), "v2_keras": lambda: N.mobilenet_v2(2, head="keras"),
+          "v3_float": lambda: N.with_io(*N.mobilenet_v3(0), io="float32")}
 #: the paths each model is compared on: the Keras-style model's optimized SOFTMAX (also run on
 #: the XNNPACK path) is another algorithm in LiteRT's ARM64 wheels, and XNNPACK's float MEAN may
 #: be contracted into FMAs there (golden/tflite_ops.py): on ARM64 it is compared on ref only
 MODEL_PATHS = {"v1": F.PATHS, "v1_fc": F.PATHS, "v2": F.PATHS,
-               "v2_keras": F.PATHS if O.softmax_opt_is_modelled() else ("ref",)}
+               "v2_keras": F.PATHS if O.softmax_opt_is_modelled() else ("ref",),
+               # MobileNetV3-style with float I/O (QUANTIZE, HARD_SWISH, MEAN, LOGISTIC, MUL, DEQUANTIZE):
+               # XNNPACK's MEAN and MUL and the optimized DEQUANTIZE and HARD_SWISH are modelled for x86
+               "v3_float": F.PATHS if platform.machine().lower() in ("x86_64", "amd64") else ("ref",)}
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -98,9 +103,10 @@ def test_golden_paths_equal_litert_and_differ(any_head):
     values = {p: N.run_golden(g, x, p) for p in paths}
     for p in paths:
         gold = values[p][g.outputs[0]]
-        assert np.array_equal(gold, out[p]), f"{head} head, path {p}: {int((gold != out[p]).sum())} outputs differ"
+        bad = N.count_differ(gold, out[p])
+        assert bad == 0, f"{head} head, path {p}: {bad} outputs differ"
     pairs = [(a, b) for a, b in (("ref", "opt"), ("ref", "xnnpack"), ("opt", "xnnpack")) if a in paths and b in paths]
-    inside = {(a, b): sum(int((values[a][t] != values[b][t]).sum()) for t in values[a]) for a, b in pairs}
+    inside = {(a, b): sum(N.count_differ(values[a][t], values[b][t]) for t in values[a]) for a, b in pairs}
     print(f"\n{head}: tensor values differing between the paths' networks: {inside}")
     if len(paths) == 3:
         assert inside["ref", "xnnpack"] > 0 and inside["opt", "xnnpack"] > 0
@@ -116,7 +122,7 @@ def test_every_operator_equals_litert_alone(any_head):
     for p in MODEL_PATHS[head]:
         values = N.run_golden(g, x, p)
         for op in g.ops:
-            assert np.array_equal(values[op.outputs[0]], N.litert_op(g, op, values, p)), (head, p, op.name)
+            assert N.count_differ(values[op.outputs[0]], N.litert_op(g, op, values, p)) == 0, (head, p, op.name)
 
 
 #: a model written by TensorFlow's own converter (golden/tflite_keras.py, tensorflow-cpu 2.21.0):
@@ -262,12 +268,12 @@ def _patch_opcode(model: bytes, old: int, new: int) -> bytes:
 
 
 def test_reader_rejects_unsupported(tmp_path, capsys):
-    # an operator outside SUPPORTED_OPS (HARD_SWISH written in place of the RESHAPE): named
+    # an operator outside SUPPORTED_OPS (TANH written in place of the RESHAPE): named
     import tflite as T
 
     m, _ = N.mobilenet(0)
-    with pytest.raises(ConfigError, match=r"operator 9 \(HARD_SWISH\) is not supported"):
-        N.read_model(_patch_opcode(m, T.BuiltinOperator.RESHAPE, T.BuiltinOperator.HARD_SWISH))
+    with pytest.raises(ConfigError, match=r"operator 9 \(TANH\) is not supported"):
+        N.read_model(_patch_opcode(m, T.BuiltinOperator.RESHAPE, T.BuiltinOperator.TANH))
     with pytest.raises(ConfigError, match="not a TFLite flatbuffer"):
         N.read_model(b"not a model at all, just some bytes")
     path = tmp_path / "bad.tflite"
@@ -345,12 +351,13 @@ def test_run_tflite_on_the_engine(path, tmp_path, capsys, any_head):
     assert summary["bit_exact"] and summary["mode"] == F.PATH_MODE[path]
     if path not in MODEL_PATHS[head]:
         pytest.skip(f"{head} is compared on {MODEL_PATHS[head]} on this CPU")
-    engine_ops = {"v1": 8, "v1_fc": 7 if path == "ref" else 8, "v2": 12, "v2_keras": 12}[head]
+    engine_ops = {"v1": 8, "v1_fc": 7 if path == "ref" else 8, "v2": 12, "v2_keras": 12, "v3_float": 7}[head]
     assert summary["convs_rtl"] == engine_ops
     assert summary["layer_outputs_compared"] >= 3400
-    assert np.array_equal(np.load(yp), F.run_path(m, x, path))
-    pool = "MEAN" if head == "v2_keras" else "AVERAGE_POOL_2D"
-    assert f"{pool} |  | 1x1x1x32 | host | - | - | - | - | - | " in rp.read_text()
+    assert N.count_differ(np.load(yp), F.run_path(m, x, path)) == 0
+    pool = {"v2_keras": "MEAN", "v3_float": "MEAN"}.get(head, "AVERAGE_POOL_2D")
+    channels = 40 if head == "v3_float" else 32
+    assert f"{pool} |  | 1x1x1x{channels} | host | - | - | - | - | - | " in rp.read_text()
     print(f"\n{head}, {path}: {summary['cycles']:,} cycles, {summary['layer_outputs_compared']} layer outputs "
           f"and {summary['outputs']} outputs equal LiteRT")
 

@@ -177,7 +177,8 @@ def logistic_cases():
     and two found by a search (golden.tflite_ops.logistic): one where TFLite's and XNNPACK's tables
     differ, one where XNNPACK's older float32 table formula would."""
     rng = np.random.default_rng(26)
-    quants = [(0.001177065190859139, -64), (0.005115708336234093, 85), (0.05, 3), (0.1, -128), (0.2, 127), (1.0, 0), (0.0625, 0)]
+    quants = [(0.001177065190859139, -64), (0.005115708336234093, 85), (0.05, 3), (0.1, -128), (0.2, 127),
+              (1.0, 0), (0.0625, 0)]
     quants += [(float(np.float32(10 ** rng.uniform(-3, 0.5))), int(rng.integers(-128, 128))) for _ in range(22)]
     x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
     return [([q("x", (1, 256), s, z), q("y", (1, 256), 1 / 256, -128)], [0], [1], {}, [x]) for s, z in quants]
