@@ -246,3 +246,19 @@ def test_float_io_mismatch_and_bad_input(float_model, fake_engine, capsys, tmp_p
     assert got.dtype == want.dtype == np.float32 and mm["mismatches"] == 10
     assert np.array_equal(np.load(mm["tensors"]["input"]), N.run_golden(N.read_model(m), x, "opt")[
         N.read_model(m).ops[-1].inputs[0]].astype(np.int8))
+
+
+def test_uint8_io_model(fake_engine, capsys, tmp_path):
+    """uint8 input and output (a QUANTIZE requantizing at each end): the output file holds uint8
+    values equal to LiteRT's; an input outside 0..255 is one line with status 2."""
+    m, x = N.with_io(*N.mobilenet(0), io="uint8")
+    mp, xp, yp = tmp_path / "u.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    mp.write_bytes(m)
+    np.save(xp, x)
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", "xnnpack", "--quiet", "--out", yp])
+    assert status == 0 and json.loads(out.strip().splitlines()[-1])["bit_exact"], err
+    y = np.load(yp)
+    assert np.array_equal(y, F.run_path(m, x, "xnnpack")) and y.min() >= 0 and y.max() <= 255
+    np.save(xp, x.astype(np.int64) - 1)
+    status, out, err = _run(capsys, [mp, "--input", xp])
+    assert status == 2 and "--input must hold uint8 values (0..255), not int64 in -1..254" in err, err
