@@ -153,6 +153,53 @@ def test_converter_written_model_equals_litert():
     print(f"\n{KERAS_MODEL.name}: {len(kinds)} operators, {compared} operator outputs equal LiteRT")
 
 
+#: a float-I/O model written by TensorFlow's converter (golden/tflite_keras.py, se_hard_swish):
+#: QUANTIZE, CONV_2D, HARD_SWISH, DEPTHWISE_CONV_2D, a squeeze-excite block (MEAN, LOGISTIC, MUL),
+#: MEAN, FULLY_CONNECTED, DEQUANTIZE
+KERAS_FLOAT_MODEL = Path(__file__).parent / "data" / "tflite" / "keras_se_hard_swish_float_io.tflite"
+#: its operators are modelled on every path on x86; off x86 the optimized DEQUANTIZE and
+#: HARD_SWISH and XNNPACK's MEAN and MUL may differ (golden/tflite_ops.py)
+FLOAT_MODEL_PATHS = F.PATHS if platform.machine().lower() in ("x86_64", "amd64") else ("ref",)
+
+
+def _seeded_input(g, seed):
+    from types import SimpleNamespace
+
+    from convgen.commands.tflite import _model_input
+    return _model_input(g, SimpleNamespace(input=None, input_seed=seed))
+
+
+def test_converter_written_float_io_model_equals_litert():
+    """TensorFlow's converter output with float input and output (the converter's default): its
+    QUANTIZE and DEQUANTIZE, HARD_SWISH, LOGISTIC and MUL, read and run on each path's golden
+    models: every operator equals LiteRT running it alone and the float32 output equals LiteRT's
+    whole-model run bit for bit, on ``run tflite``'s default input (seeded floats over the
+    QUANTIZE's range and beyond)."""
+    m = KERAS_FLOAT_MODEL.read_bytes()
+    g = N.read_model(m)
+    kinds = [op.kind for op in g.ops]
+    assert kinds[0] == "QUANTIZE" and kinds[-1] == "DEQUANTIZE"
+    assert {"HARD_SWISH", "LOGISTIC", "MUL", "MEAN", "FULLY_CONNECTED"} <= set(kinds)
+    x = _seeded_input(g, 0)
+    assert x.dtype == np.float32
+    compared, values = 0, {}
+    for p in FLOAT_MODEL_PATHS:
+        values[p] = N.run_golden(g, x, p)
+        for op in g.ops:
+            if op.kind not in N.NO_DATA_OPS:
+                want = N.litert_op(g, op, values[p], p)
+                assert N.count_differ(values[p][op.outputs[0]], want) == 0, (p, op.name)
+                compared += want.size
+        out = values[p][g.outputs[0]]
+        assert out.dtype == np.float32 and N.count_differ(out, F.run_path(m, x, p, check_delegated=False)) == 0, p
+    inside = {(a, b): sum(N.count_differ(values[a][t], values[b][t]) for t in values[a])
+              for a, b in (("ref", "opt"), ("ref", "xnnpack")) if b in values}
+    print(f"\n{KERAS_FLOAT_MODEL.name}: {len(kinds)} operators, {compared} operator outputs equal LiteRT; "
+          f"values differing between the paths {inside}")
+    if len(FLOAT_MODEL_PATHS) == 3:
+        assert inside["ref", "opt"] > 0 and inside["ref", "xnnpack"] > 0
+
+
 def test_shape_arithmetic_only_for_a_reshape():
     """SHAPE/STRIDED_SLICE/PACK are accepted only as a RESHAPE's shape computation."""
     m = KERAS_MODEL.read_bytes()
@@ -404,3 +451,26 @@ def test_run_tflite_float_io_on_the_engine(path, tmp_path, capsys):
     assert s["bit_exact"] and s["convs_rtl"] == 8 and "| QUANTIZE |" in stdout and "| DEQUANTIZE |" in stdout
     y = np.load(yp)
     assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", F.PATHS)
+def test_run_tflite_converter_float_io_model_on_the_engine(path, tmp_path, capsys):
+    """The converter's float-I/O model (KERAS_FLOAT_MODEL) on a 4x4 engine (Verilator), default
+    input: every operator and the float32 output equal LiteRT on ``path`` (5 engine operators on
+    ref, where the FULLY_CONNECTED runs on the host; 6 on opt and xnnpack)."""
+    if path not in FLOAT_MODEL_PATHS:
+        pytest.skip("modelled on x86 only for this path (golden/tflite_ops.py)")
+    yp = tmp_path / "y.npy"
+    status = main(["run", "tflite", str(KERAS_FLOAT_MODEL), "--path", path, "--engine", "4x4", "--sim", "verilator",
+                   "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["convs_rtl"] == (5 if path == "ref" else 6)
+    m = KERAS_FLOAT_MODEL.read_bytes()
+    x = _seeded_input(N.read_model(m), 0)
+    y = np.load(yp)
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path, check_delegated=False)) == 0
+    print(f"\n{KERAS_FLOAT_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs "
+          "and the float output equal LiteRT")
