@@ -111,7 +111,9 @@ def build_model(fx: ConvFixture) -> bytes:
 
 def run_path(model: bytes, x, path: str, *, check_delegated: bool = True) -> np.ndarray:
     """Run ``model`` on input ``x`` (an int8 array, or a list of them for a model with several
-    inputs) with LiteRT on ``path`` (``"ref"``, ``"opt"``, ``"xnnpack"``), single-threaded.
+    inputs; each is cast to its input's type: int8, uint8 or float32) with LiteRT on ``path``
+    (``"ref"``, ``"opt"``, ``"xnnpack"``), single-threaded; an int8/uint8 output as int64, a
+    float32 one as float32.
     For ``"xnnpack"`` the operator must have been taken by the XNNPACK delegate (with
     ``check_delegated``): a node XNNPACK refuses silently falls back to the optimized kernels,
     which would make the comparison meaningless."""
@@ -131,9 +133,10 @@ def run_path(model: bytes, x, path: str, *, check_delegated: bool = True) -> np.
                                f"{'not ' if path == 'xnnpack' else ''}the XNNPACK delegate")
     inputs = x if isinstance(x, (list, tuple)) else [x]
     for d, v in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(d["index"], np.ascontiguousarray(v, dtype=np.int8))
+        interp.set_tensor(d["index"], np.ascontiguousarray(v, dtype=d["dtype"]))
     interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+    y = interp.get_tensor(interp.get_output_details()[0]["index"])
+    return y.astype(np.float32) if y.dtype == np.float32 else y.astype(np.int64)
 
 
 def x86_without_avx() -> bool:

@@ -5,8 +5,11 @@ TensorFlow), read back, and run op by op with the integer semantics of one TFLit
   with their int8/int32 data and quantization, operators with their options. Supported
   operators (:data:`SUPPORTED_OPS`): ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``FULLY_CONNECTED``
   (int8, per-channel or per-tensor weight scales, weight zero point 0, depth multiplier 1, no
-  dilation), ``ADD`` (same shapes), ``AVERAGE_POOL_2D``, ``MAX_POOL_2D`` and ``RESHAPE`` (the
-  same quantization on both sides); anything else is a ConfigError naming the operator.
+  dilation), ``ADD`` and ``MUL`` (broadcasting), ``AVERAGE_POOL_2D``, ``MAX_POOL_2D`` and
+  ``RESHAPE`` (the same quantization on both sides), ``MEAN``, ``SOFTMAX``, ``LOGISTIC``,
+  ``HARD_SWISH``, ``CONCATENATION``, ``PAD``, ``QUANTIZE`` (float32 or int8/uint8 to int8/uint8)
+  and ``DEQUANTIZE`` (to float32: models with float or uint8 I/O, :func:`with_io`); anything else
+  is a ConfigError naming the operator.
 - :meth:`Graph.conv_fixture` turns a convolution (or a FULLY_CONNECTED) and its input into a
   :class:`convgen.golden.tflite_fixtures.ConvFixture`, so the golden model of each path
   (``golden_path``) and the engine (:func:`quant_conv_for`) see the same layer;
@@ -14,9 +17,11 @@ TensorFlow), read back, and run op by op with the integer semantics of one TFLit
 - :func:`run_golden` runs the graph on the golden models of a path; the host operators'
   per-path semantics are :func:`add_int8`, :func:`average_pool` and :func:`fc_reference`, each
   measured against LiteRT (docs/tflite.md).
-- :func:`mobilenet` and :func:`mobilenet_v2` write deterministic MobileNetV1- and V2-style int8
-  models (the generators behind ``examples/tflite_mobilenet.py``), per-channel weight scales,
-  output scales calibrated on the generator's own input with the reference path's golden model.
+- :func:`mobilenet`, :func:`mobilenet_v2` and :func:`mobilenet_v3` write deterministic
+  MobileNetV1-, V2- and V3-style int8 models (the generators behind
+  ``examples/tflite_mobilenet.py``), per-channel weight scales, output scales calibrated on the
+  generator's own input with the reference path's golden model; :func:`with_io` gives any of
+  them a converter's float32 or uint8 input and output.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from .quant import quantize_multiplier, tflite_activation_bounds, xnnpack_activa
 
 __all__ = ["SUPPORTED_OPS", "ENGINE_OPS", "TensorInfo", "OpInfo", "Graph", "read_model", "write_model", "run_golden",
            "quant_conv_for", "conv_arrays", "on_engine", "single_op_model", "run_litert", "litert_op", "fc_reference",
-           "average_pool", "add_int8", "mobilenet", "mobilenet_v2"]
+           "average_pool", "add_int8", "mobilenet", "mobilenet_v2", "mobilenet_v3", "with_io", "as_value", "as_numpy",
+           "count_differ"]
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",
-                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "SHAPE", "STRIDED_SLICE", "PACK")
+                 "RESHAPE", "MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC",
+                 "HARD_SWISH", "SHAPE", "STRIDED_SLICE", "PACK")
 #: int32 shape arithmetic (Keras' Reshape with a dynamic batch converts to SHAPE -> STRIDED_SLICE ->
 #: PACK -> RESHAPE): accepted only where it feeds a RESHAPE's shape input, whose output shape is
 #: static in the model, so it is skipped (:func:`_check_shape_ops`)
@@ -56,7 +63,7 @@ def on_engine(op: "OpInfo", path: str) -> bool:
     return op.kind in ENGINE_OPS and not (op.kind == "FULLY_CONNECTED" and path == "ref")
 _ACT_NAME = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _ACT_CODE = {v: k for k, v in _ACT_NAME.items()}
-_TYPES = {"int8": 9, "int32": 2}        # tflite.TensorType.INT8, INT32
+_TYPES = {"int8": 9, "int32": 2, "uint8": 3, "float32": 0}   # tflite.TensorType.INT8, INT32, UINT8, FLOAT32
 
 
 @dataclass
@@ -231,10 +238,29 @@ def _read_options(o, op: OpInfo, tensors: list) -> None:
     if op.kind == "PAD":
         _read_host_options(T, table, op, tensors, where)
         return
+    if op.kind in ("QUANTIZE", "DEQUANTIZE"):
+        _read_quantize(op, tensors, where)
+        return
+    if op.kind in ("LOGISTIC", "HARD_SWISH"):
+        a, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        for t in (a, y):
+            if t.dtype != "int8" or t.scale is None or t.scale.size != 1:
+                raise ConfigError(f"{where}: int8 tensors with one scale each are supported, not {t.name!r} "
+                                  f"({t.dtype})")
+        if op.kind == "HARD_SWISH":
+            try:
+                O.hard_swish_params(float(a.scale[0]), float(y.scale[0]))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            return
+        if int(y.zero_point[0]) != -128 or float(y.scale[0]) != 1 / 256:
+            raise ConfigError(f"{where}: the int8 output must have scale 1/256 (TFLite requires it) and zero point "
+                              "-128 (what converters write; no other is modelled)")
+        return
     if table is None:
         raise ConfigError(f"{where}: no options")
-    if op.kind == "ADD":
-        opts = T.AddOptions()
+    if op.kind in ("ADD", "MUL"):
+        opts = T.AddOptions() if op.kind == "ADD" else T.MulOptions()
         opts.Init(table.Bytes, table.Pos)
         act = _ACT_NAME.get(opts.FusedActivationFunction())
         if act is None:
@@ -349,6 +375,26 @@ def _read_host_options(T, table, op: OpInfo, tensors: list, where: str) -> None:
                   "keep_dims": bool(opts.KeepDims())}
 
 
+def _read_quantize(op: OpInfo, tensors: list, where: str) -> None:
+    """Limits of QUANTIZE (float32 -> int8/uint8, or int8/uint8 -> int8/uint8) and DEQUANTIZE
+    (int8/uint8 -> float32), one scale per tensor (TFLite's quantize.cc accepts no other
+    output quantization)."""
+    a, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    ints = ("int8", "uint8")
+    ok = (a.dtype in ("float32",) + ints and y.dtype in ints) if op.kind == "QUANTIZE" else \
+        (a.dtype in ints and y.dtype == "float32")
+    if not ok:
+        want = "float32, int8 or uint8 to int8 or uint8" if op.kind == "QUANTIZE" else "int8 or uint8 to float32"
+        raise ConfigError(f"{where}: {a.dtype} to {y.dtype} is not supported ({want})")
+    for t in (a, y):
+        if t.dtype in ints and (t.scale is None or t.scale.size != 1):
+            raise ConfigError(f"{where}: tensor {t.name!r} needs one scale (per-tensor quantization)")
+        if t.dtype in ints and not (np.isfinite(t.scale[0]) and t.scale[0] > 0):
+            raise ConfigError(f"{where}: tensor {t.name!r} has scale {float(t.scale[0])!r}, not a positive number")
+    if a.data is not None:
+        raise ConfigError(f"{where}: a constant input is not supported")
+
+
 def _same_quant(a: TensorInfo, b: TensorInfo) -> bool:
     if (a.scale is None) != (b.scale is None):
         return False
@@ -370,9 +416,7 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     inp = graph.tensors[graph.inputs[0]]
     if tuple(x.shape) != inp.shape:
         raise ConfigError(f"the input must have shape {inp.shape}, not {tuple(x.shape)}")
-    if x.size and (x.min() < -128 or x.max() > 127):
-        raise ConfigError("the input must hold int8 values")
-    values = {graph.inputs[0]: x.astype(np.int64)}
+    values = {graph.inputs[0]: as_value(inp, x)}
     for i, t in enumerate(graph.tensors):
         if t.data is not None and t.dtype == "int8":
             values[i] = np.asarray(t.data, np.int64)
@@ -383,6 +427,8 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
         out_shape = graph.tensors[op.outputs[0]].shape
         if op.kind in HOST_OPS:
             y = host_op(graph, op, values, path)
+            values[op.outputs[0]] = y
+            continue
         elif op.kind == "RESHAPE":
             y = a.reshape(out_shape)
         elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -400,15 +446,61 @@ def run_golden(graph: Graph, x: np.ndarray, path: str, conv=None) -> dict:
     return values
 
 
+def as_value(t: TensorInfo, x) -> np.ndarray:
+    """``x`` as the value of tensor ``t`` in :func:`run_golden`: int8/uint8 values as int64
+    (ConfigError outside the type's range), float32 as float32."""
+    x = np.asarray(x)
+    if t.dtype == "float32":
+        if not np.issubdtype(x.dtype, np.number):
+            raise ConfigError(f"tensor {t.name!r} is float32, not {x.dtype}")
+        return x.astype(np.float32)
+    lo, hi = O.INT_RANGE.get(t.dtype, (-128, 127))
+    if not np.issubdtype(x.dtype, np.integer) and x.size and not np.array_equal(x, np.round(x)):
+        raise ConfigError(f"tensor {t.name!r} must hold {t.dtype} values")
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ConfigError(f"tensor {t.name!r} must hold {t.dtype} values ({lo}..{hi})")
+    return x.astype(np.int64)
+
+
+def as_numpy(t: TensorInfo, v) -> np.ndarray:
+    """A value of :func:`run_golden` as the tensor's own NumPy type (what LiteRT takes)."""
+    return np.asarray(v).astype({"float32": np.float32, "uint8": np.uint8}.get(t.dtype, np.int8))
+
+
+def count_differ(got, want) -> int:
+    """How many elements differ (float32 compared bit for bit); -1 for a shape mismatch."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return -1
+    if got.dtype.kind == "f" or want.dtype.kind == "f":
+        return int((got.astype(np.float32).view(np.uint32) != want.astype(np.float32).view(np.uint32)).sum())
+    return int((got != want).sum())
+
+
 #: host operators computed by :func:`host_op` (golden.tflite_ops)
-HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD")
+HOST_OPS = ("MEAN", "SOFTMAX", "CONCATENATION", "PAD", "QUANTIZE", "DEQUANTIZE", "MUL", "LOGISTIC", "HARD_SWISH")
 
 
 def host_op(graph: Graph, op: OpInfo, values: dict, path: str) -> np.ndarray:
-    """MEAN, SOFTMAX, CONCATENATION or PAD on ``path`` (golden.tflite_ops), inputs from ``values``."""
+    """MEAN, SOFTMAX, CONCATENATION, PAD, QUANTIZE, DEQUANTIZE, MUL, LOGISTIC or HARD_SWISH on
+    ``path`` (golden.tflite_ops), inputs from ``values``."""
     t = graph.tensors
     x, xt, yt = values[op.inputs[0]], t[op.inputs[0]], t[op.outputs[0]]
     o = op.options
+    if op.kind == "QUANTIZE":
+        s_in, z_in = (None, None) if xt.dtype == "float32" else (float(xt.scale[0]), int(xt.zero_point[0]))
+        return O.quantize(x, xt.dtype, s_in, z_in, yt.dtype, float(yt.scale[0]), int(yt.zero_point[0]), path)
+    if op.kind == "DEQUANTIZE":
+        return O.dequantize(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
+    if op.kind == "LOGISTIC":
+        return O.logistic(x, float(xt.scale[0]), int(xt.zero_point[0]), path)
+    if op.kind == "HARD_SWISH":
+        return O.hard_swish(x, float(xt.scale[0]), int(xt.zero_point[0]), float(yt.scale[0]), int(yt.zero_point[0]),
+                            path)
+    if op.kind == "MUL":
+        bt = t[op.inputs[1]]
+        return O.mul(x, values[op.inputs[1]], float(xt.scale[0]), int(xt.zero_point[0]), float(bt.scale[0]),
+                     int(bt.zero_point[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["activation"], path)
     if op.kind == "SOFTMAX":
         return O.softmax(x, float(xt.scale[0]), float(yt.scale[0]), int(yt.zero_point[0]), o["beta"], path)
     if op.kind == "MEAN":
@@ -435,9 +527,9 @@ def single_op_model(graph: Graph, op: OpInfo) -> bytes:
 
 
 def _data_inputs(graph: Graph, op: OpInfo) -> list:
-    """The inputs of ``op`` that carry data (not constants): the first one, both of an ADD, every
+    """The inputs of ``op`` that carry data (not constants): the first one, both of an ADD or MUL, every
     one of a CONCATENATION (a constant operand stays a constant in the one-operator model)."""
-    ins = op.inputs[:2] if op.kind == "ADD" else op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]
+    ins = op.inputs[:2] if op.kind in ("ADD", "MUL") else op.inputs if op.kind == "CONCATENATION" else op.inputs[:1]
     return [i for i in ins if graph.tensors[i].data is None]
 
 
@@ -448,8 +540,8 @@ def run_litert(model: bytes, inputs: list, path: str, *, check_delegated: bool =
 
 def litert_op(graph: Graph, op: OpInfo, values: dict, path: str, *, check_delegated: bool = False) -> np.ndarray:
     """LiteRT's output for ``op`` alone on ``path``, its inputs taken from ``values``."""
-    return run_litert(single_op_model(graph, op), [values[i].astype(np.int8) for i in _data_inputs(graph, op)],
-                      path, check_delegated=check_delegated)
+    ins = [as_numpy(graph.tensors[i], values[i]) for i in _data_inputs(graph, op)]
+    return run_litert(single_op_model(graph, op), ins, path, check_delegated=check_delegated)
 
 
 def fc_reference(fx: F.ConvFixture) -> np.ndarray:
@@ -627,7 +719,10 @@ def conv_arrays(fx: F.ConvFixture, path: str) -> dict:
 #: operator versions written (int8 per-channel convolutions need version 3; FULLY_CONNECTED int8
 #: version 4, AVERAGE_POOL_2D int8 version 2)
 _OP_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2,
-               "ADD": 2, "MEAN": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2}
+               "ADD": 2, "MEAN": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "QUANTIZE": 2, "DEQUANTIZE": 2,
+               "MUL": 2, "LOGISTIC": 2, "HARD_SWISH": 1}
+#: operators written without builtin options
+OPTIONLESS_OPS = ("QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH")
 
 
 def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
@@ -662,7 +757,7 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
     for t in graph.tensors:
         buf = 0
         if t.data is not None:
-            dt = {"int8": np.int8, "int32": "<i4"}[t.dtype]
+            dt = {"int8": np.int8, "int32": "<i4", "uint8": np.uint8, "float32": "<f4"}[t.dtype]
             buffers.append(buffer(np.ascontiguousarray(t.data, dtype=dt).tobytes()))
             buf = len(buffers) - 1
         q = None
@@ -723,6 +818,12 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
         elif op.kind == "PAD":
             T.PadOptionsStart(b)
             opts, otype = T.PadOptionsEnd(b), T.BuiltinOptions.PadOptions
+        elif op.kind == "MUL":
+            T.MulOptionsStart(b)
+            T.MulOptionsAddFusedActivationFunction(b, _ACT_CODE[o.get("activation", "none")])
+            opts, otype = T.MulOptionsEnd(b), T.BuiltinOptions.MulOptions
+        elif op.kind in OPTIONLESS_OPS:
+            opts, otype = None, None
         elif op.kind == "FULLY_CONNECTED":
             T.FullyConnectedOptionsStart(b)
             T.FullyConnectedOptionsAddFusedActivationFunction(b, _ACT_CODE[o["activation"]])
@@ -754,8 +855,9 @@ def write_model(graph: Graph, description: str = "convgen tflite_net") -> bytes:
         T.OperatorAddOpcodeIndex(b, kinds.index(op.kind))
         T.OperatorAddInputs(b, ins)
         T.OperatorAddOutputs(b, outs)
-        T.OperatorAddBuiltinOptionsType(b, otype)
-        T.OperatorAddBuiltinOptions(b, opts)
+        if otype is not None:
+            T.OperatorAddBuiltinOptionsType(b, otype)
+            T.OperatorAddBuiltinOptions(b, opts)
         operators.append(T.OperatorEnd(b))
 
     tv = vector(T.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative)
@@ -924,6 +1026,41 @@ class _Builder:
         self.values[out] = O.softmax(self.values[src], float(t.scale[0]), 1 / 256, -128, 1.0, "ref")
         return out
 
+    def _real(self, src: int) -> np.ndarray:
+        t = self.tensors[src]
+        return (self.values[src] - int(t.zero_point[0])) * float(t.scale[0])
+
+    def hard_swish(self, src: int) -> int:
+        """A HARD_SWISH with its output quantization calibrated on the golden value (range
+        ``[min, max]`` of ``x relu6(x + 3) / 6`` over the 256 steps)."""
+        t, r = self.tensors[src], self._real(src)
+        y = r * np.clip(r + 3, 0, 6) / 6
+        lo, hi = min(float(y.min()), 0.0), max(float(y.max()), 1e-3)
+        scale = float(np.float32((hi - lo) / 255))
+        out = self._out(f"op{len(self.ops)}_out", t.shape, scale, int(np.clip(-128 - round(lo / scale), -128, 127)))
+        self.ops.append(OpInfo(len(self.ops), "HARD_SWISH", [src], [out]))
+        to = self.tensors[out]
+        self.values[out] = O.hard_swish(self.values[src], float(t.scale[0]), int(t.zero_point[0]),
+                                        float(to.scale[0]), int(to.zero_point[0]), "ref")
+        return out
+
+    def logistic(self, src: int) -> int:
+        t = self.tensors[src]
+        out = self._out(f"op{len(self.ops)}_out", t.shape, 1 / 256, -128)
+        self.ops.append(OpInfo(len(self.ops), "LOGISTIC", [src], [out]))
+        self.values[out] = O.logistic(self.values[src], float(t.scale[0]), int(t.zero_point[0]), "ref")
+        return out
+
+    def mul(self, a: int, b: int) -> int:
+        """A MUL (``b`` may broadcast), output quantization calibrated on the product."""
+        ta, tb = self.tensors[a], self.tensors[b]
+        scale, zp = self._quant(self._real(a) * self._real(b), "none")
+        out = self._out(f"op{len(self.ops)}_out", np.broadcast_shapes(ta.shape, tb.shape), scale, zp)
+        self.ops.append(OpInfo(len(self.ops), "MUL", [a, b], [out], {"activation": "none"}))
+        self.values[out] = O.mul(self.values[a], self.values[b], float(ta.scale[0]), int(ta.zero_point[0]),
+                                 float(tb.scale[0]), int(tb.zero_point[0]), scale, zp, "none", "ref")
+        return out
+
     def reshape(self, src: int, shape: tuple) -> int:
         t = self.tensors[src]
         self.tensors.append(TensorInfo(f"op{len(self.ops)}_shape", (len(shape),), "int32",
@@ -1019,3 +1156,75 @@ def mobilenet_v2(seed: int = 0, size: int = 16, head: str = "pool") -> tuple[byt
         cur = b.softmax(cur)
     what = "Keras-style: PAD, MEAN, SOFTMAX" if keras else "pooled head"
     return b.model(cur, f"convgen MobileNetV2-style int8 model ({what}), seed {seed}"), x
+
+
+def with_io(model: bytes, x: np.ndarray, io: str = "float32", seed: int = 0) -> tuple[bytes, np.ndarray]:
+    """An int8 model (one input, one output) with the boundary a converter writes for other I/O
+    types, and an input for it:
+
+    - ``io="float32"`` (``TFLiteConverter`` with float ``inference_input_type`` /
+      ``inference_output_type``, the default for a quantized model): a float32 input, a QUANTIZE
+      to the int8 input tensor, the int8 graph, a DEQUANTIZE of its output to float32; the input
+      is ``x``'s values dequantized plus seeded noise of up to half a step, and a few values two
+      steps beyond the int8 range (QUANTIZE saturates them);
+    - ``io="uint8"`` (the uint8 I/O of older toolchains): a uint8 input, a QUANTIZE (requantize)
+      to int8, the graph, a QUANTIZE of its output back to uint8, each uint8 tensor with the
+      int8 one's scale and zero point + 128; the input is ``x + 128``.
+
+    Operators keep their options; the model description gains the I/O type."""
+    if io not in ("float32", "uint8"):
+        raise ConfigError(f"io must be 'float32' or 'uint8', not {io!r}")
+    g = parse_model(model)
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ConfigError("with_io needs a model with one input and one output")
+    tensors = list(g.tensors)
+    i_old, o_old = g.inputs[0], g.outputs[0]
+    ti, to = tensors[i_old], tensors[o_old]
+    if io == "float32":
+        tensors.append(TensorInfo("input_f32", ti.shape, "float32"))
+        tensors.append(TensorInfo("output_f32", to.shape, "float32"))
+        last = "DEQUANTIZE"
+    else:
+        tensors.append(TensorInfo("input_u8", ti.shape, "uint8", ti.scale, ti.zero_point + 128))
+        tensors.append(TensorInfo("output_u8", to.shape, "uint8", to.scale, to.zero_point + 128))
+        last = "QUANTIZE"
+    i_new, o_new = len(tensors) - 2, len(tensors) - 1
+    ops = [OpInfo(0, "QUANTIZE", [i_new], [i_old])]
+    for op in g.ops:
+        opts = dict(op.options)
+        if op.kind == "RESHAPE":
+            opts = {"new_shape": g.tensors[op.outputs[0]].shape}
+        ops.append(OpInfo(len(ops), op.kind, op.inputs, op.outputs, opts))
+    ops.append(OpInfo(len(ops), last, [o_old], [o_new]))
+    data = write_model(Graph(tensors, ops, [i_new], [o_new]), f"convgen model with {io} input and output")
+    x = np.asarray(x, np.int64)
+    if io == "uint8":
+        return data, (x + 128).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    s, zp = float(ti.scale[0]), int(ti.zero_point[0])
+    xf = (x - zp + rng.uniform(-0.5, 0.5, x.shape)) * s
+    edge = rng.random(x.shape) < 0.02                     # a few saturating values at both ends
+    xf = np.where(edge, (np.where(rng.random(x.shape) < 0.5, -130, 129) - zp) * s, xf)
+    return data, xf.astype(np.float32)
+
+
+def mobilenet_v3(seed: int = 0, size: int = 16) -> tuple[bytes, np.ndarray]:
+    """A deterministic MobileNetV3-style int8 model and an int8 input for it: a 3x3 stride-2
+    stem (16 channels) and HARD_SWISH, a 3x3 depthwise layer with ReLU, a squeeze-excite block
+    (a spatial MEAN, a 1x1 reduction to 8 channels with ReLU, a 1x1 expansion back to 16, a
+    LOGISTIC gate, a MUL of the features by the ``[1, 1, 1, 16]`` gate), a 1x1 projection to 24
+    channels, a 1x1 expansion to 40 with HARD_SWISH, a MEAN, 1x1 logits and a RESHAPE to
+    ``[1, 10]``. Calibrated as :func:`mobilenet`. (Keras' MobileNetV3 uses a hard sigmoid for
+    the gate; LOGISTIC is the squeeze-excite gate of EfficientNet-style models.)"""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (1, size, size, 3)).astype(np.int8)
+    b = _Builder(rng, x)
+    cur = b.hard_swish(b.conv(0, "conv", 16, 3, 2, "none"))
+    cur = b.conv(cur, "depthwise", 0, 3, 1, "relu")
+    gate = b.conv(b.conv(b.mean(cur), "conv", 8, 1, 1, "relu"), "conv", 16, 1, 1, "none")
+    cur = b.mul(cur, b.logistic(gate))
+    cur = b.conv(cur, "conv", 24, 1, 1, "none")
+    cur = b.hard_swish(b.conv(cur, "conv", 40, 1, 1, "none"))
+    cur = b.conv(b.mean(cur), "conv", 10, 1, 1, "none")
+    cur = b.reshape(cur, (1, 10))
+    return b.model(cur, f"convgen MobileNetV3-style int8 model (HARD_SWISH, squeeze-excite), seed {seed}"), x

@@ -20,9 +20,10 @@ requantizer mode of one TFLite path, checked against the TFLite interpreter on t
    output against LiteRT running the whole model.
 
 On the engine: CONV_2D, DEPTHWISE_CONV_2D and (on the ``opt`` and ``xnnpack`` paths)
-FULLY_CONNECTED as a 1x1 convolution. On the host: ADD (also broadcasting), AVERAGE_POOL_2D,
-MAX_POOL_2D, MEAN, SOFTMAX, CONCATENATION, PAD, RESHAPE, and the reference path's
-FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``: no
+FULLY_CONNECTED as a 1x1 convolution. On the host: ADD and MUL (also broadcasting),
+AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, HARD_SWISH, CONCATENATION, PAD, RESHAPE,
+QUANTIZE and DEQUANTIZE (float32 or uint8 model I/O; float outputs compared bit for bit), and the
+reference path's FULLY_CONNECTED, which rounds once, ties away from zero (``golden.tflite_net.fc_reference``: no
 requantizer mode does that); golden/tflite_ops.py has the host operators' per-path semantics.
 
 **Part of a network.** ``layers=(a, b)`` runs only engine operators ``a..b`` (numbered from 0 in
@@ -94,9 +95,7 @@ class TFLiteRun:
 
     @property
     def output_mismatches(self) -> int:
-        if self.output.shape != self.litert_output.shape:
-            return -1
-        return int((self.output != self.litert_output).sum())
+        return N.count_differ(self.output, self.litert_output)
 
     @property
     def bit_exact(self) -> bool:
@@ -190,7 +189,7 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
         if layers is not None and not layers[0] <= k <= layers[1]:
             y = F.golden_path(fx, path).reshape(out_shape)
             want = F.run_path(N.single_op_model(graph, op), x_in, path)
-            bad = int((y != want).sum()) if y.shape == want.shape else -1
+            bad = N.count_differ(y, want)
             L = q.layer
             layers_run.append(TFLiteLayerRun(op.index, op.name, op.kind, _conv_shape(L), "golden", L.macs,
                                              formula_cycles=formula_cycles(cfg, job_from_quant(engine_form(q, rows),
@@ -209,7 +208,7 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
         L = q.layer
         f, _ = formula_cycles(cfg, job)
         shape = _conv_shape(L)
-        bad = int((y != want).sum()) if y.shape == want.shape else -1
+        bad = N.count_differ(y, want)
         layers_run.append(TFLiteLayerRun(op.index, op.name, op.kind, shape, "RTL", L.macs, lr.cycles, f,
                                          scalesim_os_cycles(L, rows, cols), L.macs / (lr.cycles * rows * cols),
                                          time.monotonic() - t1, bad, int(want.size), conv=k))
@@ -229,7 +228,7 @@ def run_tflite(model: bytes, x: np.ndarray, path: str, *, rows: int = 8, cols: i
             if op.kind not in N.NO_DATA_OPS:
                 want = N.litert_op(graph, op, values, path)
                 got = values[op.outputs[0]]
-                bad = int((got != want).sum()) if got.shape == want.shape else -1
+                bad = N.count_differ(got, want)
                 outputs = int(want.size)
             layers_run.insert(sum(1 for r in layers_run if r.index < op.index),
                               TFLiteLayerRun(op.index, op.name, op.kind, "x".join(map(str, t.shape)), "host",
@@ -276,8 +275,8 @@ def save_mismatch(res: TFLiteRun, directory) -> dict | None:
     else:
         op, ins, expected, got = None, [res.input], res.litert_output, res.output
         stem, name, kind, bad = "output", "output", "model output", res.output_mismatches
-    diff = np.abs(np.asarray(got, np.int64) - np.asarray(expected, np.int64)) if np.shape(got) == np.shape(expected) \
-        else np.zeros(1)
+    diff = np.abs(np.asarray(got, np.float64) - np.asarray(expected, np.float64)) \
+        if np.shape(got) == np.shape(expected) else np.zeros(1)
     info = {"name": name, "op": kind, "conv": None if r is None else r.conv, "on_rtl": r is not None and r.on == "RTL",
             "mismatches": bad, "shape": list(np.shape(expected)), "max_diff": float(diff.max()),
             "directory": str(directory), "tensors": {}, "layer": None, "waveform": None,
@@ -285,9 +284,12 @@ def save_mismatch(res: TFLiteRun, directory) -> dict | None:
             if r is not None and r.conv is not None else "not an operator run on the RTL"}
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
-        arrays = {("input" if len(ins) == 1 else f"input{i}"): np.asarray(a).astype(np.int8) for i, a in enumerate(ins)}
-        arrays["expected"] = np.asarray(expected).astype(np.int8)
-        arrays["got"] = np.asarray(got).astype(np.int8)
+        in_tensors = [g.tensors[i] for i in (N._data_inputs(g, op) if op is not None else g.inputs)]
+        out_tensor = g.tensors[op.outputs[0] if op is not None else g.outputs[0]]
+        arrays = {("input" if len(ins) == 1 else f"input{i}"): N.as_numpy(t, a)
+                  for i, (t, a) in enumerate(zip(in_tensors, ins))}
+        arrays["expected"] = N.as_numpy(out_tensor, expected)
+        arrays["got"] = N.as_numpy(out_tensor, got)
         for key, a in arrays.items():
             np.save(tmp / f"{stem}.{key}.npy", a)
             info["tensors"][key] = str(directory / f"{stem}.{key}.npy")

@@ -6,7 +6,8 @@ runs are the ``-m slow`` tests of tests/test_tflite_network.py): what is checked
 runner's and the command's bookkeeping (which operators run where, what is compared, what is
 saved, the exit status), each against something the code under test does not compute: LiteRT
 running the operator alone, and the fault the test injects itself. Also ``--report`` as Markdown
-and HTML. Cost: about 3 s (most of it importing matplotlib for the report's plot).
+and HTML, and a model with float32 input and output. Cost: about 4 s (most of it importing matplotlib
+for the report's plot).
 """
 
 from __future__ import annotations
@@ -191,3 +192,73 @@ def test_report_with_cycle_plot(report, keras_model, fake_engine, capsys, tmp_pa
         img = re.search(r'src="data:image/png;base64,([^"]+)"', text).group(1)
         assert base64.b64decode(img).startswith(png)
         assert text.count("<td>golden</td>") == 9 and text.count("<td>RTL</td>") == 3 and "</table>" in text
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory):
+    """MobileNetV1-style with a converter's float I/O: QUANTIZE at the input, DEQUANTIZE at the output."""
+    d = tmp_path_factory.mktemp("fmodel")
+    m, x = N.with_io(*N.mobilenet(0), io="float32")
+    (d / "f.tflite").write_bytes(m)
+    np.save(d / "x.npy", x)
+    return d / "f.tflite", d / "x.npy", m, x
+
+
+@pytest.mark.parametrize("path", ["opt", pytest.param("ref", marks=pytest.mark.slow),
+                                  pytest.param("xnnpack", marks=pytest.mark.slow)])
+def test_float_io_model(path, float_model, fake_engine, capsys, tmp_path):
+    """A float32 input and output: the output file is float32 and equals LiteRT's bit for bit;
+    QUANTIZE and DEQUANTIZE are host rows compared with LiteRT; the default input (seeded floats
+    over the QUANTIZE's range) runs too. ``ref`` and ``xnnpack`` under ``-m slow`` (tests/test_tflite_quantize.py
+    compares the same model's golden runs with LiteRT on every path in the default suite)."""
+    mp, xp, m, x = float_model
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", path, "--quiet", "--out", tmp_path / "y.npy"])
+    assert status == 0, err
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["outputs"] == 10 and s["layer_mismatches"] == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines() if ln.startswith("| ")]
+    host = {r[2]: r[-1] for r in rows[1:] if r[5] == "host"}
+    assert host["QUANTIZE"] == "exact" and host["DEQUANTIZE"] == "exact"
+    if path == "opt":                # the optimized QUANTIZE's NEON blocks and scalar tail both see the default
+        status, out, err = _run(capsys, [mp, "--path", path, "--quiet"])
+        assert status == 0 and json.loads(out.strip().splitlines()[-1])["bit_exact"], err
+
+
+def test_float_io_mismatch_and_bad_input(float_model, fake_engine, capsys, tmp_path, monkeypatch):
+    """A DEQUANTIZE one float32 step off is the first mismatch, saved as float32; a non-finite
+    or wrongly shaped float input is one line with status 2."""
+    mp, xp, m, x = float_model
+    bad = tmp_path / "nan.npy"
+    np.save(bad, np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x))
+    status, out, err = _run(capsys, [mp, "--input", bad])
+    assert status == 2 and out == "" and "--input must hold finite float32 values" in err, err
+    np.save(bad, x[..., :2])
+    status, out, err = _run(capsys, [mp, "--input", bad])
+    assert status == 2 and "--input must have the model's input shape (1, 16, 16, 3)" in err, err
+    real = N.O.dequantize
+    monkeypatch.setattr(N.O, "dequantize", lambda *a, **k: np.nextafter(real(*a, **k), np.float32(np.inf)))
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", "opt", "--quiet", "--mismatch-dir", tmp_path / "d"])
+    assert status == 1 and "(DEQUANTIZE)" in err, err
+    mm = json.loads(out.strip().splitlines()[-1])["first_mismatch"]
+    got, want = (np.load(mm["tensors"][k]) for k in ("got", "expected"))
+    assert got.dtype == want.dtype == np.float32 and mm["mismatches"] == 10
+    assert np.array_equal(np.load(mm["tensors"]["input"]), N.run_golden(N.read_model(m), x, "opt")[
+        N.read_model(m).ops[-1].inputs[0]].astype(np.int8))
+
+
+def test_uint8_io_model(fake_engine, capsys, tmp_path):
+    """uint8 input and output (a QUANTIZE requantizing at each end): the output file holds uint8
+    values equal to LiteRT's; an input outside 0..255 is one line with status 2."""
+    m, x = N.with_io(*N.mobilenet(0), io="uint8")
+    mp, xp, yp = tmp_path / "u.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    mp.write_bytes(m)
+    np.save(xp, x)
+    status, out, err = _run(capsys, [mp, "--input", xp, "--path", "xnnpack", "--quiet", "--out", yp])
+    assert status == 0 and json.loads(out.strip().splitlines()[-1])["bit_exact"], err
+    y = np.load(yp)
+    assert np.array_equal(y, F.run_path(m, x, "xnnpack")) and y.min() >= 0 and y.max() <= 255
+    np.save(xp, x.astype(np.int64) - 1)
+    status, out, err = _run(capsys, [mp, "--input", xp])
+    assert status == 2 and "--input must hold uint8 values (0..255), not int64 in -1..254" in err, err

@@ -4,12 +4,13 @@ the golden run of each TFLite path, all against LiteRT 2.3.0 on that path.
 Default suite (about 5 s): the generators are deterministic; their models (MobileNetV1 with
 TF-slim's head: global AVERAGE_POOL_2D, 1x1 CONV_2D logits, RESHAPE, or Keras' head: RESHAPE,
 FULLY_CONNECTED; MobileNetV2 with inverted residual blocks and ADD, and its Keras form with PAD,
-MEAN and SOFTMAX), read back and run on each
+MEAN and SOFTMAX; MobileNetV3-style with float32 I/O: QUANTIZE, HARD_SWISH, a squeeze-excite
+block with MEAN, LOGISTIC and MUL, DEQUANTIZE), read back and run on each
 path's golden models, equal LiteRT's output on that path, every operator equals LiteRT running
 it alone, and the paths differ inside the networks (counts); TFLite's reference
 FULLY_CONNECTED rounds once, ties away from zero, and ADD differs between the three paths
 (designed ties); unsupported models and bad options are one line with status 2, nothing
-written. ``-m slow``: the CLI runs the four models on a 4x4 engine (Verilator) on all three
+written. ``-m slow``: the CLI runs the five models on a 4x4 engine (Verilator) on all three
 paths, and the MobileNetV2 model on Icarus (path opt), every operator and the output equal to
 LiteRT.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +41,16 @@ def model():
 #: the generated models the tests run: MobileNetV1 with either head, MobileNetV2 (seed 2: its
 #: ref and opt networks differ), and its Keras-style variant (PAD, MEAN, SOFTMAX)
 MODELS = {"v1": lambda: N.mobilenet(0), "v1_fc": lambda: N.mobilenet(0, head="fc"),
-          "v2": lambda: N.mobilenet_v2(2), "v2_keras": lambda: N.mobilenet_v2(2, head="keras")}
+          "v2": lambda: N.mobilenet_v2(2), "v2_keras": lambda: N.mobilenet_v2(2, head="keras"),
+          "v3_float": lambda: N.with_io(*N.mobilenet_v3(0), io="float32")}
 #: the paths each model is compared on: the Keras-style model's optimized SOFTMAX (also run on
 #: the XNNPACK path) is another algorithm in LiteRT's ARM64 wheels, and XNNPACK's float MEAN may
 #: be contracted into FMAs there (golden/tflite_ops.py): on ARM64 it is compared on ref only
 MODEL_PATHS = {"v1": F.PATHS, "v1_fc": F.PATHS, "v2": F.PATHS,
-               "v2_keras": F.PATHS if O.softmax_opt_is_modelled() else ("ref",)}
+               "v2_keras": F.PATHS if O.softmax_opt_is_modelled() else ("ref",),
+               # MobileNetV3-style with float I/O (QUANTIZE, HARD_SWISH, MEAN, LOGISTIC, MUL, DEQUANTIZE):
+               # XNNPACK's MEAN and MUL and the optimized DEQUANTIZE and HARD_SWISH are modelled for x86
+               "v3_float": F.PATHS if platform.machine().lower() in ("x86_64", "amd64") else ("ref",)}
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -97,9 +103,10 @@ def test_golden_paths_equal_litert_and_differ(any_head):
     values = {p: N.run_golden(g, x, p) for p in paths}
     for p in paths:
         gold = values[p][g.outputs[0]]
-        assert np.array_equal(gold, out[p]), f"{head} head, path {p}: {int((gold != out[p]).sum())} outputs differ"
+        bad = N.count_differ(gold, out[p])
+        assert bad == 0, f"{head} head, path {p}: {bad} outputs differ"
     pairs = [(a, b) for a, b in (("ref", "opt"), ("ref", "xnnpack"), ("opt", "xnnpack")) if a in paths and b in paths]
-    inside = {(a, b): sum(int((values[a][t] != values[b][t]).sum()) for t in values[a]) for a, b in pairs}
+    inside = {(a, b): sum(N.count_differ(values[a][t], values[b][t]) for t in values[a]) for a, b in pairs}
     print(f"\n{head}: tensor values differing between the paths' networks: {inside}")
     if len(paths) == 3:
         assert inside["ref", "xnnpack"] > 0 and inside["opt", "xnnpack"] > 0
@@ -115,7 +122,7 @@ def test_every_operator_equals_litert_alone(any_head):
     for p in MODEL_PATHS[head]:
         values = N.run_golden(g, x, p)
         for op in g.ops:
-            assert np.array_equal(values[op.outputs[0]], N.litert_op(g, op, values, p)), (head, p, op.name)
+            assert N.count_differ(values[op.outputs[0]], N.litert_op(g, op, values, p)) == 0, (head, p, op.name)
 
 
 #: a model written by TensorFlow's own converter (golden/tflite_keras.py, tensorflow-cpu 2.21.0):
@@ -144,6 +151,53 @@ def test_converter_written_model_equals_litert():
                 compared += want.size
         assert np.array_equal(values[g.outputs[0]], F.run_path(m, x, p, check_delegated=False)), p
     print(f"\n{KERAS_MODEL.name}: {len(kinds)} operators, {compared} operator outputs equal LiteRT")
+
+
+#: a float-I/O model written by TensorFlow's converter (golden/tflite_keras.py, se_hard_swish):
+#: QUANTIZE, CONV_2D, HARD_SWISH, DEPTHWISE_CONV_2D, a squeeze-excite block (MEAN, LOGISTIC, MUL),
+#: MEAN, FULLY_CONNECTED, DEQUANTIZE
+KERAS_FLOAT_MODEL = Path(__file__).parent / "data" / "tflite" / "keras_se_hard_swish_float_io.tflite"
+#: its operators are modelled on every path on x86; off x86 the optimized DEQUANTIZE and
+#: HARD_SWISH and XNNPACK's MEAN and MUL may differ (golden/tflite_ops.py)
+FLOAT_MODEL_PATHS = F.PATHS if platform.machine().lower() in ("x86_64", "amd64") else ("ref",)
+
+
+def _seeded_input(g, seed):
+    from types import SimpleNamespace
+
+    from convgen.commands.tflite import _model_input
+    return _model_input(g, SimpleNamespace(input=None, input_seed=seed))
+
+
+def test_converter_written_float_io_model_equals_litert():
+    """TensorFlow's converter output with float input and output (the converter's default): its
+    QUANTIZE and DEQUANTIZE, HARD_SWISH, LOGISTIC and MUL, read and run on each path's golden
+    models: every operator equals LiteRT running it alone and the float32 output equals LiteRT's
+    whole-model run bit for bit, on ``run tflite``'s default input (seeded floats over the
+    QUANTIZE's range and beyond)."""
+    m = KERAS_FLOAT_MODEL.read_bytes()
+    g = N.read_model(m)
+    kinds = [op.kind for op in g.ops]
+    assert kinds[0] == "QUANTIZE" and kinds[-1] == "DEQUANTIZE"
+    assert {"HARD_SWISH", "LOGISTIC", "MUL", "MEAN", "FULLY_CONNECTED"} <= set(kinds)
+    x = _seeded_input(g, 0)
+    assert x.dtype == np.float32
+    compared, values = 0, {}
+    for p in FLOAT_MODEL_PATHS:
+        values[p] = N.run_golden(g, x, p)
+        for op in g.ops:
+            if op.kind not in N.NO_DATA_OPS:
+                want = N.litert_op(g, op, values[p], p)
+                assert N.count_differ(values[p][op.outputs[0]], want) == 0, (p, op.name)
+                compared += want.size
+        out = values[p][g.outputs[0]]
+        assert out.dtype == np.float32 and N.count_differ(out, F.run_path(m, x, p, check_delegated=False)) == 0, p
+    inside = {(a, b): sum(N.count_differ(values[a][t], values[b][t]) for t in values[a])
+              for a, b in (("ref", "opt"), ("ref", "xnnpack")) if b in values}
+    print(f"\n{KERAS_FLOAT_MODEL.name}: {len(kinds)} operators, {compared} operator outputs equal LiteRT; "
+          f"values differing between the paths {inside}")
+    if len(FLOAT_MODEL_PATHS) == 3:
+        assert inside["ref", "opt"] > 0 and inside["ref", "xnnpack"] > 0
 
 
 def test_shape_arithmetic_only_for_a_reshape():
@@ -261,12 +315,12 @@ def _patch_opcode(model: bytes, old: int, new: int) -> bytes:
 
 
 def test_reader_rejects_unsupported(tmp_path, capsys):
-    # an operator outside SUPPORTED_OPS (HARD_SWISH written in place of the RESHAPE): named
+    # an operator outside SUPPORTED_OPS (TANH written in place of the RESHAPE): named
     import tflite as T
 
     m, _ = N.mobilenet(0)
-    with pytest.raises(ConfigError, match=r"operator 9 \(HARD_SWISH\) is not supported"):
-        N.read_model(_patch_opcode(m, T.BuiltinOperator.RESHAPE, T.BuiltinOperator.HARD_SWISH))
+    with pytest.raises(ConfigError, match=r"operator 9 \(TANH\) is not supported"):
+        N.read_model(_patch_opcode(m, T.BuiltinOperator.RESHAPE, T.BuiltinOperator.TANH))
     with pytest.raises(ConfigError, match="not a TFLite flatbuffer"):
         N.read_model(b"not a model at all, just some bytes")
     path = tmp_path / "bad.tflite"
@@ -344,12 +398,13 @@ def test_run_tflite_on_the_engine(path, tmp_path, capsys, any_head):
     assert summary["bit_exact"] and summary["mode"] == F.PATH_MODE[path]
     if path not in MODEL_PATHS[head]:
         pytest.skip(f"{head} is compared on {MODEL_PATHS[head]} on this CPU")
-    engine_ops = {"v1": 8, "v1_fc": 7 if path == "ref" else 8, "v2": 12, "v2_keras": 12}[head]
+    engine_ops = {"v1": 8, "v1_fc": 7 if path == "ref" else 8, "v2": 12, "v2_keras": 12, "v3_float": 7}[head]
     assert summary["convs_rtl"] == engine_ops
     assert summary["layer_outputs_compared"] >= 3400
-    assert np.array_equal(np.load(yp), F.run_path(m, x, path))
-    pool = "MEAN" if head == "v2_keras" else "AVERAGE_POOL_2D"
-    assert f"{pool} |  | 1x1x1x32 | host | - | - | - | - | - | " in rp.read_text()
+    assert N.count_differ(np.load(yp), F.run_path(m, x, path)) == 0
+    pool = {"v2_keras": "MEAN", "v3_float": "MEAN"}.get(head, "AVERAGE_POOL_2D")
+    channels = 40 if head == "v3_float" else 32
+    assert f"{pool} |  | 1x1x1x{channels} | host | - | - | - | - | - | " in rp.read_text()
     print(f"\n{head}, {path}: {summary['cycles']:,} cycles, {summary['layer_outputs_compared']} layer outputs "
           f"and {summary['outputs']} outputs equal LiteRT")
 
@@ -373,3 +428,49 @@ def test_run_tflite_converter_model_on_the_engine(path, tmp_path, capsys):
     x = np.random.default_rng(0).integers(-128, 128, g.tensors[g.inputs[0]].shape)
     assert np.array_equal(np.load(yp), F.run_path(KERAS_MODEL.read_bytes(), x, path, check_delegated=False))
     print(f"\n{KERAS_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs equal LiteRT")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", F.PATHS)
+def test_run_tflite_float_io_on_the_engine(path, tmp_path, capsys):
+    """MobileNetV1-style with float32 input and output (QUANTIZE, DEQUANTIZE:
+    golden.tflite_net.with_io) on a 4x4 engine (Verilator): every operator and the float32
+    output equal LiteRT on ``path`` bit for bit. Off x86 the optimized DEQUANTIZE may be fused
+    (golden/tflite_ops.py), so ``opt`` is run on x86 only."""
+    if path == "opt" and platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the optimized DEQUANTIZE is modelled for x86")
+    m, x = N.with_io(*N.mobilenet(0), io="float32")
+    mp, xp, yp = tmp_path / "m.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    mp.write_bytes(m)
+    np.save(xp, x)
+    status = main(["run", "tflite", str(mp), "--input", str(xp), "--path", path, "--engine", "4x4",
+                   "--sim", "verilator", "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["convs_rtl"] == 8 and "| QUANTIZE |" in stdout and "| DEQUANTIZE |" in stdout
+    y = np.load(yp)
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", F.PATHS)
+def test_run_tflite_converter_float_io_model_on_the_engine(path, tmp_path, capsys):
+    """The converter's float-I/O model (KERAS_FLOAT_MODEL) on a 4x4 engine (Verilator), default
+    input: every operator and the float32 output equal LiteRT on ``path`` (5 engine operators on
+    ref, where the FULLY_CONNECTED runs on the host; 6 on opt and xnnpack)."""
+    if path not in FLOAT_MODEL_PATHS:
+        pytest.skip("modelled on x86 only for this path (golden/tflite_ops.py)")
+    yp = tmp_path / "y.npy"
+    status = main(["run", "tflite", str(KERAS_FLOAT_MODEL), "--path", path, "--engine", "4x4", "--sim", "verilator",
+                   "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    s = json.loads(stdout.strip().splitlines()[-1])
+    assert s["bit_exact"] and s["convs_rtl"] == (5 if path == "ref" else 6)
+    m = KERAS_FLOAT_MODEL.read_bytes()
+    x = _seeded_input(N.read_model(m), 0)
+    y = np.load(yp)
+    assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path, check_delegated=False)) == 0
+    print(f"\n{KERAS_FLOAT_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs "
+          "and the float output equal LiteRT")

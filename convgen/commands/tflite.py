@@ -2,8 +2,10 @@
 DEPTHWISE_CONV_2D (and FULLY_CONNECTED, except on ref) on the ConvEngine RTL, in the
 requantizer mode of the TFLite path named by ``--path`` (ref: reference kernels, ``tflite``;
 opt: optimized kernels, ``tflite_opt``; xnnpack: the XNNPACK delegate, ``xnnpack``), the other
-operators (ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, CONCATENATION, PAD, RESHAPE) on the
-host; every operator and the output compared with the TFLite interpreter (LiteRT) on that path.
+operators (ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, CONCATENATION, PAD, RESHAPE, QUANTIZE,
+DEQUANTIZE) on the host; every operator and the output compared with the TFLite interpreter
+(LiteRT) on that path. A model with float input or output (QUANTIZE at the input, DEQUANTIZE at
+the output) takes and gives float32; float outputs are compared bit for bit.
 
 Prints a progress line per convolution on stderr, a per-layer table on stdout (``--report``
 writes it as Markdown) and a last JSON line with the totals and ``"bit_exact"``. Exit status 0
@@ -33,14 +35,16 @@ from .onnx import _report_paths, check_outputs, mismatch_line, parse_layers
 PATHS = ("ref", "opt", "xnnpack")
 
 FIELDS = (
-    Field("input", None, "input tensor as .npy (int8 values, the model's input shape, NHWC; default: seeded "
-                         "uniform int8)", kind=str, metavar="X.npy"),
+    Field("input", None, "input tensor as .npy (the model's input shape, NHWC; int8, uint8 or float32 values as "
+                         "the model's input; default: seeded uniform values of that type, for a float input over "
+                         "its QUANTIZE's range)", kind=str, metavar="X.npy"),
     Field("input_seed", 0, "seed of the default input", lo=0, hi=2**31 - 1),
     Field("path", "xnnpack", "the TFLite execution path to match: ref (BUILTIN_REF, rounding tflite), opt "
                              "(BUILTIN_WITHOUT_DEFAULT_DELEGATES, tflite_opt) or xnnpack (the XNNPACK delegate, "
                              "the interpreters' default, xnnpack)", choices=PATHS),
     Field("engine", "8x8", "engine array size ROWSxCOLS, each 1..64", kind=str, metavar="RxC"),
-    Field("out", None, "where to write the network's output (.npy, int8 values as int64)", kind=str, metavar="Y.npy"),
+    Field("out", None, "where to write the network's output (.npy: int8/uint8 values as int64, a float output as "
+                       "float32)", kind=str, metavar="Y.npy"),
     Field("report", None, "write the per-operator table and a per-layer cycle plot (measured, formula, SCALE-Sim) "
                           "here: Markdown for .md (the plot beside it as <name>-cycles.png) or one self-contained "
                           "HTML file for .html", kind=str, metavar="REPORT.md|REPORT.html"),
@@ -171,6 +175,42 @@ def _write_report(res, model: str, report: str) -> None:
         raise
 
 
+def _model_input(graph, args) -> np.ndarray:
+    """``--input`` checked against the model's input tensor (int8, uint8 or float32), or the
+    seeded default: uniform integers of the input's type; for a float32 input read by a QUANTIZE,
+    uniform floats over that QUANTIZE's range and two steps beyond (its saturation), else
+    standard normal floats."""
+    from convgen.golden.tflite_ops import INT_RANGE
+
+    t = graph.tensors[graph.inputs[0]]
+    shape = t.shape
+    if args.input:
+        x = load_matrix(args.input, "input")
+        if tuple(x.shape) != tuple(shape):
+            raise CLIError(f"--input must have the model's input shape {tuple(shape)}, not {x.shape}")
+        if t.dtype == "float32":
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating) or \
+                    (x.size and not np.isfinite(x.astype(np.float64)).all()):
+                raise CLIError(f"--input must hold finite float32 values (the model's input is float32), not {x.dtype}")
+            return x.astype(np.float32)
+        lo, hi = INT_RANGE[t.dtype]
+        if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < lo or x.max() > hi)):
+            raise CLIError(f"--input must hold {t.dtype} values ({lo}..{hi}), not {x.dtype}"
+                           + (f" in {x.min()}..{x.max()}" if np.issubdtype(x.dtype, np.number) and x.size else ""))
+        return x.astype(np.uint8 if t.dtype == "uint8" else np.int8)
+    rng = np.random.default_rng(args.input_seed)
+    if t.dtype != "float32":
+        lo, hi = INT_RANGE[t.dtype]
+        return rng.integers(lo, hi + 1, shape).astype(np.uint8 if t.dtype == "uint8" else np.int8)
+    q = next((graph.tensors[op.outputs[0]] for op in graph.ops
+              if op.kind == "QUANTIZE" and op.inputs[0] == graph.inputs[0]), None)
+    if q is None:
+        return rng.standard_normal(shape).astype(np.float32)
+    lo, hi = INT_RANGE[q.dtype]
+    s, zp = float(q.scale[0]), int(q.zero_point[0])
+    return ((rng.uniform(lo - 2, hi + 2, shape) - zp) * s).astype(np.float32)
+
+
 def _run_tflite(args) -> int:
     from convgen.core.fileio import atomic_write_bytes
     from convgen.core.params import ConfigError
@@ -188,17 +228,7 @@ def _run_tflite(args) -> int:
         graph = read_model(model)
     except ConfigError as e:
         raise CLIError(f"{args.model}: {e}") from None
-    shape = graph.tensors[graph.inputs[0]].shape
-    if args.input:
-        x = load_matrix(args.input, "input")
-        if tuple(x.shape) != tuple(shape):
-            raise CLIError(f"--input must have the model's input shape {tuple(shape)}, not {x.shape}")
-        if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < -128 or x.max() > 127)):
-            raise CLIError(f"--input must hold int8 values (-128..127), not {x.dtype}"
-                           + (f" in {x.min()}..{x.max()}" if np.issubdtype(x.dtype, np.number) and x.size else ""))
-    else:
-        x = np.random.default_rng(args.input_seed).integers(-128, 128, shape)
-    x = x.astype(np.int8)
+    x = _model_input(graph, args)
     from convgen.golden.tflite_net import on_engine
 
     n_engine = sum(1 for op in graph.ops if on_engine(op, args.path))
@@ -240,8 +270,8 @@ def register(verbs: dict) -> None:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("model", metavar="MODEL.tflite", help="int8 TFLite model (CONV_2D, DEPTHWISE_CONV_2D, "
                                                          "FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, "
-                                                         "SOFTMAX, CONCATENATION, PAD, RESHAPE), e.g. from "
-                                                         "examples/tflite_mobilenet.py")
+                                                         "SOFTMAX, CONCATENATION, PAD, RESHAPE, QUANTIZE, "
+                                                         "DEQUANTIZE), e.g. from examples/tflite_mobilenet.py")
     add_fields(p, FIELDS)
     p.set_defaults(func=_run_tflite)
     remember_flags(p)
