@@ -409,6 +409,17 @@ def test_run_tflite_on_the_engine(path, tmp_path, capsys, any_head):
           f"and {summary['outputs']} outputs equal LiteRT")
 
 
+def _run_on_4x4_engine(model: Path, path: str, tmp_path, capsys, *extra: str):
+    """``convgen run tflite MODEL --path PATH --engine 4x4 --sim verilator --quiet``: its JSON
+    summary, stdout and the output file."""
+    yp = tmp_path / "y.npy"
+    status = main(["run", "tflite", str(model), *extra, "--path", path, "--engine", "4x4", "--sim", "verilator",
+                   "--quiet", "--out", str(yp)])
+    stdout, err = capsys.readouterr()
+    assert status == 0, err
+    return json.loads(stdout.strip().splitlines()[-1]), stdout, np.load(yp)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", F.PATHS)
 def test_run_tflite_converter_model_on_the_engine(path, tmp_path, capsys):
@@ -417,16 +428,11 @@ def test_run_tflite_converter_model_on_the_engine(path, tmp_path, capsys):
     FULLY_CONNECTED runs on the host; 9 on opt and xnnpack)."""
     if path not in (F.PATHS if O.softmax_opt_is_modelled() else ("ref",)):
         pytest.skip("the optimized SOFTMAX of this CPU's LiteRT is not modelled")
-    yp = tmp_path / "y.npy"
-    status = main(["run", "tflite", str(KERAS_MODEL), "--path", path, "--engine", "4x4", "--sim", "verilator",
-                   "--quiet", "--out", str(yp)])
-    stdout, err = capsys.readouterr()
-    assert status == 0, err
-    s = json.loads(stdout.strip().splitlines()[-1])
+    s, _, y = _run_on_4x4_engine(KERAS_MODEL, path, tmp_path, capsys)
     assert s["bit_exact"] and s["convs_rtl"] == (8 if path == "ref" else 9) and s["layer_outputs_compared"] == 9392
     g = N.read_model(KERAS_MODEL.read_bytes())
     x = np.random.default_rng(0).integers(-128, 128, g.tensors[g.inputs[0]].shape)
-    assert np.array_equal(np.load(yp), F.run_path(KERAS_MODEL.read_bytes(), x, path, check_delegated=False))
+    assert np.array_equal(y, F.run_path(KERAS_MODEL.read_bytes(), x, path, check_delegated=False))
     print(f"\n{KERAS_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs equal LiteRT")
 
 
@@ -440,16 +446,11 @@ def test_run_tflite_float_io_on_the_engine(path, tmp_path, capsys):
     if path == "opt" and platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("the optimized DEQUANTIZE is modelled for x86")
     m, x = N.with_io(*N.mobilenet(0), io="float32")
-    mp, xp, yp = tmp_path / "m.tflite", tmp_path / "x.npy", tmp_path / "y.npy"
+    mp, xp = tmp_path / "m.tflite", tmp_path / "x.npy"
     mp.write_bytes(m)
     np.save(xp, x)
-    status = main(["run", "tflite", str(mp), "--input", str(xp), "--path", path, "--engine", "4x4",
-                   "--sim", "verilator", "--quiet", "--out", str(yp)])
-    stdout, err = capsys.readouterr()
-    assert status == 0, err
-    s = json.loads(stdout.strip().splitlines()[-1])
+    s, stdout, y = _run_on_4x4_engine(mp, path, tmp_path, capsys, "--input", str(xp))
     assert s["bit_exact"] and s["convs_rtl"] == 8 and "| QUANTIZE |" in stdout and "| DEQUANTIZE |" in stdout
-    y = np.load(yp)
     assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path)) == 0
 
 
@@ -461,16 +462,10 @@ def test_run_tflite_converter_float_io_model_on_the_engine(path, tmp_path, capsy
     ref, where the FULLY_CONNECTED runs on the host; 6 on opt and xnnpack)."""
     if path not in FLOAT_MODEL_PATHS:
         pytest.skip("modelled on x86 only for this path (golden/tflite_ops.py)")
-    yp = tmp_path / "y.npy"
-    status = main(["run", "tflite", str(KERAS_FLOAT_MODEL), "--path", path, "--engine", "4x4", "--sim", "verilator",
-                   "--quiet", "--out", str(yp)])
-    stdout, err = capsys.readouterr()
-    assert status == 0, err
-    s = json.loads(stdout.strip().splitlines()[-1])
+    s, _, y = _run_on_4x4_engine(KERAS_FLOAT_MODEL, path, tmp_path, capsys)
     assert s["bit_exact"] and s["convs_rtl"] == (5 if path == "ref" else 6)
     m = KERAS_FLOAT_MODEL.read_bytes()
     x = _seeded_input(N.read_model(m), 0)
-    y = np.load(yp)
     assert y.dtype == np.float32 and N.count_differ(y, F.run_path(m, x, path, check_delegated=False)) == 0
     print(f"\n{KERAS_FLOAT_MODEL.name}, {path}: {s['cycles']:,} cycles, {s['layer_outputs_compared']} layer outputs "
           "and the float output equal LiteRT")
