@@ -32,10 +32,15 @@ __all__ = ["SystolicConfig", "SystolicArray", "DATAFLOWS", "MAX_DIM"]
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 64
 # Output queue depth. Its i.ready is the global step enable, a register (see StepQueue):
-# en(t) = [level(t-1) <= OUTPUT_FIFO_DEPTH - 3].
+# en(t) = [level(t-1) <= OUTPUT_FIFO_DEPTH - 3]; with pipeline_mult > 0 two registers,
+# en(t) = [level(t-2) <= OUTPUT_FIFO_DEPTH - 4] (step_queue's enable_stages=2).
 OUTPUT_FIFO_DEPTH = 6
-#: the registered enable's bound, step_queue's safe default (depth - 3); _row_enable copies it
-OUTPUT_FIFO_THRESHOLD = OUTPUT_FIFO_DEPTH - 3
+
+
+def output_fifo_threshold(enable_stages: int) -> int:
+    """The registered enable's bound, step_queue's safe default (depth - 2 - enable_stages);
+    _row_enable copies it."""
+    return OUTPUT_FIFO_DEPTH - 2 - enable_stages
 
 
 def min_acc_width(a_width: int, a_signed: bool, b_width: int, b_signed: bool) -> int:
@@ -207,6 +212,14 @@ class SystolicConfig(Config):
         return 1 if self.pipeline_mult else 0
 
     @property
+    def enable_stages(self) -> int:
+        """Flip-flops from the output FIFO's level to the step enable: 2 with ``pipeline_mult > 0``
+        (the fast PE registers its accumulator clear and load one step early, from the first
+        of them), else 1. No cycle formula depends on it: with a ready consumer the FIFO never
+        reaches either threshold."""
+        return 2 if self.pipeline_mult else 1
+
+    @property
     def fifo_latency(self) -> int:
         """Steps from the write of a result row into the output FIFO to its transfer."""
         return 2
@@ -264,9 +277,8 @@ class SystolicConfig(Config):
             f"{f'_d{self.dsp_rows}' if self.dsp_rows else ''}"
         )
 
-    #: fields left out of :meth:`to_dict` at their default (0), so the manifests and the keyword
-    #: arguments of configurations without them are the same as before they existed
-    #: (sim.systolic.run_gemm takes the dict as keywords and does not know them yet)
+    #: fields left out of :meth:`to_dict` at their default (0), so the manifests (and the build
+    #: cache keys) of configurations without them are the same as before they existed
     _OMITTED_AT_DEFAULT = ("pipeline_mult", "dsp_rows")
 
     def to_dict(self) -> dict:
@@ -351,30 +363,35 @@ class SystolicArray(wiring.Component):
         # It is a register, so its large fanout starts at a flip-flop, and it never depends
         # combinationally on o.ready.
         en, write_row = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH, registered_enable=True,
-                                   threshold=OUTPUT_FIFO_THRESHOLD)
+                                   threshold=output_fifo_threshold(cfg.enable_stages),
+                                   enable_stages=cfg.enable_stages)
 
-        def delayed(value, steps, name, reset_less=False):
-            """``value`` delayed by ``steps`` enabled registers (0: the value itself)."""
+        def delayed(value, steps, name, reset_less=False, step=en):
+            """``value`` delayed by ``steps`` registers enabled by ``step`` (default ``en``; 0 steps:
+            the value itself)."""
             shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
             for i in range(steps):
                 reg = Signal(shape, name=f"{name}_d{i + 1}", reset_less=reset_less)
-                with m.If(en):
+                with m.If(step):
                     m.d.sync += reg.eq(value)
                 value = reg
             return value
 
+        columns = None
         if cfg.dataflow == "os":
-            row_done, row_index, bank = self._elaborate_os(m, en, delayed)
+            row_done, row_index, bank, columns = self._elaborate_os(m, en, delayed)
         else:
             row_done, row_index, bank = self._elaborate_ws(m, en, delayed)
 
         # Result row read-out: at most one row completes per step, by construction of the
-        # tile throttles. The bank row is selected by index and written into the FIFO.
+        # tile throttles. The bank row is selected by index and written into the FIFO
+        # (pipeline_mult > 0: each column by its own multiplexer, ``columns``).
         out_row = Signal(cfg.o_layout)
-        m.d.comb += [
-            out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
-            out_row.last.eq(row_index == R - 1),
-        ]
+        if columns is None:
+            m.d.comb += out_row.data.eq(Array(row.as_value() for row in bank)[row_index])
+        else:
+            m.d.comb += [out_row.data[c].eq(value) for c, value in enumerate(columns)]
+        m.d.comb += out_row.last.eq(row_index == R - 1)
         if cfg.readout_latency:
             # A register between the read-out multiplexer and the FIFO (pipeline_mult > 0): the
             # row leaves one step later. It is written only in a step where en is high, as
@@ -388,22 +405,27 @@ class SystolicArray(wiring.Component):
             m.d.comb += write_row(row_done, out_row.as_value())
         return m
 
-    def _row_enable(self, m, en, r):
-        """The step enable for row ``r``'s DspMul clock enables. With ``pipeline_mult > 0`` a copy
-        of the queue's stall register per row (the same function of the FIFO level, so the
-        same value in every cycle), written so that yosys does not merge the copies: the enable
-        then reaches each row's DSP CE pins from a flip-flop of its own instead of one
-        flip-flop fanning out to every DSP on the device."""
-        if not self._config.pipeline_mult:
-            return en
+    def _row_enable(self, m, r):
+        """Row ``r``'s copy of the step enable, for ``pipeline_mult > 0``: ``(en_next, en)``, where
+        ``en`` equals the queue's step enable in every cycle and ``en_next`` is its value in the
+        next cycle. They are copies of the queue's two enable flip-flops (the same function of
+        the FIFO level and the same reset, see ``enable_stages``; ``en_next`` is the first
+        flop's inverted output), written so that yosys does not merge the copies: the enable
+        then reaches each row's DSP CE pins straight from a flip-flop of its own instead of one
+        flip-flop fanning out to every DSP on the device, and each PE's clear and load
+        registers are computed from the row's flip-flops and the tags only."""
         fifo = m.submodules["ofifo"]
-        stall = Signal(name=f"mul_row{r}_stall")
+        threshold = output_fifo_threshold(self._config.enable_stages)
+        stall_next = Signal(name=f"mul_row{r}_stall_next")
         # level + r + 1 > threshold + r + 1 is level > threshold written differently per row:
         # identical expressions became one flip-flop in yosys (opt_merge), even with keep
-        m.d.sync += stall.eq((fifo.level + (r + 1)) > (OUTPUT_FIFO_THRESHOLD + r + 1))
-        en_r = Signal(name=f"mul_row{r}_en")
-        m.d.comb += en_r.eq(~stall)
-        return en_r
+        m.d.sync += stall_next.eq((fifo.level + (r + 1)) > (threshold + r + 1))
+        # the enable itself, reset-less, as step_queue's second flop (no inverter before CE0)
+        en_r = Signal(name=f"mul_row{r}_en", reset_less=True)
+        m.d.sync += en_r.eq(~stall_next)
+        en_next = Signal(name=f"mul_row{r}_en_next")
+        m.d.comb += en_next.eq(~stall_next)
+        return en_next, en_r
 
     @staticmethod
     def _shift_operands(m, a_reg, b_reg, a_skewed, b_skewed, rows, en_rows):
@@ -493,7 +515,10 @@ class SystolicArray(wiring.Component):
         # copy of the step enable of its own (_row_enable), equal to en in every cycle, so that
         # no single flip-flop drives the clock enables of the whole array
         fast = cfg.pipeline_mult > 0
-        en_rows = [self._row_enable(m, en, r) for r in range(R)] if fast else [en] * R
+        if fast:
+            en_next_rows, en_rows = zip(*(self._row_enable(m, r) for r in range(R)))
+        else:
+            en_rows = [en] * R
         muls = []
         if cfg.uses_dspmul:
             for r in range(R):
@@ -506,12 +531,19 @@ class SystolicArray(wiring.Component):
                 muls.append(mul)
 
         with m.If(en):
-            for tag, first in ((v_tag, take), (l_tag, last_in)):
+            # pipeline_mult > 0: the last tag is "valid and last" (it implies the valid tag), so
+            # that a PE's precomputed clear needs one tag bit per anti-diagonal
+            for tag, first in ((v_tag, take), (l_tag, take & last_in if fast else last_in)):
                 m.d.sync += [reg.eq(prev) for reg, prev in zip(tag, [first, *tag[:-1]])]
-            if fast:
-                a_skewed = [delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True) for r in range(R)]
-                b_skewed = [delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True) for c in range(C)]
-            else:
+        if fast:
+            # the skew lines of row r / column c step with the copies of the enable of the row
+            # they feed (equal to en in every cycle)
+            a_skewed = [delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True, step=en_rows[r])
+                        for r in range(R)]
+            b_skewed = [delayed(self.b.payload.data[c], c, f"b_skew{c}", reset_less=True, step=en_rows[0])
+                        for c in range(C)]
+        with m.If(en):
+            if not fast:
                 for r in range(R):
                     # row r is skewed by r steps
                     m.d.sync += a_reg[r][0].eq(delayed(self.a.payload[r], r, f"a_skew{r}", reset_less=True))
@@ -556,17 +588,25 @@ class SystolicArray(wiring.Component):
             # the sum when its tag is valid. The same function as the generic PE's
             # Mux(last, 0, total) under the enable, without 32 LUTs per PE in front of the
             # register. One clear and one load signal per anti-diagonal d, shared by its PEs.
-            # With pipeline_mult > 0 the pair is per PE, from the row's own enable.
+            # With pipeline_mult > 0 the clear, load and finish signals are flip-flops of each PE,
+            # computed one step early from the row's enable copies and the tags, so that the
+            # accumulator's LSR and CE pins and the result register's CE are driven by a
+            # flip-flop next to them. en(t + 1) is en_next(t); a tag at t + 1 is the tag one
+            # anti-diagonal up if en(t) shifts the tags, else the same one. The array reset
+            # sets the clear flip-flop (init 1), so the accumulators are zeroed in the cycle
+            # after a reset, before any valid tag can reach them.
             if fast:
                 self._shift_operands(m, a_reg, b_reg, a_skewed, b_skewed, range(R), en_rows)
                 for r in range(R):
                     for c in range(C):
                         d = r + c + cfg.pe_latency - 1
-                        clear_rc, load_rc = Signal(name=f"pe{r}_{c}_clear"), Signal(name=f"pe{r}_{c}_load")
-                        m.d.comb += [clear_rc.eq(ResetSignal() | (en_rows[r] & v_tag[d] & l_tag[d])),
-                                     load_rc.eq(en_rows[r] & v_tag[d])]
-                        self._accumulate(m, acc[r][c], shadow[r][c], muls[r].p[c], clear_rc, load_rc,
-                                         en_rows[r] & v_tag[d] & l_tag[d])
+                        valid_next = en_next_rows[r] & Mux(en_rows[r], v_tag[d - 1], v_tag[d])
+                        ends_next = en_next_rows[r] & Mux(en_rows[r], l_tag[d - 1], l_tag[d])
+                        clear_rc = Signal(name=f"pe{r}_{c}_clear", init=1)
+                        load_rc = Signal(name=f"pe{r}_{c}_load")
+                        finish_rc = Signal(name=f"pe{r}_{c}_finish")
+                        m.d.sync += [clear_rc.eq(ends_next), load_rc.eq(valid_next), finish_rc.eq(ends_next)]
+                        self._accumulate(m, acc[r][c], shadow[r][c], muls[r].p[c], clear_rc, load_rc, finish_rc)
             else:
                 clear = [Signal(name=f"acc_clear{d}") for d in range(depth)]
                 load = [Signal(name=f"acc_load{d}") for d in range(depth)]
@@ -591,6 +631,21 @@ class SystolicArray(wiring.Component):
                     with m.If(v_tag[d] & l_tag[d]):
                         m.d.sync += done_index.eq(r)
             m.d.comb += [row_done.eq(Cat(*done).any()), row_index.eq(done_index)]
+            if fast:
+                # A copy of the index per column, so that no one register (nor the decoder ABC
+                # builds from it) selects all rows x cols x acc_width multiplexer inputs across the
+                # device. Copy c holds (r + c) mod rows and column c's multiplexer inputs are
+                # permuted to match: the copies load different constants, so yosys keeps them
+                # apart, and the permutation costs no logic.
+                columns = []
+                for c in range(C):
+                    index_c = Signal(index_range(R), name=f"done_index_c{c}")
+                    with m.If(en):
+                        for r in range(R):
+                            d = r + C - 1 + cfg.pe_latency - 1
+                            with m.If(l_tag[d]):
+                                m.d.sync += index_c.eq((r + c) % R)
+                    columns.append(Array(shadow[(j - c) % R][c] for j in range(R))[index_c])
         else:
             for r in range(R):
                 with m.If(done[r]):
@@ -599,7 +654,7 @@ class SystolicArray(wiring.Component):
         for r in range(R):
             for c in range(C):
                 m.d.comb += bank[r][c].eq(shadow[r][c])
-        return row_done, row_index, bank
+        return row_done, row_index, bank, columns if fast else None
 
     # -------------------------------------------------------------------------------------
     def _elaborate_ws(self, m, en, delayed):

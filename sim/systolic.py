@@ -118,7 +118,7 @@ class GemmResult:
 def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simulator: str = "verilator",
              a_width: int = 8, b_width: int = 8, a_signed: bool = True, b_signed: bool = True,
              acc_width: int = 32, pipeline_product: bool = True, pipeline_operands: bool = False, dsp: str = "generic",
-             allow_wrap: bool = False,
+             pipeline_mult: int = 0, dsp_rows: int = 0, allow_wrap: bool = False,
              work_dir=None, keep: bool = False, progress=False, waves=None) -> GemmResult:
     """Compute ``a @ b`` on the RTL of a ``rows x cols`` array.
 
@@ -134,7 +134,8 @@ def run_gemm(a, b, *, rows: int = 8, cols: int = 8, dataflow: str = "os", simula
     ``2**acc_width`` exactly as the hardware does)."""
     cfg = SystolicConfig(rows=rows, cols=cols, dataflow=dataflow, a_width=a_width, b_width=b_width,
                          a_signed=a_signed, b_signed=b_signed, acc_width=acc_width,
-                         pipeline_product=pipeline_product, pipeline_operands=pipeline_operands, dsp=dsp)
+                         pipeline_product=pipeline_product, pipeline_operands=pipeline_operands, dsp=dsp,
+                         pipeline_mult=pipeline_mult, dsp_rows=dsp_rows)
     a = check_operand("a", a, a_width, a_signed)
     b = check_operand("b", b, b_width, b_signed)
     if a.shape[1] != b.shape[0]:

@@ -149,7 +149,7 @@ class StepQueue(wiring.Component):
 
 
 def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = False, threshold: int | None = None,
-               name: str = "ofifo"):
+               enable_stages: int = 1, name: str = "ofifo"):
     """The :class:`StepQueue` mechanism built *inside* module ``m``: the one implementation,
     which :class:`StepQueue` itself uses.
 
@@ -164,9 +164,17 @@ def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = Fal
     write)``: ``en`` is the step enable (a Signal), ``write(valid, payload)`` the statements
     that write a beat in a step where ``valid`` is high. ``threshold`` (registered enable only)
     defaults to ``depth - 3``, the safe bound derived in :class:`StepQueue`; the tests pass
-    another one to show that an unsafe bound loses beats."""
+    another one to show that an unsafe bound loses beats.
+
+    ``enable_stages=2`` (registered enable only) puts a second flip-flop after the first:
+    ``en(t) = [level(t-2) <= depth - 4]``. Safe by the same argument with two steps of writes
+    in flight (``level(t) <= level(t-2) + 2 <= depth - 2`` whenever ``en(t)``); with a ready
+    consumer the level stays at 2, so ``depth >= 6`` never stalls. A block can then compute
+    ``en(t + 1)`` one cycle early from the first flip-flop (its D input is
+    ``fifo.level <= threshold``) and register signals that depend on the enable."""
     check_bool("registered_enable", registered_enable)
-    check_int("depth", depth, 5 if registered_enable else 3)
+    check_int("enable_stages", enable_stages, 1, 2 if registered_enable else 1)
+    check_int("depth", depth, (4 + enable_stages) if registered_enable else 3)
     width = Shape.cast(shape).width
     m.submodules[name] = fifo = SyncFIFOBuffered(width=width, depth=depth)
     en = Signal()
@@ -174,8 +182,18 @@ def step_queue(m: Module, o, shape, depth: int, *, registered_enable: bool = Fal
         # The flop holds "stall", not "enable", so that its reset value is 0: yosys' ABC9 on
         # iCE40 crashes on a set-type enable flop. Threshold depth - 3: see StepQueue.
         stall = Signal()
-        m.d.sync += stall.eq(fifo.level > (depth - 3 if threshold is None else threshold))
-        m.d.comb += en.eq(~stall)
+        m.d.sync += stall.eq(fifo.level > (depth - 2 - enable_stages if threshold is None else threshold))
+        if enable_stages == 2:
+            # The second flop holds the enable itself, so that it can drive clock-enable pins
+            # with no inverter (MULT18X18D's CE0 has none). Reset-less, power-up 0, so it is
+            # no set-type flop either: after a reset it is the enable computed before the
+            # reset for one cycle (low at worst: the block waits one cycle), then the reset
+            # FIFO's.
+            en_reg = Signal(name="en_d1", reset_less=True)
+            m.d.sync += en_reg.eq(~stall)
+            m.d.comb += en.eq(en_reg)
+        else:
+            m.d.comb += en.eq(~stall)
     else:
         m.d.comb += en.eq(fifo.w_rdy)
     m.d.comb += [o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready)]
