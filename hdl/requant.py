@@ -41,11 +41,17 @@ OUTPUT_FIFO_DEPTH = 4
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 8, "xnnpack": 8}
 
-#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs) or ``lut``
-#: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains)
-MULT_STYLES = ("dsp", "lut")
+#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs), ``lut``
+#: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains) or
+#: ``serial`` (float modes: a digit-serial product over ``serial_digits`` steps, no ``*``; one
+#: beat per ``serial_digits + 1`` steps)
+MULT_STYLES = ("dsp", "lut", "serial")
 # partial-product groups registered in the first stage of a ``lut`` product
 _LUT_GROUPS = 4
+#: serial_digits used when mult_style="serial" leaves it at 0
+DEFAULT_SERIAL_DIGITS = 4
+#: bits of the float modes' scale significand, which a serial product takes in digits
+_SIG_BITS = 24
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,17 @@ class RequantConfig(Config):
         Output bits (default 8).
     out_signed : bool
         int8-like (default) or uint8-like output.
-    mult_style : "dsp" or "lut"
+    mult_style : "dsp", "lut" or "serial"
         ``dsp`` (default): the scale product is an Amaranth ``*`` (DSP blocks on FPGAs, 4
         SB_MAC16 per lane on iCE40). ``lut``: the same exact product as partial products
         without ``*``, in two pipeline stages (one stage more latency), so that yosys maps it
-        to LUTs and leaves the DSPs to other blocks.
+        to LUTs and leaves the DSPs to other blocks. ``serial`` (``onnx`` and ``xnnpack``
+        only): the 25 x 24-bit significand product one digit of ``ceil(24/serial_digits)``
+        scale bits per step, LSB first, in one small adder; a beat then occupies the product
+        for ``serial_digits`` steps, so the lanes take one beat every :attr:`interval` =
+        ``serial_digits + 1`` steps (``serial_digits - 1`` stages more latency than ``dsp``).
+    serial_digits : int, 0 or 2..24
+        Steps of a ``serial`` product (0: 4 with ``serial``; must be 0 with ``dsp``/``lut``).
     """
 
     # checked by Config.__post_init__ against these declarations
@@ -80,7 +92,40 @@ class RequantConfig(Config):
     out_signed: bool = param(True, "int8-like output (--out-unsigned: uint8-like)",
                              flags=("--out-signed", "--out-unsigned"))
     mult_style: str = param("dsp", "scale product: dsp (Amaranth *, DSP blocks) or lut (partial products "
-                                   "without *, one more pipeline stage; keeps the DSPs free)", choices=MULT_STYLES)
+                                   "without *, one more pipeline stage; keeps the DSPs free) or serial (onnx/xnnpack: "
+                                   "digit-serial, one beat per serial_digits+1 cycles)", choices=MULT_STYLES)
+    serial_digits: int = param(0, "steps of a serial scale product (0: 4 with --mult-style serial)", lo=0,
+                               hi=_SIG_BITS)
+
+    #: left out of to_dict at 0: the manifests of the other styles are unchanged
+    _OMITTED_AT_DEFAULT = ("serial_digits",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mult_style != "serial":
+            if self.serial_digits != 0:
+                raise ConfigError(f"serial_digits applies to mult_style 'serial' only (0 with "
+                                  f"{self.mult_style!r}), not {self.serial_digits}")
+            return
+        if self.rounding not in FLOAT_ROUNDINGS:
+            raise ConfigError(f"mult_style 'serial' needs rounding onnx or xnnpack (a float scale's 24-bit "
+                              f"significand), not {self.rounding!r}")
+        if self.serial_digits == 0:
+            object.__setattr__(self, "serial_digits", DEFAULT_SERIAL_DIGITS)
+        if not 2 <= self.serial_digits <= _SIG_BITS:
+            raise ConfigError(f"serial_digits must be 2..{_SIG_BITS} with mult_style 'serial', not "
+                              f"{self.serial_digits}")
+
+    @property
+    def serial_digit_bits(self) -> int:
+        """Scale-significand bits per step of a ``serial`` product (0 otherwise)."""
+        return -(-_SIG_BITS // self.serial_digits) if self.mult_style == "serial" else 0
+
+    @property
+    def interval(self) -> int:
+        """Cycles between input beats in steady state with no stalls: 1, or ``serial_digits +
+        1`` with ``mult_style="serial"`` (the product's steps and the step that hands it on)."""
+        return self.serial_digits + 1 if self.mult_style == "serial" else 1
 
     @property
     def out_range(self) -> IntRange:
@@ -94,7 +139,8 @@ class RequantConfig(Config):
     def stages(self) -> int:
         """Pipeline registers of a beat, from the input register to the output register that
         feeds the FIFO, inclusive."""
-        return _STAGES[self.rounding] + (1 if self.mult_style == "lut" else 0)
+        extra = {"dsp": 0, "lut": 1, "serial": self.serial_digits - 1}[self.mult_style]
+        return _STAGES[self.rounding] + extra
 
     @property
     def fifo_latency(self) -> int:
@@ -107,18 +153,22 @@ class RequantConfig(Config):
         return self.stages + self.fifo_latency
 
     @property
-    def throughput(self) -> int:
-        """Values per cycle in steady state with no stalls."""
-        return self.lanes
+    def throughput(self) -> float:
+        """Values per cycle in steady state with no stalls: ``lanes / interval``."""
+        return self.lanes / self.interval if self.interval > 1 else self.lanes
 
     @property
     def module_name(self) -> str:
         s = "s" if self.out_signed else "u"
-        mul = "_mlut" if self.mult_style == "lut" else ""
+        mul = {"dsp": "", "lut": "_mlut", "serial": f"_mser{self.serial_digits}"}[self.mult_style]
         return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}{mul}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k in self._OMITTED_AT_DEFAULT:
+            if d[k] == 0:
+                del d[k]
+        return d
 
     # -- layouts (defined once; tb/ and sim/ read them through the manifest) --------------
     @cached_property
@@ -189,7 +239,9 @@ class Requantizer(wiring.Component):
         m = Module()
         # the output queue's i.ready is the global step enable (combinational from its level)
         en, write_beat = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH)
-        m.d.comb += [self.i.ready.eq(en), self.p.ready.eq(1)]
+        m.d.comb += self.p.ready.eq(1)
+        if cfg.interval == 1:
+            m.d.comb += self.i.ready.eq(en)
 
         # Data registers advance only while the pipeline holds a beat (``active``); a beat's
         # data is used only where its valid flag is, so this changes no output, and an idle
@@ -197,14 +249,16 @@ class Requantizer(wiring.Component):
         # almost nothing. The valid flags advance with ``en`` alone.
         active = Signal(name="active")
 
-        def reg(value, name, shape=None, *, reset=False):
+        def reg(value, name, shape=None, *, reset=False, when=None):
             """``value`` registered in cycles where the pipeline advances (``en``; data
             registers: ``active``). Only the valid flags are ``reset``: the data registers need
-            none, and a reset-less register costs less (logic and a Verilator model's work)."""
+            none, and a reset-less register costs less (logic and a Verilator model's work).
+            ``when``: load only in steps where ``when`` is high (the register then holds its
+            beat until the next one; a ``serial`` product reads it over several steps)."""
             if shape is None:
                 shape = value.shape()
             r = Signal(shape, name=name, reset_less=not reset)
-            with m.If(en if reset else active):
+            with m.If(en & when if when is not None else (en if reset else active)):
                 m.d.sync += r.eq(value)
             return r
 
@@ -219,10 +273,15 @@ class Requantizer(wiring.Component):
         entry = data.StructLayout({f: cfg.p_layout[f].shape for f in fields})
 
         take = Signal()
-        m.d.comb += take.eq(self.i.valid & en)
         valids = [reg(take, "v0", reset=True)]
         for k in range(1, cfg.stages):
             valids.append(reg(valids[-1], f"v{k}", reset=True))
+        if cfg.interval > 1:
+            # a serial product holds its beat for serial_digits steps: a beat is taken only
+            # when the previous one is at least `interval` steps ahead (valid flags 0 ..
+            # interval - 2 are clear), so two beats never share the product
+            m.d.comb += self.i.ready.eq(en & ~Cat(*valids[:self._serial_spacing(cfg.interval) - 1]).any())
+        m.d.comb += take.eq(self.i.valid & self.i.ready)
         m.d.comb += active.eq(en & Cat(take, *valids[:-1]).any())
         results = []
         for lane in range(cfg.lanes):
@@ -235,7 +294,7 @@ class Requantizer(wiring.Component):
             m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(en)]
             prm = {f: rp.data[f] for f in fields}
             acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
-            results.append(self._lane(m, reg, lane, acc, prm))
+            results.append(self._lane(m, reg, lane, acc, prm, valids, en))
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
@@ -243,7 +302,7 @@ class Requantizer(wiring.Component):
         return m
 
     # -------------------------------------------------------------------------------------
-    def _lane(self, m, reg, lane, acc, prm):
+    def _lane(self, m, reg, lane, acc, prm, valids, en):
         """One lane's datapath; returns its clamped output, ``stages - 1`` registers after
         the input register. Every width comes from an IntRange of ``WIDTHS`` (see
         :func:`datapath_ranges`), checked there at elaboration."""
@@ -253,17 +312,17 @@ class Requantizer(wiring.Component):
         keep = {}
         late = ["zero_point", "act_min", "act_max"]   # used only by the last stage
 
-        def carry(names, k):
+        def carry(names, k, when=None):
             """Carry parameters one stage further: ``mult``/``shift`` in a register each
             (``{n}{f}{k}``), the ``late`` ones together in one (``{n}late{k}``; the same
             flip-flops, one variable instead of three in a Verilator model)."""
             for f in names:
                 if f not in late:
-                    keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
+                    keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}", when=when)
             packed = [f for f in late if f in names]
             if packed:
                 values = [Value.cast(keep.get(f, prm.get(f))) for f in packed]
-                r, pos = reg(Cat(*values), f"{n}late{k}"), 0
+                r, pos = reg(Cat(*values), f"{n}late{k}", when=when), 0
                 for f, v in zip(packed, values):
                     keep[f] = r[pos:pos + len(v)].as_signed() if v.shape().signed else r[pos:pos + len(v)]
                     pos += len(v)
@@ -353,7 +412,7 @@ class Requantizer(wiring.Component):
             y = reg((qs + 1) >> 1, f"{n}y3", shape_of(R["y"]))
             carry(late, 3)
         else:
-            y = self._onnx(m, reg, n, s, keep, carry, late, R, wire)
+            y = self._onnx(m, reg, n, s, keep, carry, late, R, wire, valids, en)
 
         # last stage: + zero point, clamp (exact: the sum's width comes from the ranges)
         t = wire(y + keep["zero_point"], "with_zero_point", "t")
@@ -385,7 +444,35 @@ class Requantizer(wiring.Component):
         size = -(-len(rows) // _LUT_GROUPS)
         return [reg(tree_sum(rows[i:i + size]), f"{name}_{i // size}") for i in range(0, len(rows), size)]
 
-    def _onnx(self, m, reg, n, s, keep, carry, late, R, wire):
+    @staticmethod
+    def _serial_spacing(interval):
+        """Steps from one input beat to the next that a ``serial`` product allows (a method so
+        that tb/requant/mutants.py can show that an off-by-one spacing is caught)."""
+        return interval
+
+    def _serial_product(self, m, n, a, b, steps):
+        """``a * b`` (unsigned, ``b`` of at most ``_SIG_BITS`` bits) digit-serially, LSB first:
+        in the step where ``steps[k]`` is high (one-hot, one step per digit, in order), ``acc +
+        a * digit_k`` is split into its low ``d`` bits, shifted into ``low``, and the rest, the
+        next ``acc`` (the first step starts from 0). Invariant ``acc <= a``, so ``acc`` is as
+        wide as ``a`` and the adder ``d`` bits wider. Returns the product ``Cat(low, acc)``,
+        valid from the step after the last digit until the next beat's first step."""
+        cfg = self._config
+        D, d = cfg.serial_digits, cfg.serial_digit_bits
+        padded = Cat(b, Const(0, D * d - len(b)))
+        digit = Signal(d, name=f"{n}digit")
+        parts = [Mux(f, padded[k * d:(k + 1) * d], 0) for k, f in enumerate(steps)]
+        value = parts[0]
+        for p in parts[1:]:
+            value = value | p
+        m.d.comb += digit.eq(value)
+        acc = Signal(len(a), name=f"{n}sacc", reset_less=True)
+        low = Signal(D * d, name=f"{n}slow", reset_less=True)
+        total = Signal(len(a) + d, name=f"{n}ssum")
+        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *partial_products(a, digit)]))
+        return acc, low, total, d
+
+    def _onnx(self, m, reg, n, s, keep, carry, late, R, wire, valids, en):
         """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
         # stage 2: sign, magnitude, normalisation by the leading-zero count
         neg = s < 0
@@ -408,16 +495,33 @@ class Requantizer(wiring.Component):
         neg2 = reg(neg, f"{n}neg2")
         carry(late + ["mult"], 2)
         # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
+        serial = self._config.mult_style == "serial"
+        # serial: the stage-3 registers load only with a beat and hold it while the product
+        # reads them (serial_digits steps) and the step after it reads u_pre, neg and late
+        hold = valids[2] if serial else None
         q, rem = nm[8:32], nm[0:8]
-        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]))
-        lz3, neg3 = reg(lz2, f"{n}lz3"), reg(neg2, f"{n}neg3")
-        carry(late + ["mult"], 3)
+        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]), when=hold)
+        lz3, neg3 = reg(lz2, f"{n}lz3", when=hold), reg(neg2, f"{n}neg3", when=hold)
+        carry(late + ["mult"], 3, when=hold)
         bits = keep["mult"]
         sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
         eb = bits[23:31]                       # biased exponent
         # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
         u_pre = 127 + lz3 - eb
-        if self._config.mult_style == "lut":
+        if serial:
+            # steps 4 .. 3 + D (valid flags 3 .. 2 + D): one digit each; the product is then
+            # in sacc/slow while the beat's flag is at 3 + D, the "p4" step of the other styles
+            D = self._config.serial_digits
+            steps = valids[3:3 + D]
+            acc, low, total, d = self._serial_product(m, n, fm, sig, steps)
+            step_en = Signal(name=f"{n}sstep")
+            m.d.comb += step_en.eq(Cat(*steps).any() & en)
+            with m.If(step_en):
+                m.d.sync += [acc.eq(total[d:]), low.eq(Cat(low[d:], total[:d]))]
+            prod = wire(Cat(low, acc)[:R["sig_product"].width], "sig_product", "p4")
+            u_pre = wire(u_pre, "u_pre", "u4")
+            neg4 = neg3
+        elif self._config.mult_style == "lut":
             # stage 4a: partial-product group sums (rows: the scale's 24 significand bits)
             parts = self._lut_parts(reg, fm, sig, f"{n}pp4")
             u_pre, neg3 = reg(u_pre, f"{n}u4a", shape_of(R["u_pre"])), reg(neg3, f"{n}neg4a")
@@ -425,11 +529,12 @@ class Requantizer(wiring.Component):
             product = tree_sum(parts)
         else:
             product = fm * sig
-        # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
-        prod = reg(product, f"{n}p4", shape_of(R["sig_product"]))
-        u_pre = reg(u_pre, f"{n}u4", shape_of(R["u_pre"]))
-        neg4 = reg(neg3, f"{n}neg4")
-        carry(late, 4)
+        if not serial:
+            # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
+            prod = reg(product, f"{n}p4", shape_of(R["sig_product"]))
+            u_pre = reg(u_pre, f"{n}u4", shape_of(R["u_pre"]))
+            neg4 = reg(neg3, f"{n}neg4")
+            carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
         hi = prod[47]
         q_hi, r_hi = prod[24:48], prod[0:24]

@@ -27,10 +27,21 @@ class TiesAwayFloatRequantizer(Requantizer):
         return remainder >= half
 
 
+class SerialSpacingRequantizer(Requantizer):
+    """A ``serial`` product that lets the next beat in one step early (spacing ``interval -
+    1``): the next beat's fm/scale overwrite the held stage-3 registers during the last digit
+    step, so back-to-back beats get wrong products (and u_pre/zero point of the next beat)."""
+
+    @staticmethod
+    def _serial_spacing(interval):
+        return interval - 1
+
+
 #: name -> (class, the rounding modes it breaks)
 MUTANTS = {
     "opt_ties_away": (TiesAwayOptRequantizer, ("tflite_opt",)),
     "float_ties_away": (TiesAwayFloatRequantizer, ("onnx", "xnnpack")),
+    "serial_spacing": (SerialSpacingRequantizer, ("onnx", "xnnpack")),
 }
 
 
