@@ -69,7 +69,8 @@ POINTS = {
                          config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4,
                                                           max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
                                                           max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
-                                                          requant_lanes=1, mult_style="serial", serial_digits=4),
+                                                          requant_lanes=1, mult_style="serial", serial_digits=4,
+                                                          acc_width=0),
                                              x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
     # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",

@@ -123,6 +123,12 @@ class EngineConfig(Config):
         the tile period.
     serial_digits : int, 0 or 2..24
         Steps of the requantizer's ``serial`` product (0: 4 with ``serial``; 0 otherwise).
+    acc_width : int, 0 or 18..32
+        The array's accumulator bits (default 32). 0: the fewest bits with which no K the maxima
+        allow (``max_kernel**2 * max_pixel_words * vec``) can overflow (25 for 3x3 kernels and
+        16 channels); a width below that is an error. The requantizer still adds the bias in
+        int32 (the accumulator sign-extended), so results do not change; the array's adders,
+        registers and output queue get narrower.
     """
 
     # Config.__post_init__ checks each field against its declaration, in this order.
@@ -158,6 +164,8 @@ class EngineConfig(Config):
                                 "builds compile its model)", choices=ENGINE_DSP_VARIANTS)
     serial_digits: int = param(0, "steps of the requantizer's serial product (0: 4 with --mult-style serial)",
                                lo=0, hi=24)
+    acc_width: int = param(32, "array accumulator bits (0: the fewest that no K the maxima allow can overflow)",
+                           lo=0, hi=32)
 
     def __post_init__(self):
         super().__post_init__()
@@ -175,6 +183,30 @@ class EngineConfig(Config):
         if self.debug_fault == "requant_lane" and self.requant_slots < 2:
             raise ConfigError("debug_fault 'requant_lane' needs requant_lanes < cols (a time-multiplexed row)")
         self.requant    # its own checks (mult_style 'serial' with the rounding, serial_digits), here
+        need = self.min_acc_width
+        if self.acc_width == 0:
+            object.__setattr__(self, "acc_width", need)
+        elif self.acc_width < need:
+            raise ConfigError(f"acc_width must be {need}..32 for these maxima (K up to {self.max_k_allowed} "
+                              f"= max_kernel**2 * max_pixel_words * vec), or 0 for {need}; not {self.acc_width}")
+
+    @property
+    def max_k_allowed(self) -> int:
+        """The largest K = kh*kw*c_slice that the other maxima let a descriptor ask for."""
+        return self.max_kernel ** 2 * self.max_pixel_words * self.vec
+
+    @property
+    def min_acc_width(self) -> int:
+        """The fewest accumulator bits for which :attr:`max_k` covers :attr:`max_k_allowed`
+        (capped at 32, where the descriptor check ``K <= max_k`` takes over)."""
+        for w in range(2, 33):
+            if self._systolic(w).max_k >= self.max_k_allowed:
+                return w
+        return 32
+
+    def _systolic(self, acc_width: int) -> SystolicConfig:
+        return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
+                              acc_width=max(acc_width, 18), dsp=self.dsp)
 
     @property
     def requant_slots(self) -> int:
@@ -184,8 +216,7 @@ class EngineConfig(Config):
     # -- the blocks it composes ------------------------------------------------------------
     @cached_property
     def systolic(self) -> SystolicConfig:
-        return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
-                              acc_width=32, dsp=self.dsp)
+        return self._systolic(self.acc_width)
 
     @cached_property
     def requant(self) -> RequantConfig:
@@ -216,7 +247,8 @@ class EngineConfig(Config):
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
         mul = ({"dsp": "", "lut": "_mlut", "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
-               + ("" if self.dsp == "generic" else f"_{self.dsp}"))
+               + ("" if self.dsp == "generic" else f"_{self.dsp}")
+               + ("" if self.acc_width == 32 else f"_acc{self.acc_width}"))
         return (f"convgen_engine_r{self.rows}c{self.cols}v{self.vec}_{self.rounding}"
                 f"_h{self.max_h}w{self.max_w}pw{self.max_pixel_words}k{self.max_kernel}s{self.max_stride}"
                 f"p{self.max_pad}d{self.max_dilation}t{self.max_tiles}a{self.addr_width}"
@@ -226,6 +258,8 @@ class EngineConfig(Config):
         d = asdict(self)
         if d["serial_digits"] == 0:     # the other styles' manifests are unchanged
             del d["serial_digits"]
+        if d["acc_width"] == 32:
+            del d["acc_width"]
         return d
 
     # -- layouts -----------------------------------------------------------------------------

@@ -445,6 +445,12 @@ class Requantizer(wiring.Component):
         return [reg(tree_sum(rows[i:i + size]), f"{name}_{i // size}") for i in range(0, len(rows), size)]
 
     @staticmethod
+    def _sticky_round_up(half_bit, sticky, quotient):
+        """Round half to even from the half bit and the sticky bit below it (the ``serial``
+        lane's form of :meth:`_float_round_up`)."""
+        return half_bit & (sticky | quotient[0])
+
+    @staticmethod
     def _serial_spacing(interval):
         """Steps from one input beat to the next that a ``serial`` product allows (a method so
         that tb/requant/mutants.py can show that an off-by-one spacing is caught)."""
@@ -549,11 +555,28 @@ class Requantizer(wiring.Component):
         carry(late, 5)
         # stage 6: to an integer, half to even: (R << 8) >> u
         x = wire(r_val << 8, "x", "x")
-        qv = wire(x >> u_sat, "x", "q")
-        mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
-        remv = x & mask
-        half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
-        up = (u_sat != 0) & self._float_round_up(remv, half, qv)
+        if serial:
+            # the small-area lane rounds with one shifter: t = (x << 1) >> u holds the quotient
+            # x >> u above its lowest bit, the half bit x[u-1] (0 when u == 0); the bits below
+            # the half bit are nonzero iff x's trailing zeros tz(x) = 8 + tz(R) (R != 0) are
+            # fewer than u - 1. Equal to the mask form below (the tests compare both with the
+            # golden model), without its second barrel shifter.
+            t = Signal(len(x) + 1, name=f"{n}t6")
+            m.d.comb += t.eq((x << 1) >> u_sat)
+            qv = wire(t[1:], "x", "q")
+            tz = Signal(range(len(r_val) + 1), name=f"{n}tz")
+            tz_value = Const(len(r_val), tz.shape())          # r_val == 0: no sticky bit
+            for b in reversed(range(len(r_val))):
+                tz_value = Mux(r_val[b], b, tz_value)
+            m.d.comb += tz.eq(tz_value)
+            sticky = (r_val != 0) & (tz + 9 < u_sat)
+            up = self._sticky_round_up(t[0], sticky, qv)
+        else:
+            qv = wire(x >> u_sat, "x", "q")
+            mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
+            remv = x & mask
+            half = mask - (mask >> 1)  # 2**(u-1), 0 when u == 0
+            up = (u_sat != 0) & self._float_round_up(remv, half, qv)
         mag_y = wire(qv + up, "y_magnitude", "ymag")
         y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
         carry(late, 6)

@@ -1,7 +1,8 @@
 """The 2 x 4 engine of bench/synth_engine.py's ``ice40_serial`` point: one requantizer lane
-time-multiplexed over the 4 columns (``requant_lanes=1``), descriptor checks without ``*``, and the
+time-multiplexed over the 4 columns (``requant_lanes=1``), descriptor checks without ``*``, the
 requantizer's significand product digit-serial (``mult_style="serial"``, 4 steps of 6 bits: one
-requantizer beat every 5 cycles, so a tile's 8 beats need a tile period of at least 40).
+requantizer beat every 5 cycles, so a tile's 8 beats need a tile period of at least 40), and
+25-bit accumulators (``acc_width=0``: the fewest for K <= 144).
 
 Free-running on Icarus (Verilator under ``-m slow``; the serial requantizer itself runs on both
 simulators in the default suite, tb/requant/test_requant.py): random layers back to back with a
@@ -22,7 +23,7 @@ from convgen.sim import engine as se
 
 CFG = dict(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4, max_kernel=3, max_stride=2,
            max_pad=1, max_dilation=1, max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
-           requant_lanes=1, mult_style="serial", serial_digits=4)
+           requant_lanes=1, mult_style="serial", serial_digits=4, acc_width=0)
 
 # name -> (layer, x_signed, compute-bound with interval 5: K = kh*kw*c_slice >= 40)
 LAYERS = {
@@ -70,7 +71,12 @@ def test_serial_engine_bit_exact_and_cycle_formula(simulator, tmp_path):
 
 def test_serial_engine_config():
     cfg = EngineConfig(**CFG)
-    assert cfg.check_cycles == 5 and cfg.requant.stages == 8 + 3 and cfg.module_name.endswith("q1_mser4")
+    assert cfg.check_cycles == 5 and cfg.requant.stages == 8 + 3 and cfg.module_name.endswith("q1_mser4_acc25")
+    # acc_width 0: the fewest bits for K <= 3*3*4*4 = 144 with 9-bit operands (|product| <= 256*256)
+    assert cfg.acc_width == cfg.systolic.acc_width == 25 and cfg.max_k >= 144
+    with pytest.raises(ConfigError, match=r"acc_width must be 25\.\.32 for these maxima \(K up to 144"):
+        EngineConfig(**{**CFG, "acc_width": 24})
+    assert "acc_width" not in EngineConfig(rows=2, cols=4).to_dict()
     assert EngineConfig(**{**CFG, "serial_digits": 0}).requant.serial_digits == 4
     assert "serial_digits" not in EngineConfig(rows=2, cols=4).to_dict()
     with pytest.raises(ConfigError, match="mult_style 'serial' needs rounding onnx or xnnpack"):

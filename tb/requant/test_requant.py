@@ -80,13 +80,15 @@ def test_requant_million_values(name, tmp_path):
     _run(CONFIGS[name], "verilator", str(tmp_path), BEATS["slow"], testcase="random_values_random_stalls")
 
 
-def test_serial_spacing_mutant_is_caught(tmp_path):
-    """A serial requantizer that takes the next beat one step too early (tb/requant/mutants.py)
-    fails the random regression (back-to-back beats with stalls) against the golden model."""
+@pytest.mark.parametrize("mutant", ["serial_spacing", "serial_ties_away"])
+def test_serial_mutant_is_caught(mutant, tmp_path):
+    """A serial requantizer that takes the next beat one step too early, or whose sticky-bit
+    rounding breaks ties away from zero (tb/requant/mutants.py), fails the random regression
+    (the whole cocotb regression: back-to-back beats with stalls, corner values with exact
+    ties) against the golden model."""
     cfg = RequantConfig(**CONFIGS["onnx-l2g3-s8-ser4"])
-    block, name = mutant_requantizer("serial_spacing", cfg)
+    block, name = mutant_requantizer(mutant, cfg)
     bld = build_component(block, name, "icarus", block="requant", parameters=cfg.to_dict(),
                           extra=manifest_extra(cfg))
-    res = run_cocotb(bld, MODULE, run_dir=tmp_path, testcase="random_values_random_stalls",
-                     extra_env={"CONVGEN_REQUANT_BEATS": "300"})
-    assert res.tests == 1 and not res.passed, "the serial spacing mutant was not caught"
+    res = run_cocotb(bld, MODULE, run_dir=tmp_path, extra_env={"CONVGEN_REQUANT_BEATS": "300"})
+    assert res.tests > 1 and not res.passed, f"the {mutant} mutant was not caught"
