@@ -1,7 +1,7 @@
 """ConvEngine with on-chip buffers (hdl/engine_soc.py) through the synthesis flow, placed and routed.
 
     .venv/bin/python bench/synth_engine.py                 # both points below
-    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1
+    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial
 
 Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen synth``):
 
@@ -9,7 +9,10 @@ Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen s
   4096-word x/w/y buffers and a 512-word parameter buffer, on LFE5U-85F;
 - ``ice40``: a 2x4 engine with maxima small enough for an iCE40UP5K (32x32 inputs, 16
   channels in and out, 3x3 kernels, stride 2, pad 1) and 16K-word x and y buffers in SPRAM
-  (w and p in EBR), on iCE40UP5K.
+  (w and p in EBR), on iCE40UP5K;
+- ``ice40_fit`` / ``ice40_serial``: the 2x4 engine with one time-multiplexed requantizer lane and no
+  ``*`` outside the PEs (``mult_style`` ``lut`` / ``serial``; ``ice40_serial`` also derives the
+  accumulator width from the maxima), smaller maxima, on iCE40UP5K (see the comments below).
 
 Writes bench/results/synth_engine.json (the flow reports) and prints the table; the Markdown
 write-up is bench/results/synth_engine.md. A point that does not fit is reported with
