@@ -291,7 +291,10 @@ class Requantizer(wiring.Component):
             m.d.comb += [wp.addr.eq(p.group), wp.en.eq(self.p.valid & (p.lane == lane))]
             m.d.comb += [wp.data[f].eq(p[f]) for f in fields]
             rp = mem.read_port(domain="sync")    # not transparent: a write is seen by later beats
-            m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(en)]
+            # serial: read only at a transfer, so the read register holds the beat's parameters
+            # until the next transfer (at least `interval` steps later) and no pipeline register
+            # has to carry them to stage 3 (_onnx)
+            m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(take if cfg.interval > 1 else en)]
             prm = {f: rp.data[f] for f in fields}
             acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
             results.append(self._lane(m, reg, lane, acc, prm, valids, en))
@@ -335,7 +338,8 @@ class Requantizer(wiring.Component):
 
         # stage 1: v = wrap32(acc + bias) (the sum range R["acc_bias"] is wrapped to int32)
         s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", shape_of(R["v"]))
-        carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
+        if cfg.interval == 1:
+            carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
         if cfg.rounding in ("tflite", "tflite_opt"):
             # tflite_opt differs in two places: the multiplier is the word's low 31 bits (so
@@ -499,11 +503,15 @@ class Requantizer(wiring.Component):
         nm = reg(v, f"{n}nm2", shape_of(R["normalised"]))
         lz2 = reg(lz, f"{n}lz2")
         neg2 = reg(neg, f"{n}neg2")
-        carry(late + ["mult"], 2)
-        # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
         serial = self._config.mult_style == "serial"
+        if not serial:
+            carry(late + ["mult"], 2)
+        # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
         # serial: the stage-3 registers load only with a beat and hold it while the product
-        # reads them (serial_digits steps) and the step after it reads u_pre, neg and late
+        # reads them (serial_digits steps) and the step after it reads u_pre, neg and late;
+        # mult and late load straight from the parameter memory's read register, which holds
+        # them from the beat's transfer (step 0) until the next transfer (step >= interval =
+        # serial_digits + 1 > 3)
         hold = valids[2] if serial else None
         q, rem = nm[8:32], nm[0:8]
         fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]), when=hold)
@@ -552,7 +560,9 @@ class Requantizer(wiring.Component):
         cap = R["u_sat"].hi
         u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", shape_of(R["u_sat"]))
         neg5 = reg(neg4, f"{n}neg5")
-        carry(late, 5)
+        # serial: late5 loads with the beat and holds it for `interval` steps, so the last stage
+        # (two steps later) reads it without a stage-6 copy
+        carry(late, 5, when=valids[3 + self._config.serial_digits] if serial else None)
         # stage 6: to an integer, half to even: (R << 8) >> u
         x = wire(r_val << 8, "x", "x")
         if serial:
@@ -579,7 +589,8 @@ class Requantizer(wiring.Component):
             up = (u_sat != 0) & self._float_round_up(remv, half, qv)
         mag_y = wire(qv + up, "y_magnitude", "ymag")
         y = reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
-        carry(late, 6)
+        if not serial:
+            carry(late, 6)
         return y
 
 
