@@ -1,7 +1,7 @@
 """ConvEngine with on-chip buffers (hdl/engine_soc.py) through the synthesis flow, placed and routed.
 
     .venv/bin/python bench/synth_engine.py                 # both points below
-    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1
+    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial
 
 Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen synth``):
 
@@ -9,7 +9,10 @@ Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen s
   4096-word x/w/y buffers and a 512-word parameter buffer, on LFE5U-85F;
 - ``ice40``: a 2x4 engine with maxima small enough for an iCE40UP5K (32x32 inputs, 16
   channels in and out, 3x3 kernels, stride 2, pad 1) and 16K-word x and y buffers in SPRAM
-  (w and p in EBR), on iCE40UP5K.
+  (w and p in EBR), on iCE40UP5K;
+- ``ice40_fit`` / ``ice40_serial``: the 2x4 engine with one time-multiplexed requantizer lane and no
+  ``*`` outside the PEs (``mult_style`` ``lut`` / ``serial``; ``ice40_serial`` also derives the
+  accumulator width from the maxima), smaller maxima, on iCE40UP5K (see the comments below).
 
 Writes bench/results/synth_engine.json (the flow reports) and prints the table; the Markdown
 write-up is bench/results/synth_engine.md. A point that does not fit is reported with
@@ -62,6 +65,16 @@ POINTS = {
                                                        max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
                                                        requant_lanes=1, mult_style="lut"),
                                           x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    # ice40_fit with the requantizer's significand product digit-serial (mult_style="serial", 4 steps of
+    # 6 bits: one requantizer beat every 5 cycles, compute-bound for K >= 2*4*5 = 40);
+    # tests/test_engine_serial.py simulates this engine
+    "ice40_serial": dict(target="ice40", device="up5k",
+                         config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4,
+                                                          max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
+                                                          max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
+                                                          requant_lanes=1, mult_style="serial", serial_digits=4,
+                                                          acc_width=0),
+                                             x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
     # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",
                       config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,

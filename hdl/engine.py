@@ -41,7 +41,7 @@ __all__ = ["EngineConfig", "ConvEngine", "manifest_extra"]
 OPERAND_WIDTH = 9     # int8/uint8 minus a zero point of the same type: -255..255
 PARAM_OUT_WIDTH = 9   # requantizer output: int8 and uint8 are both clamp ranges of signed 9
 STATES = ("IDLE", "CHECK1", "CHECK2", "DECIDE", "WAITG", "PARAMS", "RUN")
-# with mult_style="lut" the descriptor checks' chained products take two more cycles
+# with mult_style "lut" or "serial" the descriptor checks' chained products take two more cycles
 LUT_CHECK_STATES = ("CHECKA", "CHECKB")
 
 
@@ -117,12 +117,24 @@ class EngineConfig(Config):
         registered read-out row (the configuration that places fastest on ECP5, docs/systolic.md).
         The array's latency per tile grows by ``SystolicConfig.pe_latency`` and
         ``readout_latency``; the engine's cycle formula takes both from :attr:`systolic`.
-    mult_style : "dsp" or "lut"
+    mult_style : "dsp", "lut" or "serial"
         ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
         are Amaranth ``*`` (DSP blocks on FPGAs). ``lut``: both are partial-product sums without
         ``*`` (hdl/lib/arith.py), so yosys leaves every DSP block to the array's PEs (the iCE40UP5K
         has exactly 8); the requantizer gets one more pipeline stage and the checks two more
-        cycles (:attr:`check_cycles`).
+        cycles (:attr:`check_cycles`). ``serial`` (rounding ``onnx``/``xnnpack``): the checks
+        as with ``lut``, the requantizer's product digit-serial (:class:`RequantConfig`), a beat
+        every ``serial_digits + 1`` cycles: about 1,000 LUT4 less than ``lut`` per lane on iCE40,
+        compute-bound while ``rows * cols / requant_lanes * (serial_digits + 1)`` does not exceed
+        the tile period.
+    serial_digits : int, 0 or 2..24
+        Steps of the requantizer's ``serial`` product (0: 4 with ``serial``; 0 otherwise).
+    acc_width : int, 0 or 18..32
+        The array's accumulator bits (default 32). 0: the fewest bits with which no K the maxima
+        allow (``max_kernel**2 * max_pixel_words * vec``) can overflow (25 for 3x3 kernels and
+        16 channels); a width below that is an error. The requantizer still adds the bias in
+        int32 (the accumulator sign-extended), so results do not change; the array's adders,
+        registers and output queue get narrower.
     """
 
     # Config.__post_init__ checks each field against its declaration, in this order.
@@ -150,13 +162,19 @@ class EngineConfig(Config):
                                   "cols/requant_lanes cycles (must divide cols)", lo=0, hi=64)
     mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
                                    "lut (partial products without *, every DSP left to the array; one more "
-                                   "requantizer stage, two more check cycles)", choices=MULT_STYLES)
+                                   "requantizer stage, two more check cycles) or serial (checks as lut, a "
+                                   "digit-serial requantizer product: one beat per serial_digits+1 cycles; "
+                                   "onnx/xnnpack)", choices=MULT_STYLES)
     dsp: str = param("generic", "the array's multipliers: generic (Amaranth *, mapped by the synthesizer) or ecp5 "
                                 "(one MULT18X18D per PE with its output register, hdl/lib/dsp.py; simulation "
                                 "builds compile its model)", choices=ENGINE_DSP_VARIANTS)
     pipeline_mult: int = param(0, "the array's fast PE (SystolicConfig.pipeline_mult, with its operand registers): "
                                   "1 = the DSP's pipeline register, 2 = and a fabric register after the DSP; "
                                   "more array latency per tile, the same throughput (0: the default PE)", lo=0, hi=2)
+    serial_digits: int = param(0, "steps of the requantizer's serial product (0: 4 with --mult-style serial)",
+                               lo=0, hi=24)
+    acc_width: int = param(32, "array accumulator bits (0: the fewest that no K the maxima allow can overflow)",
+                           lo=0, hi=32)
 
     def __post_init__(self):
         super().__post_init__()
@@ -173,6 +191,32 @@ class EngineConfig(Config):
                               f"at most {MAX_GROUPS}, not {self.max_tiles} * {self.requant_slots}")
         if self.debug_fault == "requant_lane" and self.requant_slots < 2:
             raise ConfigError("debug_fault 'requant_lane' needs requant_lanes < cols (a time-multiplexed row)")
+        self.requant    # its own checks (mult_style 'serial' with the rounding, serial_digits), here
+        need = self.min_acc_width
+        if self.acc_width == 0:
+            object.__setattr__(self, "acc_width", need)
+        elif self.acc_width < need:
+            raise ConfigError(f"acc_width must be {need}..32 for these maxima (K up to {self.max_k_allowed} "
+                              f"= max_kernel**2 * max_pixel_words * vec), or 0 for {need}; not {self.acc_width}")
+
+    @property
+    def max_k_allowed(self) -> int:
+        """The largest K = kh*kw*c_slice that the other maxima let a descriptor ask for."""
+        return self.max_kernel ** 2 * self.max_pixel_words * self.vec
+
+    @property
+    def min_acc_width(self) -> int:
+        """The fewest accumulator bits for which :attr:`max_k` covers :attr:`max_k_allowed`
+        (capped at 32, where the descriptor check ``K <= max_k`` takes over)."""
+        for w in range(2, 33):
+            if self._systolic(w).max_k >= self.max_k_allowed:
+                return w
+        return 32
+
+    def _systolic(self, acc_width: int) -> SystolicConfig:
+        return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
+                              acc_width=max(acc_width, 18), dsp=self.dsp, pipeline_operands=self.pipeline_mult > 0,
+                              pipeline_mult=self.pipeline_mult)
 
     @property
     def requant_slots(self) -> int:
@@ -182,16 +226,14 @@ class EngineConfig(Config):
     # -- the blocks it composes ------------------------------------------------------------
     @cached_property
     def systolic(self) -> SystolicConfig:
-        return SystolicConfig(self.rows, self.cols, "os", a_width=OPERAND_WIDTH, b_width=OPERAND_WIDTH,
-                              acc_width=32, dsp=self.dsp, pipeline_operands=self.pipeline_mult > 0,
-                              pipeline_mult=self.pipeline_mult)
+        return self._systolic(self.acc_width)
 
     @cached_property
     def requant(self) -> RequantConfig:
         # entry t*slots + j of physical lane l holds the parameters of column j*requant_lanes + l
         return RequantConfig(lanes=self.requant_lanes, groups=self.max_tiles * self.requant_slots,
                              rounding=self.rounding, out_width=PARAM_OUT_WIDTH, out_signed=True,
-                             mult_style=self.mult_style)
+                             mult_style=self.mult_style, serial_digits=self.serial_digits)
 
     @cached_property
     def im2col(self) -> Im2colConfig:
@@ -214,7 +256,9 @@ class EngineConfig(Config):
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
-        mul = (("_mlut" if self.mult_style == "lut" else "") + ("" if self.dsp == "generic" else f"_{self.dsp}")
+        mul = ({"dsp": "", "lut": "_mlut", "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
+               + ("" if self.dsp == "generic" else f"_{self.dsp}")
+               + ("" if self.acc_width == 32 else f"_acc{self.acc_width}")
                + (f"_pm{self.pipeline_mult}" if self.pipeline_mult else ""))
         return (f"convgen_engine_r{self.rows}c{self.cols}v{self.vec}_{self.rounding}"
                 f"_h{self.max_h}w{self.max_w}pw{self.max_pixel_words}k{self.max_kernel}s{self.max_stride}"
@@ -222,7 +266,12 @@ class EngineConfig(Config):
                 f"b{self.fetch_banks}f{self.weight_fifo}{q}{mul}{f}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["serial_digits"] == 0:     # the other styles' manifests are unchanged
+            del d["serial_digits"]
+        if d["acc_width"] == 32:
+            del d["acc_width"]
+        return d
 
     # -- layouts -----------------------------------------------------------------------------
     @property
@@ -267,8 +316,14 @@ class EngineConfig(Config):
     @property
     def check_cycles(self) -> int:
         """CHECK1, CHECK2, DECIDE (and CHECKA, CHECKB between CHECK1 and CHECK2 with
-        ``mult_style="lut"``: the chained products K = taps*c_slice and ntiles*K, one per cycle)."""
-        return 3 + (len(LUT_CHECK_STATES) if self.mult_style == "lut" else 0)
+        ``mult_style`` ``lut`` or ``serial``: the chained products K = taps*c_slice and ntiles*K,
+        one per cycle)."""
+        return 3 + (len(LUT_CHECK_STATES) if self.lut_checks else 0)
+
+    @property
+    def lut_checks(self) -> bool:
+        """The descriptor checks' products are built without ``*`` (``mult_style`` not ``dsp``)."""
+        return self.mult_style != "dsp"
 
     @property
     def params_start(self) -> int:
@@ -282,14 +337,16 @@ class EngineConfig(Config):
         least ``rows`` channels (fetching a chunk takes ``rows`` requests, emitting it one
         beat per channel), the next pixel tile's pointers (``taps*rows``) are captured while
         the current one computes (``ntiles*K`` beats), and the chunk banks and the weight FIFO
-        cover the memory latency. With ``requant_lanes < cols`` also: the requantizer takes a
-        tile's ``rows`` rows (``rows * slots`` beats) within one tile period, and no more rows
-        wait in the array's output queue than its step enable allows (``rows <= depth - 3``),
-        so the array never stalls on it."""
+        cover the memory latency. With ``requant_lanes < cols`` or a ``serial`` requantizer
+        also: the requantizer takes a tile's ``rows`` rows (``rows * slots`` beats, one per
+        :attr:`RequantConfig.interval` cycles) within one tile period, and no more rows wait in
+        the array's output queue than its step enable allows (``rows <= depth - 3``), so the
+        array never stalls on it."""
         c_last = c_slice - (slice_words - 1) * self.vec
         k = kh * kw * c_slice
-        requant_ok = self.requant_slots == 1 or (self.rows * self.requant_slots <= self.systolic.tile_period(k)
-                                                 and self.rows <= ARRAY_FIFO_DEPTH - 3)
+        beats = self.rows * self.requant_slots
+        requant_ok = (self.requant_slots == 1 and self.requant.interval == 1) or (
+            beats * self.requant.interval <= self.systolic.tile_period(k) and self.rows <= ARRAY_FIFO_DEPTH - 3)
         return (min(c_last, self.vec) >= self.rows and kh * kw * self.rows <= ntiles * k
                 and latency <= (self.fetch_banks - 2) * self.rows and latency + 3 <= self.weight_fifo
                 and requant_ok)
@@ -314,8 +371,12 @@ class EngineConfig(Config):
         # tile_cycles counts the first beat's cycle; the write leaves with the requantizer output.
         # A time-multiplexed requantizer takes the last tile's rows (which leave the array on
         # consecutive cycles) one per `slots` cycles: the last row's last beat enters it
-        # rows*(slots-1) cycles later
-        return first_beat - 1 + array + self.rows * (self.requant_slots - 1) + self.requant.latency
+        # rows*(slots-1) cycles later. A serial one takes a beat every `interval` cycles: its
+        # rows*slots beats, the first when the first row leaves the array, end (rows*slots - 1)
+        # * interval cycles later, (rows*slots - 1) * (interval - 1) more than at one a cycle
+        beats = self.rows * self.requant_slots
+        return (first_beat - 1 + array + self.rows * (self.requant_slots - 1)
+                + (beats - 1) * (self.requant.interval - 1) + self.requant.latency)
 
 
 class ConvEngine(wiring.Component):
@@ -389,7 +450,7 @@ class ConvEngine(wiring.Component):
         # desc_layout-wide register, but every field is its own variable in a Verilator model
         # rather than a slice of a 260-bit word, which costs a wide extraction at every use).
         d = SimpleNamespace(**{name: Signal(field.shape, name=f"d_{name}") for name, field in cfg.desc_layout})
-        lut = cfg.mult_style == "lut"
+        lut = cfg.lut_checks
         states = STATES + (LUT_CHECK_STATES if lut else ())
         state = Signal(range(len(states)), name="state")
         S = {name: i for i, name in enumerate(states)}

@@ -40,12 +40,21 @@ OUTPUT_FIFO_DEPTH = 4
 
 # Pipeline stages from the input register to the FIFO write, per mode (see elaborate).
 _STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 10, "xnnpack": 10}
+#: of the float modes' stages, those added for Fmax (1b and 7, docs/requant.md); the area-first
+#: ``serial`` lane has neither
+_FMAX_STAGES = 2
 
-#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs) or ``lut``
-#: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains)
-MULT_STYLES = ("dsp", "lut")
+#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs), ``lut``
+#: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains) or
+#: ``serial`` (float modes: a digit-serial product over ``serial_digits`` steps, no ``*``; one
+#: beat per ``serial_digits + 1`` steps)
+MULT_STYLES = ("dsp", "lut", "serial")
 # partial-product groups registered in the first stage of a ``lut`` product
 _LUT_GROUPS = 4
+#: serial_digits used when mult_style="serial" leaves it at 0
+DEFAULT_SERIAL_DIGITS = 4
+#: bits of the float modes' scale significand, which a serial product takes in digits
+_SIG_BITS = 24
 
 
 @dataclass(frozen=True)
@@ -64,11 +73,17 @@ class RequantConfig(Config):
         Output bits (default 8).
     out_signed : bool
         int8-like (default) or uint8-like output.
-    mult_style : "dsp" or "lut"
+    mult_style : "dsp", "lut" or "serial"
         ``dsp`` (default): the scale product is an Amaranth ``*`` (DSP blocks on FPGAs, 4
         SB_MAC16 per lane on iCE40). ``lut``: the same exact product as partial products
         without ``*``, in two pipeline stages (one stage more latency), so that yosys maps it
-        to LUTs and leaves the DSPs to other blocks.
+        to LUTs and leaves the DSPs to other blocks. ``serial`` (``onnx`` and ``xnnpack``
+        only): the 25 x 24-bit significand product one digit of ``ceil(24/serial_digits)``
+        scale bits per step, LSB first, in one small adder; a beat then occupies the product
+        for ``serial_digits`` steps, so the lanes take one beat every :attr:`interval` =
+        ``serial_digits + 1`` steps (``serial_digits - 1`` stages more latency than ``dsp``).
+    serial_digits : int, 0 or 2..24
+        Steps of a ``serial`` product (0: 4 with ``serial``; must be 0 with ``dsp``/``lut``).
     """
 
     # checked by Config.__post_init__ against these declarations
@@ -80,7 +95,40 @@ class RequantConfig(Config):
     out_signed: bool = param(True, "int8-like output (--out-unsigned: uint8-like)",
                              flags=("--out-signed", "--out-unsigned"))
     mult_style: str = param("dsp", "scale product: dsp (Amaranth *, DSP blocks) or lut (partial products "
-                                   "without *, one more pipeline stage; keeps the DSPs free)", choices=MULT_STYLES)
+                                   "without *, one more pipeline stage; keeps the DSPs free) or serial (onnx/xnnpack: "
+                                   "digit-serial, one beat per serial_digits+1 cycles)", choices=MULT_STYLES)
+    serial_digits: int = param(0, "steps of a serial scale product (0: 4 with --mult-style serial)", lo=0,
+                               hi=_SIG_BITS)
+
+    #: left out of to_dict at 0: the manifests of the other styles are unchanged
+    _OMITTED_AT_DEFAULT = ("serial_digits",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mult_style != "serial":
+            if self.serial_digits != 0:
+                raise ConfigError(f"serial_digits applies to mult_style 'serial' only (0 with "
+                                  f"{self.mult_style!r}), not {self.serial_digits}")
+            return
+        if self.rounding not in FLOAT_ROUNDINGS:
+            raise ConfigError(f"mult_style 'serial' needs rounding onnx or xnnpack (a float scale's 24-bit "
+                              f"significand), not {self.rounding!r}")
+        if self.serial_digits == 0:
+            object.__setattr__(self, "serial_digits", DEFAULT_SERIAL_DIGITS)
+        if not 2 <= self.serial_digits <= _SIG_BITS:
+            raise ConfigError(f"serial_digits must be 2..{_SIG_BITS} with mult_style 'serial', not "
+                              f"{self.serial_digits}")
+
+    @property
+    def serial_digit_bits(self) -> int:
+        """Scale-significand bits per step of a ``serial`` product (0 otherwise)."""
+        return -(-_SIG_BITS // self.serial_digits) if self.mult_style == "serial" else 0
+
+    @property
+    def interval(self) -> int:
+        """Cycles between input beats in steady state with no stalls: 1, or ``serial_digits +
+        1`` with ``mult_style="serial"`` (the product's steps and the step that hands it on)."""
+        return self.serial_digits + 1 if self.mult_style == "serial" else 1
 
     @property
     def out_range(self) -> IntRange:
@@ -94,7 +142,8 @@ class RequantConfig(Config):
     def stages(self) -> int:
         """Pipeline registers of a beat, from the input register to the output register that
         feeds the FIFO, inclusive."""
-        return _STAGES[self.rounding] + (1 if self.mult_style == "lut" else 0)
+        extra = {"dsp": 0, "lut": 1, "serial": self.serial_digits - 1 - _FMAX_STAGES}[self.mult_style]
+        return _STAGES[self.rounding] + extra
 
     @property
     def fifo_latency(self) -> int:
@@ -107,18 +156,22 @@ class RequantConfig(Config):
         return self.stages + self.fifo_latency
 
     @property
-    def throughput(self) -> int:
-        """Values per cycle in steady state with no stalls."""
-        return self.lanes
+    def throughput(self) -> float:
+        """Values per cycle in steady state with no stalls: ``lanes / interval``."""
+        return self.lanes / self.interval if self.interval > 1 else self.lanes
 
     @property
     def module_name(self) -> str:
         s = "s" if self.out_signed else "u"
-        mul = "_mlut" if self.mult_style == "lut" else ""
+        mul = {"dsp": "", "lut": "_mlut", "serial": f"_mser{self.serial_digits}"}[self.mult_style]
         return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}{mul}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k in self._OMITTED_AT_DEFAULT:
+            if d[k] == 0:
+                del d[k]
+        return d
 
     # -- layouts (defined once; tb/ and sim/ read them through the manifest) --------------
     @cached_property
@@ -189,7 +242,9 @@ class Requantizer(wiring.Component):
         m = Module()
         # the output queue's i.ready is the global step enable (combinational from its level)
         en, write_beat = step_queue(m, self.o, cfg.o_layout, OUTPUT_FIFO_DEPTH)
-        m.d.comb += [self.i.ready.eq(en), self.p.ready.eq(1)]
+        m.d.comb += self.p.ready.eq(1)
+        if cfg.interval == 1:
+            m.d.comb += self.i.ready.eq(en)
 
         # Data registers advance only while the pipeline holds a beat (``active``); a beat's
         # data is used only where its valid flag is, so this changes no output, and an idle
@@ -197,14 +252,16 @@ class Requantizer(wiring.Component):
         # almost nothing. The valid flags advance with ``en`` alone.
         active = Signal(name="active")
 
-        def reg(value, name, shape=None, *, reset=False):
+        def reg(value, name, shape=None, *, reset=False, when=None):
             """``value`` registered in cycles where the pipeline advances (``en``; data
             registers: ``active``). Only the valid flags are ``reset``: the data registers need
-            none, and a reset-less register costs less (logic and a Verilator model's work)."""
+            none, and a reset-less register costs less (logic and a Verilator model's work).
+            ``when``: load only in steps where ``when`` is high (the register then holds its
+            beat until the next one; a ``serial`` product reads it over several steps)."""
             if shape is None:
                 shape = value.shape()
             r = Signal(shape, name=name, reset_less=not reset)
-            with m.If(en if reset else active):
+            with m.If(en & when if when is not None else (en if reset else active)):
                 m.d.sync += r.eq(value)
             return r
 
@@ -219,10 +276,15 @@ class Requantizer(wiring.Component):
         entry = data.StructLayout({f: cfg.p_layout[f].shape for f in fields})
 
         take = Signal()
-        m.d.comb += take.eq(self.i.valid & en)
         valids = [reg(take, "v0", reset=True)]
         for k in range(1, cfg.stages):
             valids.append(reg(valids[-1], f"v{k}", reset=True))
+        if cfg.interval > 1:
+            # a serial product holds its beat for serial_digits steps: a beat is taken only
+            # when the previous one is at least `interval` steps ahead (valid flags 0 ..
+            # interval - 2 are clear), so two beats never share the product
+            m.d.comb += self.i.ready.eq(en & ~Cat(*valids[:self._serial_spacing(cfg.interval) - 1]).any())
+        m.d.comb += take.eq(self.i.valid & self.i.ready)
         m.d.comb += active.eq(en & Cat(take, *valids[:-1]).any())
         results = []
         for lane in range(cfg.lanes):
@@ -232,10 +294,13 @@ class Requantizer(wiring.Component):
             m.d.comb += [wp.addr.eq(p.group), wp.en.eq(self.p.valid & (p.lane == lane))]
             m.d.comb += [wp.data[f].eq(p[f]) for f in fields]
             rp = mem.read_port(domain="sync")    # not transparent: a write is seen by later beats
-            m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(en)]
+            # serial: read only at a transfer, so the read register holds the beat's parameters
+            # until the next transfer (at least `interval` steps later) and no pipeline register
+            # has to carry them to stage 3 (_onnx)
+            m.d.comb += [rp.addr.eq(self.i.payload.group), rp.en.eq(take if cfg.interval > 1 else en)]
             prm = {f: rp.data[f] for f in fields}
             acc = reg(self.i.payload.acc[lane], f"l{lane}_acc0", signed(32))
-            results.append(self._lane(m, reg, lane, acc, prm))
+            results.append(self._lane(m, reg, lane, acc, prm, valids, en))
         # lanes concatenated in o_layout order (lane 0 in the low bits). Not through a
         # Signal(o_layout): its per-element debug wires "out[k]" collide with the bit names
         # that yosys' ABC reintegration gives "out" (ice40 assertion count_id(wire->name) == 0)
@@ -243,7 +308,7 @@ class Requantizer(wiring.Component):
         return m
 
     # -------------------------------------------------------------------------------------
-    def _lane(self, m, reg, lane, acc, prm):
+    def _lane(self, m, reg, lane, acc, prm, valids, en):
         """One lane's datapath; returns its clamped output, ``stages - 1`` registers after
         the input register. Every width comes from an IntRange of ``WIDTHS`` (see
         :func:`datapath_ranges`), checked there at elaboration."""
@@ -253,17 +318,17 @@ class Requantizer(wiring.Component):
         keep = {}
         late = ["zero_point", "act_min", "act_max"]   # used only by the last stage
 
-        def carry(names, k):
+        def carry(names, k, when=None):
             """Carry parameters one stage further: ``mult``/``shift`` in a register each
             (``{n}{f}{k}``), the ``late`` ones together in one (``{n}late{k}``; the same
             flip-flops, one variable instead of three in a Verilator model)."""
             for f in names:
                 if f not in late:
-                    keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}")
+                    keep[f] = reg(keep.get(f, prm.get(f)), f"{n}{f}{k}", when=when)
             packed = [f for f in late if f in names]
             if packed:
                 values = [Value.cast(keep.get(f, prm.get(f))) for f in packed]
-                r, pos = reg(Cat(*values), f"{n}late{k}"), 0
+                r, pos = reg(Cat(*values), f"{n}late{k}", when=when), 0
                 for f, v in zip(packed, values):
                     keep[f] = r[pos:pos + len(v)].as_signed() if v.shape().signed else r[pos:pos + len(v)]
                     pos += len(v)
@@ -276,7 +341,8 @@ class Requantizer(wiring.Component):
 
         # stage 1: v = wrap32(acc + bias) (the sum range R["acc_bias"] is wrapped to int32)
         s = reg((acc + prm["bias"])[:32].as_signed(), f"{n}v1", shape_of(R["v"]))
-        carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
+        if cfg.interval == 1:
+            carry(late + ["mult"] + (["shift"] if "shift" in prm else []), 1)
 
         if cfg.rounding in ("tflite", "tflite_opt"):
             # tflite_opt differs in two places: the multiplier is the word's low 31 bits (so
@@ -353,7 +419,7 @@ class Requantizer(wiring.Component):
             y = reg((qs + 1) >> 1, f"{n}y3", shape_of(R["y"]))
             carry(late, 3)
         else:
-            y = self._onnx(m, reg, n, s, keep, carry, late, R, wire)
+            y = self._onnx(m, reg, n, s, keep, carry, late, R, wire, valids, en)
 
         # last stage: + zero point, clamp (exact: the sum's width comes from the ranges)
         t = wire(y + keep["zero_point"], "with_zero_point", "t")
@@ -387,13 +453,53 @@ class Requantizer(wiring.Component):
         size = -(-len(rows) // _LUT_GROUPS)
         return [reg(tree_sum(rows[i:i + size]), f"{name}_{i // size}") for i in range(0, len(rows), size)]
 
-    def _onnx(self, m, reg, n, s, keep, carry, late, R, wire):
+    @staticmethod
+    def _sticky_round_up(half_bit, sticky, quotient):
+        """Round half to even from the half bit and the sticky bit below it (the ``serial``
+        lane's form of :meth:`_float_round_up_bits`)."""
+        return half_bit & (sticky | quotient[0])
+
+    @staticmethod
+    def _serial_spacing(interval):
+        """Steps from one input beat to the next that a ``serial`` product allows (a method so
+        that tb/requant/mutants.py can show that an off-by-one spacing is caught)."""
+        return interval
+
+    def _serial_product(self, m, n, a, b, steps):
+        """``a * b`` (unsigned, ``b`` of at most ``_SIG_BITS`` bits) digit-serially, LSB first:
+        in the step where ``steps[k]`` is high (one-hot, one step per digit, in order), ``acc +
+        a * digit_k`` is split into its low ``d`` bits, shifted into ``low``, and the rest, the
+        next ``acc`` (the first step starts from 0). Invariant ``acc <= a``, so ``acc`` is as
+        wide as ``a`` and the adder ``d`` bits wider. Returns the product ``Cat(low, acc)``,
+        valid from the step after the last digit until the next beat's first step."""
+        cfg = self._config
+        D, d = cfg.serial_digits, cfg.serial_digit_bits
+        padded = Cat(b, Const(0, D * d - len(b)))
+        digit = Signal(d, name=f"{n}digit")
+        parts = [Mux(f, padded[k * d:(k + 1) * d], 0) for k, f in enumerate(steps)]
+        value = parts[0]
+        for p in parts[1:]:
+            value = value | p
+        m.d.comb += digit.eq(value)
+        acc = Signal(len(a), name=f"{n}sacc", reset_less=True)
+        low = Signal(D * d, name=f"{n}slow", reset_less=True)
+        total = Signal(len(a) + d, name=f"{n}ssum")
+        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *partial_products(a, digit)]))
+        return acc, low, total, d
+
+    def _onnx(self, m, reg, n, s, keep, carry, late, R, wire, valids, en):
         """round_half_even(float32(s) * scale) in integers (golden/quant.py scale_onnx_int)."""
-        # stage 1b: sign and magnitude (registered: the negation's carry chain and the
-        # normaliser's five levels in one stage were the critical path once stage 6 was split)
-        neg = reg(s < 0, f"{n}neg1b")
-        mag = reg(Mux(s < 0, -s, s), f"{n}mag1b", shape_of(R["magnitude"]))
-        carry(late + ["mult"], "1b")
+        serial = self._config.mult_style == "serial"
+        if serial:
+            # the small-area lane (its stage numbers and valid flags below assume no 1b stage)
+            neg = s < 0
+            mag = wire(Mux(neg, -s, s), "magnitude", "mag")
+        else:
+            # stage 1b: sign and magnitude (registered: the negation's carry chain and the
+            # normaliser's five levels in one stage were a critical path on ECP5, docs/requant.md)
+            neg = reg(s < 0, f"{n}neg1b")
+            mag = reg(Mux(s < 0, -s, s), f"{n}mag1b", shape_of(R["magnitude"]))
+            carry(late + ["mult"], "1b")
         # stage 2: normalisation by the leading-zero count
         # A logarithmic normalizer: at level k, if the top 2**k bits are zero, shift left by
         # 2**k; the shifts taken are the bits of the leading-zero count lz, and the result is
@@ -411,18 +517,38 @@ class Requantizer(wiring.Component):
         nm = reg(v, f"{n}nm2", shape_of(R["normalised"]))
         lz2 = reg(lz, f"{n}lz2")
         neg2 = reg(neg, f"{n}neg2")
-        carry(late + ["mult"], 2)
+        if not serial:
+            carry(late + ["mult"], 2)
         # stage 3: float32(|s|) = fm * 2**(8-lz), fm rounded half to even to 24 bits (<= 2**24)
+        # serial: the stage-3 registers load only with a beat and hold it while the product
+        # reads them (serial_digits steps) and the step after it reads u_pre, neg and late;
+        # mult and late load straight from the parameter memory's read register, which holds
+        # them from the beat's transfer (step 0) until the next transfer (step >= interval =
+        # serial_digits + 1 > 3)
+        hold = valids[2] if serial else None
         q, rem = nm[8:32], nm[0:8]
-        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]))
-        lz3, neg3 = reg(lz2, f"{n}lz3"), reg(neg2, f"{n}neg3")
-        carry(late + ["mult"], 3)
+        fm = reg(q + ((rem > 0x80) | ((rem == 0x80) & q[0])), f"{n}fm3", shape_of(R["fm"]), when=hold)
+        lz3, neg3 = reg(lz2, f"{n}lz3", when=hold), reg(neg2, f"{n}neg3", when=hold)
+        carry(late + ["mult"], 3, when=hold)
         bits = keep["mult"]
         sig = Cat(bits[0:23], Const(1, 1))     # 24-bit significand of the (normal) scale
         eb = bits[23:31]                       # biased exponent
         # u = 127 + lz - hi - eb: the right shift that takes R * 2**8 to the integer grid
         u_pre = 127 + lz3 - eb
-        if self._config.mult_style == "lut":
+        if serial:
+            # steps 4 .. 3 + D (valid flags 3 .. 2 + D): one digit each; the product is then
+            # in sacc/slow while the beat's flag is at 3 + D, the "p4" step of the other styles
+            D = self._config.serial_digits
+            steps = valids[3:3 + D]
+            acc, low, total, d = self._serial_product(m, n, fm, sig, steps)
+            step_en = Signal(name=f"{n}sstep")
+            m.d.comb += step_en.eq(Cat(*steps).any() & en)
+            with m.If(step_en):
+                m.d.sync += [acc.eq(total[d:]), low.eq(Cat(low[d:], total[:d]))]
+            prod = wire(Cat(low, acc)[:R["sig_product"].width], "sig_product", "p4")
+            u_pre = wire(u_pre, "u_pre", "u4")
+            neg4 = neg3
+        elif self._config.mult_style == "lut":
             # stage 4a: partial-product group sums (rows: the scale's 24 significand bits)
             parts = self._lut_parts(reg, fm, sig, f"{n}pp4")
             u_pre, neg3 = reg(u_pre, f"{n}u4a", shape_of(R["u_pre"])), reg(neg3, f"{n}neg4a")
@@ -430,11 +556,12 @@ class Requantizer(wiring.Component):
             product = tree_sum(parts)
         else:
             product = fm * sig
-        # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
-        prod = reg(product, f"{n}p4", shape_of(R["sig_product"]))
-        u_pre = reg(u_pre, f"{n}u4", shape_of(R["u_pre"]))
-        neg4 = reg(neg3, f"{n}neg4")
-        carry(late, 4)
+        if not serial:
+            # stage 4: exact product of the significands, in [2**46, 2**48) (or 0)
+            prod = reg(product, f"{n}p4", shape_of(R["sig_product"]))
+            u_pre = reg(u_pre, f"{n}u4", shape_of(R["u_pre"]))
+            neg4 = reg(neg3, f"{n}neg4")
+            carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
         hi = prod[47]
         q_hi, r_hi = prod[24:48], prod[0:24]
@@ -446,12 +573,33 @@ class Requantizer(wiring.Component):
         cap = R["u_sat"].hi
         u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", shape_of(R["u_sat"]))
         neg5 = reg(neg4, f"{n}neg5")
-        carry(late, 5)
+        # serial: late5 loads with the beat and holds it for `interval` steps, so the last stage
+        # (two steps later) reads it without a stage-6 copy
+        carry(late, 5, when=valids[3 + self._config.serial_digits] if serial else None)
+        x = wire(r_val << 8, "x", "x")
+        if serial:
+            # stage 6: to an integer, half to even: (R << 8) >> u. The small-area lane rounds
+            # with one shifter: t = (x << 1) >> u holds the quotient x >> u above its lowest
+            # bit, the half bit x[u-1] (0 when u == 0); the bits below the half bit are nonzero
+            # iff x's trailing zeros tz(x) = 8 + tz(R) (R != 0) are fewer than u - 1. Equal to
+            # the mask form below (the tests compare both with the golden model), without its
+            # second barrel shifter, and in one stage (area before Fmax).
+            t = Signal(len(x) + 1, name=f"{n}t6")
+            m.d.comb += t.eq((x << 1) >> u_sat)
+            qv = wire(t[1:], "x", "q")
+            tz = Signal(range(len(r_val) + 1), name=f"{n}tz")
+            tz_value = Const(len(r_val), tz.shape())          # r_val == 0: no sticky bit
+            for b in reversed(range(len(r_val))):
+                tz_value = Mux(r_val[b], b, tz_value)
+            m.d.comb += tz.eq(tz_value)
+            sticky = (r_val != 0) & (tz + 9 < u_sat)
+            up = self._sticky_round_up(t[0], sticky, qv)
+            mag_y = wire(qv + up, "y_magnitude", "ymag")
+            return reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
         # stage 6: to an integer, half to even: (R << 8) >> u. The shift and the comparisons of
         # the remainder with the half are registered here, the rounding increment and the sign
-        # in stage 7: one barrel shifter and one comparator per stage (on ECP5 the single stage
-        # was the requantizer's critical path, bench/results/synth_engine.md)
-        x = wire(r_val << 8, "x", "x")
+        # in stage 7: one barrel shifter and one comparator per stage (in one stage, they were
+        # the requantizer's critical path on ECP5, docs/requant.md)
         qv = wire(x >> u_sat, "x", "q")
         mask = wire(Const(R["mask"].hi, shape_of(R["mask"])) >> _complement(cap, u_sat), "mask", "mask")  # 2**u - 1
         remv = x & mask

@@ -159,7 +159,7 @@ def _layer_engine(q, cfg):
                                vec=cfg.vec)
     engine = dataclasses.replace(engine, fetch_banks=cfg.fetch_banks, weight_fifo=cfg.weight_fifo,
                                  requant_lanes=cfg.requant_lanes, mult_style=cfg.mult_style,
-                                 debug_fault=cfg.debug_fault)
+                                 serial_digits=cfg.serial_digits, debug_fault=cfg.debug_fault)
     try:
         prepare_conv(q, config=engine)
     except ConfigError as e:

@@ -133,7 +133,7 @@ async def random_values_random_stalls(dut):
     acc = random_acc(rng, BEATS)
     groups = rng.integers(0, CFG.groups, BEATS)
     sb.send(acc, groups, idle=random_pattern(SEED + 2, 0.3), stall=random_pattern(SEED + 3, 0.3))
-    await bench.run(10 * BEATS + 200, extra_cycles=CFG.latency + 10)
+    await bench.run(10 * CFG.interval * BEATS + 200, extra_cycles=CFG.latency + 10)
     sb.check(p)
     dut._log.info("%d values checked", BEATS * CFG.lanes)
 
@@ -150,7 +150,7 @@ async def no_stalls_relu_clamps(dut):
     acc = random_acc(rng, n)
     groups = rng.integers(0, CFG.groups, n)
     sb.send(acc, groups)
-    await bench.run(4 * n + 200, extra_cycles=CFG.latency + 10)
+    await bench.run(4 * CFG.interval * n + 200, extra_cycles=CFG.latency + 10)
     sb.check(p)
 
 
@@ -207,7 +207,7 @@ async def corner_values(dut):
             groups.append(g)
     acc = np.array(acc, dtype=np.int64)
     sb.send(acc, np.array(groups), stall=random_pattern(SEED + 20, 0.5))
-    await bench.run(10 * len(acc) + 200, extra_cycles=CFG.latency + 10)
+    await bench.run(10 * CFG.interval * len(acc) + 200, extra_cycles=CFG.latency + 10)
     sb.check(p)
 
 
@@ -231,7 +231,7 @@ async def reset_mid_stream(dut):
         acc = random_acc(rng, 40)
         sb.send(acc, rng.integers(0, CFG.groups, 40), idle=random_pattern(SEED + stop + 1, 0.2),
                 stall=random_pattern(SEED + stop + 2, 0.3))
-        await bench.run(1000, extra_cycles=CFG.latency + 10)
+        await bench.run(1000 * CFG.interval, extra_cycles=CFG.latency + 10)
         sb.check(p)
         sb.snk.received.clear()
         sb.snk.expected = 0
@@ -255,7 +255,7 @@ async def parameter_writes_mid_stream(dut):
     acc = random_acc(rng, n)
     groups = rng.integers(0, CFG.groups, n)
     sb.send(acc, groups, idle=random_pattern(SEED + 42, 0.3), stall=random_pattern(SEED + 43, 0.3))
-    await bench.run(20 * n + 200, extra_cycles=CFG.latency + 10)
+    await bench.run(20 * CFG.interval * n + 200, extra_cycles=CFG.latency + 10)
     write_cycles = p_src.transfer_cycles[writes_before:]
     f1 = param_fields(CFG, p1)
     # the parameters each beat saw: p0 overwritten by the p1 writes transferred before it
@@ -277,7 +277,9 @@ async def parameter_writes_mid_stream(dut):
 @cocotb.test()
 async def latency_and_throughput(dut):
     """No stalls: the first result transfers exactly ``latency`` cycles after its input, and
-    n beats take exactly ``n + latency`` cycles (``lanes`` values per cycle)."""
+    n beats take exactly ``(n - 1) * interval + 1 + latency`` cycles (``lanes`` values per
+    ``interval`` cycles; ``interval`` is 1 except for a ``serial`` product). The inputs are
+    offered back to back, so a serial requantizer's own ``i.ready`` paces them."""
     rng = np.random.default_rng(SEED + 50)
     bench, sb = await fresh(dut)
     p = random_params(rng)
@@ -285,9 +287,12 @@ async def latency_and_throughput(dut):
     await bench.run(CHANNELS + 10)
     n = 64
     sb.send(random_acc(rng, n), rng.integers(0, CFG.groups, n))
-    await bench.run(10 * n, extra_cycles=CFG.latency + 10)
+    await bench.run(10 * CFG.interval * n, extra_cycles=CFG.latency + 10)
     sb.check(p)
     first_in, first_out = sb.i_src.transfer_cycles[0], sb.snk.transfer_cycles[0]
     assert first_out - first_in == CFG.latency, f"latency {first_out - first_in}, formula {CFG.latency}"
     total = sb.snk.transfer_cycles[-1] - first_in + 1
-    assert total == n + CFG.latency, f"{n} beats took {total} cycles, formula {n + CFG.latency}"
+    want = (n - 1) * CFG.interval + 1 + CFG.latency
+    assert total == want, f"{n} beats took {total} cycles, formula {want}"
+    gaps = set(np.diff(sb.i_src.transfer_cycles[-n:]).tolist())
+    assert gaps == {CFG.interval}, f"input transfers {gaps} cycles apart, interval {CFG.interval}"

@@ -27,10 +27,31 @@ class TiesAwayFloatRequantizer(Requantizer):
         return above | tie
 
 
+class SerialSpacingRequantizer(Requantizer):
+    """A ``serial`` product that lets the next beat in one step early (spacing ``interval -
+    1``): the next beat's fm/scale overwrite the held stage-3 registers during the last digit
+    step, so back-to-back beats get wrong products (and u_pre/zero point of the next beat)."""
+
+    @staticmethod
+    def _serial_spacing(interval):
+        return interval - 1
+
+
+class TiesAwaySerialRequantizer(Requantizer):
+    """The ``serial`` lane's sticky-bit rounding with ties away from zero (the half bit alone
+    rounds up): wrong on exact .5 ties with an even quotient."""
+
+    @staticmethod
+    def _sticky_round_up(half_bit, sticky, quotient):
+        return half_bit
+
+
 #: name -> (class, the rounding modes it breaks)
 MUTANTS = {
     "opt_ties_away": (TiesAwayOptRequantizer, ("tflite_opt",)),
     "float_ties_away": (TiesAwayFloatRequantizer, ("onnx", "xnnpack")),
+    "serial_spacing": (SerialSpacingRequantizer, ("onnx", "xnnpack")),
+    "serial_ties_away": (TiesAwaySerialRequantizer, ("onnx", "xnnpack")),
 }
 
 

@@ -12,10 +12,12 @@ reported.
 
 import pytest
 
-from convgen.hdl.requant import RequantConfig
+from convgen.hdl.requant import RequantConfig, manifest_extra
+from convgen.sim.build import build_component, run_cocotb
 from convgen.sim.requant import build_requant
 from convgen.sim.tools import SIMULATORS
 from convgen.tb.common.launch import run_regression
+from convgen.tb.requant.mutants import mutant_requantizer
 
 MODULE = "convgen.tb.requant.cocotb_requant"
 
@@ -31,16 +33,24 @@ CONFIGS = {
     "tflite_single-l2g2-u8-lut": dict(lanes=2, groups=2, rounding="tflite_single", out_signed=False,
                                       mult_style="lut"),
     "onnx-l2g3-s8-lut": dict(lanes=2, groups=3, rounding="onnx", mult_style="lut"),
+    # the digit-serial significand product (one beat per serial_digits + 1 cycles): 4 digits of
+    # 6 bits, and 5 of 5 (the top digit padded), with xnnpack's scales >= 1
+    "onnx-l2g3-s8-ser4": dict(lanes=2, groups=3, rounding="onnx", mult_style="serial", serial_digits=4),
+    "xnnpack-l1g5-u8-ser5": dict(lanes=1, groups=5, rounding="xnnpack", out_signed=False, mult_style="serial",
+                                 serial_digits=5),
 }
 # random beats of 4 lanes: 100,000 values per mode on Verilator, 20,000 on Icarus (slower)
 BEATS = {"verilator": 25_000, "icarus": 5_000, "slow": 250_000}
 # the default suite's budget: these configurations run on Verilator (a build of about 25 s of
 # CPU each) under -m slow only; Icarus runs them in the default suite, and
 # tests/test_tflite_rtl.py compares the same builds with LiteRT
-VERILATOR_SLOW = ("tflite_opt-l4g3-s8", "xnnpack-l4g3-s8")
+VERILATOR_SLOW = ("tflite_opt-l4g3-s8", "xnnpack-l4g3-s8", "xnnpack-l1g5-u8-ser5")
 # and their Icarus runs stream 1,000 random beats (4,000 values) instead of 5,000; they are
 # also compared with LiteRT itself there (tests/test_tflite_rtl.py)
 ICARUS_BEATS = {name: 1_000 for name in VERILATOR_SLOW}
+# a serial requantizer takes a beat every serial_digits + 1 cycles: 1,000 beats keep its Icarus
+# runs as short as the others
+ICARUS_BEATS.update({name: 1_000 for name, c in CONFIGS.items() if c.get("mult_style") == "serial"})
 
 
 def _cases():
@@ -68,3 +78,17 @@ def test_requant(name, simulator, tmp_path):
 def test_requant_million_values(name, tmp_path):
     """1,000,000 random values per mode, on Verilator."""
     _run(CONFIGS[name], "verilator", str(tmp_path), BEATS["slow"], testcase="random_values_random_stalls")
+
+
+@pytest.mark.parametrize("mutant", ["serial_spacing", "serial_ties_away"])
+def test_serial_mutant_is_caught(mutant, tmp_path):
+    """A serial requantizer that takes the next beat one step too early, or whose sticky-bit
+    rounding breaks ties away from zero (tb/requant/mutants.py), fails the random regression
+    (the whole cocotb regression: back-to-back beats with stalls, corner values with exact
+    ties) against the golden model."""
+    cfg = RequantConfig(**CONFIGS["onnx-l2g3-s8-ser4"])
+    block, name = mutant_requantizer(mutant, cfg)
+    bld = build_component(block, name, "icarus", block="requant", parameters=cfg.to_dict(),
+                          extra=manifest_extra(cfg))
+    res = run_cocotb(bld, MODULE, run_dir=tmp_path, extra_env={"CONVGEN_REQUANT_BEATS": "300"})
+    assert res.tests > 1 and not res.passed, f"the {mutant} mutant was not caught"

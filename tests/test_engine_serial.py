@@ -1,0 +1,87 @@
+"""The 2 x 4 engine of bench/synth_engine.py's ``ice40_serial`` point: one requantizer lane
+time-multiplexed over the 4 columns (``requant_lanes=1``), descriptor checks without ``*``, the
+requantizer's significand product digit-serial (``mult_style="serial"``, 4 steps of 6 bits: one
+requantizer beat every 5 cycles, so a tile's 8 beats need a tile period of at least 40), and
+25-bit accumulators (``acc_width=0``: the fewest for K <= 144).
+
+Free-running on Icarus (Verilator under ``-m slow``; the serial requantizer itself runs on both
+simulators in the default suite, tb/requant/test_requant.py): random layers back to back with a
+bad descriptor between them, bit-exact against the conv oracle (``golden.engine.reference_conv``);
+the cycle formula (``EngineConfig.layer_cycles``, its serial term derived from
+``RequantConfig.interval``) equal to the RTL on every compute-bound layer (K >= 40) and a strict
+lower bound on the requant-bound ones (K < 40)."""
+
+from functools import lru_cache
+
+import pytest
+
+from convgen.core.layer import ConvLayer
+from convgen.core.params import ConfigError
+from convgen.golden import engine as ge
+from convgen.hdl.engine import EngineConfig
+from convgen.sim import engine as se
+
+CFG = dict(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4, max_kernel=3, max_stride=2,
+           max_pad=1, max_dilation=1, max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
+           requant_lanes=1, mult_style="serial", serial_digits=4, acc_width=0)
+
+# name -> (layer, x_signed, compute-bound with interval 5: K = kh*kw*c_slice >= 40)
+LAYERS = {
+    "3x3_c8_cout8": (ConvLayer.square(5, 5, 8, 3, 1, 1, c_out=8), True, True),           # K 72
+    "3x3_c16_cout4_uint8": (ConvLayer.square(4, 5, 16, 3, 1, 1, c_out=4), False, True),  # K 144
+    "3x3_s2_c8_cout6": (ConvLayer.square(7, 7, 8, 3, 2, 1, c_out=6), True, True),        # K 72
+    "3x3_c4_cout12": (ConvLayer.square(4, 4, 4, 3, 1, 1, c_out=12), True, False),        # K 36
+    "1x1_c16_cout8": (ConvLayer.square(4, 4, 16, 1, 1, 0, c_out=8), False, False),       # K 16
+    "depthwise": (ConvLayer.square(5, 5, 4, 3, 1, 1, groups=4, c_out=4), True, False),
+}
+
+
+@lru_cache(maxsize=None)
+def _build(simulator: str):
+    return se.build_engine(EngineConfig(**CFG), simulator, mem_words=1 << 12)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_serial_engine_bit_exact_and_cycle_formula(simulator, tmp_path):
+    b = _build(simulator)
+    cfg = b.config
+    assert cfg.requant.interval == 5 and cfg.requant_slots == 4
+    layers = {k: v[:2] for k, v in LAYERS.items()}
+    names = list(LAYERS)
+    jobs = se.random_jobs(cfg, layers, 21)
+    bad = se.random_jobs(cfg, layers, 21, names[:1])[0]
+    bad.desc.update({"ntiles": 5})
+    assert ge.descriptor_errors(bad.desc, cfg.limits())
+    run = [jobs[0], bad, *jobs[1:]]
+    r = se.run_layers(b, run, run_dir=tmp_path, max_cycles=400_000)
+    statuses = [x.status for x in r.layers]
+    assert statuses == ["OK", "ERROR"] + ["OK"] * (len(jobs) - 1), statuses
+    assert r.layers[1].writes == 0
+    results = [r.layers[0], *r.layers[2:]]
+    for name, job, res in zip(names, jobs, results):
+        problem = se.layer_mismatch(job, res)
+        assert problem is None, f"{name}: {problem}"
+        f, exact = se.formula_cycles(cfg, job)
+        assert exact == LAYERS[name][2], (name, exact)
+        if exact:
+            assert res.cycles == f, (name, res.cycles, f)
+        else:
+            assert res.cycles > f, (name, res.cycles, f)
+
+
+def test_serial_engine_config():
+    cfg = EngineConfig(**CFG)
+    assert cfg.check_cycles == 5 and cfg.requant.stages == 8 + 3 and cfg.module_name.endswith("q1_mser4_acc25")
+    # acc_width 0: the fewest bits for K <= 3*3*4*4 = 144 with 9-bit operands (|product| <= 256*256)
+    assert cfg.acc_width == cfg.systolic.acc_width == 25 and cfg.max_k >= 144
+    with pytest.raises(ConfigError, match=r"acc_width must be 25\.\.32 for these maxima \(K up to 144"):
+        EngineConfig(**{**CFG, "acc_width": 24})
+    assert "acc_width" not in EngineConfig(rows=2, cols=4).to_dict()
+    assert EngineConfig(**{**CFG, "serial_digits": 0}).requant.serial_digits == 4
+    assert "serial_digits" not in EngineConfig(rows=2, cols=4).to_dict()
+    with pytest.raises(ConfigError, match="mult_style 'serial' needs rounding onnx or xnnpack"):
+        EngineConfig(**{**CFG, "rounding": "tflite"})
+    with pytest.raises(ConfigError, match=r"serial_digits must be 2\.\.24"):
+        EngineConfig(**{**CFG, "serial_digits": 1})
+    with pytest.raises(ConfigError, match="serial_digits applies to mult_style 'serial' only"):
+        EngineConfig(**{**CFG, "mult_style": "lut"})
