@@ -217,6 +217,10 @@ def build(verilog_text: str, manifest: dict, simulator: str, *, waves: bool = Fa
         "manifest": hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest(),
         "simulator": simulator, "version": simulator_version(simulator),
         "cocotb": cocotb.__version__, "flags": flags, "waves": waves,
+        # the model links cocotb's VPI library by absolute path (RUNPATH): a build made from
+        # another environment's cocotb cannot load here ("libcocotbvpi_verilator.so: cannot
+        # open shared object file", exit 127)
+        "cocotb_libs": str(Path(cocotb.__file__).parent / "libs"),
     }, sort_keys=True).encode()).hexdigest()[:16]
     directory = cache_root() / "builds" / f"{module}-{simulator}{'-waves' if waves else ''}-{key}"
     verilog_path = directory / "rtl" / f"{module}.v"
