@@ -219,7 +219,9 @@ class Requantizer(wiring.Component):
     can take a beat, so backpressure loses or duplicates nothing. Reset (``rst``,
     synchronous, active high) empties the pipeline and the FIFO.
 
-    Timing: ``lanes`` values per cycle; latency ``config.latency`` cycles.
+    Timing: ``lanes`` values per ``config.interval`` cycles (1, or ``serial_digits + 1`` with
+    ``mult_style="serial"``, whose ``i.ready`` is also low while the previous beat is in its
+    first ``serial_digits`` stages); latency ``config.latency`` cycles.
     """
 
     def __init__(self, config: RequantConfig | None = None):

@@ -6,13 +6,16 @@ requantizer beat every 5 cycles, so a tile's 8 beats need a tile period of at le
 
 Free-running on Icarus (Verilator under ``-m slow``; the serial requantizer itself runs on both
 simulators in the default suite, tb/requant/test_requant.py): random layers back to back with a
-bad descriptor between them, bit-exact against the conv oracle (``golden.engine.reference_conv``);
+bad descriptor between them, bit-exact against the conv oracle (``golden.engine.reference_conv``), including a layer at the
+largest K with every product at full scale (the 25-bit accumulator of ``acc_width=0``);
 the cycle formula (``EngineConfig.layer_cycles``, its serial term derived from
 ``RequantConfig.interval``) equal to the RTL on every compute-bound layer (K >= 40) and a strict
 lower bound on the requant-bound ones (K < 40)."""
 
+import dataclasses
 from functools import lru_cache
 
+import numpy as np
 import pytest
 
 from convgen.core.layer import ConvLayer
@@ -41,6 +44,25 @@ def _build(simulator: str):
     return se.build_engine(EngineConfig(**CFG), simulator, mem_words=1 << 12)
 
 
+def _extreme_job(cfg):
+    """K = 144 (the largest the maxima allow) with every product at -255 * 255: each output
+    accumulates -9,363,600, which needs the 25 bits of acc_width=0 (24 bits would wrap it to
+    +7,413,616). Bias 0, so every output saturates at act_min; a wrapped accumulator would give
+    act_max instead."""
+    layer = ConvLayer.square(4, 4, 16, 3, 1, 0, c_out=4)
+    q = ge.random_quant_conv(np.random.default_rng(5), layer, x_signed=True)
+    q = dataclasses.replace(q, x=np.full_like(q.x, -128), x_zero_point=127, w=np.full_like(q.w, 127),
+                            w_zero_point=-128,
+                            params=dataclasses.replace(q.params, bias=np.zeros_like(q.params.bias)))
+    job = se.job_from_quant(q, cfg)
+    job.expected = ge.reference_conv(q)
+    job.out_signed = True
+    assert job.plan.k == 144 and cfg.max_k_allowed == 144
+    assert (job.expected == np.asarray(q.params.act_min)[None, None, :]).all()
+    assert (np.asarray(q.params.act_min) < np.asarray(q.params.act_max)).all()
+    return job
+
+
 @pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
 def test_serial_engine_bit_exact_and_cycle_formula(simulator, tmp_path):
     b = _build(simulator)
@@ -52,12 +74,15 @@ def test_serial_engine_bit_exact_and_cycle_formula(simulator, tmp_path):
     bad = se.random_jobs(cfg, layers, 21, names[:1])[0]
     bad.desc.update({"ntiles": 5})
     assert ge.descriptor_errors(bad.desc, cfg.limits())
-    run = [jobs[0], bad, *jobs[1:]]
+    extreme = _extreme_job(cfg)
+    run = [jobs[0], bad, *jobs[1:], extreme]
     r = se.run_layers(b, run, run_dir=tmp_path, max_cycles=400_000)
     statuses = [x.status for x in r.layers]
-    assert statuses == ["OK", "ERROR"] + ["OK"] * (len(jobs) - 1), statuses
+    assert statuses == ["OK", "ERROR"] + ["OK"] * len(jobs), statuses
     assert r.layers[1].writes == 0
-    results = [r.layers[0], *r.layers[2:]]
+    problem = se.layer_mismatch(extreme, r.layers[-1])
+    assert problem is None, f"K = 144 at full scale: {problem}"
+    results = [r.layers[0], *r.layers[2:-1]]
     for name, job, res in zip(names, jobs, results):
         problem = se.layer_mismatch(job, res)
         assert problem is None, f"{name}: {problem}"
