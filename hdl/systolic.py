@@ -377,21 +377,18 @@ class SystolicArray(wiring.Component):
                 value = reg
             return value
 
-        columns = None
         if cfg.dataflow == "os":
-            row_done, row_index, bank, columns = self._elaborate_os(m, en, delayed)
+            row_done, row_index, bank = self._elaborate_os(m, en, delayed)
         else:
             row_done, row_index, bank = self._elaborate_ws(m, en, delayed)
 
         # Result row read-out: at most one row completes per step, by construction of the
-        # tile throttles. The bank row is selected by index and written into the FIFO
-        # (pipeline_mult > 0: each column by its own multiplexer, ``columns``).
+        # tile throttles. The bank row is selected by index and written into the FIFO.
         out_row = Signal(cfg.o_layout)
-        if columns is None:
-            m.d.comb += out_row.data.eq(Array(row.as_value() for row in bank)[row_index])
-        else:
-            m.d.comb += [out_row.data[c].eq(value) for c, value in enumerate(columns)]
-        m.d.comb += out_row.last.eq(row_index == R - 1)
+        m.d.comb += [
+            out_row.data.eq(Array(row.as_value() for row in bank)[row_index]),
+            out_row.last.eq(row_index == R - 1),
+        ]
         if cfg.readout_latency:
             # A register between the read-out multiplexer and the FIFO (pipeline_mult > 0): the
             # row leaves one step later. It is written only in a step where en is high, as
@@ -631,21 +628,6 @@ class SystolicArray(wiring.Component):
                     with m.If(v_tag[d] & l_tag[d]):
                         m.d.sync += done_index.eq(r)
             m.d.comb += [row_done.eq(Cat(*done).any()), row_index.eq(done_index)]
-            if fast:
-                # A copy of the index per column, so that no one register (nor the decoder ABC
-                # builds from it) selects all rows x cols x acc_width multiplexer inputs across the
-                # device. Copy c holds (r + c) mod rows and column c's multiplexer inputs are
-                # permuted to match: the copies load different constants, so yosys keeps them
-                # apart, and the permutation costs no logic.
-                columns = []
-                for c in range(C):
-                    index_c = Signal(index_range(R), name=f"done_index_c{c}")
-                    with m.If(en):
-                        for r in range(R):
-                            d = r + C - 1 + cfg.pe_latency - 1
-                            with m.If(l_tag[d]):
-                                m.d.sync += index_c.eq((r + c) % R)
-                    columns.append(Array(shadow[(j - c) % R][c] for j in range(R))[index_c])
         else:
             for r in range(R):
                 with m.If(done[r]):
@@ -654,7 +636,7 @@ class SystolicArray(wiring.Component):
         for r in range(R):
             for c in range(C):
                 m.d.comb += bank[r][c].eq(shadow[r][c])
-        return row_done, row_index, bank, columns if fast else None
+        return row_done, row_index, bank
 
     # -------------------------------------------------------------------------------------
     def _elaborate_ws(self, m, en, delayed):
