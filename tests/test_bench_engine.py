@@ -36,6 +36,7 @@ def _bench():
     return mod
 
 
+@pytest.mark.slow   # a Verilator engine build and six layers, about 30 s (the default suite's budget)
 def test_bench_engine_core_tiny_set():
     bench = _bench()
     cfg = EngineConfig(**CFG)
