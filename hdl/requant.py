@@ -441,9 +441,10 @@ class Requantizer(wiring.Component):
 
     @staticmethod
     def _float_round_up_bits(above, tie, quotient):
-        """Round half to even (float modes), from the registered comparisons of the remainder
-        with the half (``above``: greater; ``tie``: equal, with a nonzero shift): above half,
-        or exactly half with an odd quotient."""
+        """Round half to even (float modes), from the comparisons of the remainder with the
+        half (``above``: greater; ``tie``: equal, with a nonzero shift; registered in the
+        two-stage form, from the half and sticky bits in the ``serial`` lane): above half, or
+        exactly half with an odd quotient."""
         return above | (tie & quotient[0])
 
     @staticmethod
@@ -454,12 +455,6 @@ class Requantizer(wiring.Component):
         rows = partial_products(a, b)
         size = -(-len(rows) // _LUT_GROUPS)
         return [reg(tree_sum(rows[i:i + size]), f"{name}_{i // size}") for i in range(0, len(rows), size)]
-
-    @staticmethod
-    def _sticky_round_up(half_bit, sticky, quotient):
-        """Round half to even from the half bit and the sticky bit below it (the ``serial``
-        lane's form of :meth:`_float_round_up_bits`)."""
-        return half_bit & (sticky | quotient[0])
 
     @staticmethod
     def _serial_spacing(interval):
@@ -595,7 +590,8 @@ class Requantizer(wiring.Component):
                 tz_value = Mux(r_val[b], b, tz_value)
             m.d.comb += tz.eq(tz_value)
             sticky = (r_val != 0) & (tz + 9 < u_sat)
-            up = self._sticky_round_up(t[0], sticky, qv)
+            # above half: the half bit and a sticky bit; exactly half: the half bit alone
+            up = self._float_round_up_bits(t[0] & sticky, t[0] & ~sticky, qv)
             mag_y = wire(qv + up, "y_magnitude", "ymag")
             return reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
         # stage 6: to an integer, half to even: (R << 8) >> u. The shift and the comparisons of

@@ -37,21 +37,11 @@ class SerialSpacingRequantizer(Requantizer):
         return interval - 1
 
 
-class TiesAwaySerialRequantizer(Requantizer):
-    """The ``serial`` lane's sticky-bit rounding with ties away from zero (the half bit alone
-    rounds up): wrong on exact .5 ties with an even quotient."""
-
-    @staticmethod
-    def _sticky_round_up(half_bit, sticky, quotient):
-        return half_bit
-
-
 #: name -> (class, the rounding modes it breaks)
 MUTANTS = {
     "opt_ties_away": (TiesAwayOptRequantizer, ("tflite_opt",)),
     "float_ties_away": (TiesAwayFloatRequantizer, ("onnx", "xnnpack")),
     "serial_spacing": (SerialSpacingRequantizer, ("onnx", "xnnpack")),
-    "serial_ties_away": (TiesAwaySerialRequantizer, ("onnx", "xnnpack")),
 }
 
 

@@ -84,10 +84,10 @@ def test_requant_million_values(name, tmp_path):
     _run(CONFIGS[name], "verilator", str(tmp_path), BEATS["slow"], testcase="random_values_random_stalls")
 
 
-@pytest.mark.parametrize("mutant", ["serial_spacing", "serial_ties_away"])
+@pytest.mark.parametrize("mutant", ["serial_spacing", "float_ties_away"])
 def test_serial_mutant_is_caught(mutant, tmp_path):
-    """A serial requantizer that takes the next beat one step too early, or whose sticky-bit
-    rounding breaks ties away from zero (tb/requant/mutants.py), fails the random regression
+    """A serial requantizer that takes the next beat one step too early, or whose rounding
+    (from the half and sticky bits) breaks ties away from zero (tb/requant/mutants.py), fails the random regression
     (the whole cocotb regression: back-to-back beats with stalls, corner values with exact
     ties) against the golden model."""
     cfg = RequantConfig(**CONFIGS["onnx-l2g3-s8-ser4"])
