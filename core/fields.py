@@ -115,6 +115,8 @@ class Field:
         returned unchanged, so that :meth:`check` reports it with the allowed range."""
         if not isinstance(text, str) or self.kind is str:
             return text
+        if self.kind is bool:
+            return _BOOL_WORDS.get(text.strip().lower(), text)
         try:
             return int(text, 10) if self.kind is int else float(text) if self.kind is float else text
         except ValueError:
@@ -139,6 +141,11 @@ class Field:
         if not isinstance(value, str):
             raise ConfigError(f"{label} must be a string, not {value!r}")
         return value
+
+
+#: command-line spellings of a bool value (``convgen explore systolic --pipeline-operands false,true``)
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+               "on": True, "off": False}
 
 
 def _check_number(name: str, value, lo, hi) -> float:

@@ -13,7 +13,10 @@ the value lists) in parallel worker processes and returns one row per point:
 the point's parameters, ``macs_per_cycle``, the yosys resources, and with ``pnr`` the
 post-route ``fmax_mhz`` and ``gmacs = macs_per_cycle * fmax_mhz / 1000``. A point that fails
 (does not fit the device, a tool error) gets ``status`` "does not fit" / "failed" and its
-message in ``error``; its numbers stay empty, never partial.
+message in ``error``; its numbers stay empty, never partial. Every point is checked before any
+tool runs: a value its parameter's declaration does not allow is an error, naming the parameter;
+a combination of allowed values that is no configuration (``dsp=ecp5`` with ``dataflow=ws``) is
+left out and reported, so that a cross product of options can be swept.
 
 ``pareto(rows)`` keeps the points that no other point beats in both area (LUTs, then DSPs)
 and throughput (GMAC/s with place and route, else peak MACs/cycle).
@@ -60,6 +63,8 @@ class Explorable:
     its help. ``build(point) -> (verilog, top, full parameter dict)`` (runs in a worker
     process; must be a module-level function). ``macs_per_cycle(point) -> int``: peak
     operations per cycle. ``series``: parameters that name a curve in the plot.
+    ``target_of(point)``: the only synthesis target the point can be built for (vendor
+    primitives), or None for any.
     """
 
     name: str
@@ -72,6 +77,7 @@ class Explorable:
     extra: tuple[Field, ...] = ()
     follows: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    target_of: Callable[[dict], str | None] | None = None
 
     @property
     def params(self) -> dict[str, Field]:
@@ -94,9 +100,32 @@ class Explorable:
 
     def check(self, point: dict) -> None:
         """ConfigError naming the parameter unless ``point`` is a valid configuration."""
+        self.check_values(point)
+        self.config(**self._config_part(point))
+
+    def check_values(self, point: dict) -> None:
+        """ConfigError naming the parameter unless each value of ``point`` is allowed by its
+        declaration on its own (a value out of range, a choice that does not exist)."""
         extra = {f.name for f in self.extra}
         check_fields(self.extra, {k: v for k, v in point.items() if k in extra})
-        self.config(**{k: v for k, v in point.items() if k not in extra})
+        check_fields(fields_of(self.config), self._config_part(point))
+
+    def combination_error(self, point: dict, target: str | None = None) -> str | None:
+        """Why ``point``, whose values are each allowed, is not a valid configuration (a rule
+        between parameters, such as ``dsp=ecp5`` needing ``dataflow=os``) or cannot be built for
+        ``target`` (``dsp=ecp5`` on ice40); None if it is fine."""
+        try:
+            self.config(**self._config_part(point))
+        except ConfigError as e:
+            return str(e)
+        only = self.target_of(point) if self.target_of and target is not None else None
+        if only is not None and only != target:
+            return f"its vendor primitives need --target {only}, not {target}"
+        return None
+
+    def _config_part(self, point: dict) -> dict:
+        extra = {f.name for f in self.extra}
+        return {k: v for k, v in point.items() if k not in extra}
 
 
 EXPLORABLE: dict[str, Explorable] = {}
@@ -121,15 +150,22 @@ def _systolic_macs(point: dict) -> int:
     return int(point["rows"]) * int(point["cols"])
 
 
+def _systolic_target(point: dict) -> str | None:
+    """dsp=ecp5 (MULT18X18D) and dsp=ice40 (SB_MAC16) instantiate that target's primitives."""
+    return point.get("dsp") if point.get("dsp") in ("ecp5", "ice40") else None
+
+
 register_explorable(Explorable(
     name="systolic",
     config=SystolicConfig,
-    sweep={"rows": (2, 4, 8), "cols": (), "dataflow": CHOICES, "acc_width": DEFAULT},
+    sweep={"rows": (2, 4, 8), "cols": (), "dataflow": CHOICES, "acc_width": DEFAULT, "dsp": DEFAULT,
+           "pipeline_operands": DEFAULT, "pipeline_mult": DEFAULT},
     follows={"cols": "rows"},
     notes={"cols": "default: the same as rows, point by point"},
     build=_systolic_build,
     macs_per_cycle=_systolic_macs,
-    series=("dataflow", "acc_width"),
+    series=("dataflow", "acc_width", "dsp", "pipeline_mult"),
+    target_of=_systolic_target,
 ))
 
 
@@ -288,10 +324,21 @@ def explore(block: str, values: dict[str, list], target: str, *, device=None, pn
     device = check_flow_options(target, device, pnr, freq, seed)
     spec = EXPLORABLE[block]
     points = expand_grid(spec, values)
-    for p in points:  # check every point before any tool runs
-        spec.check(p)
+    # every point is checked before any tool runs: a value its declaration does not allow is an
+    # error; a combination of allowed values that is not a configuration (dsp=ecp5 with
+    # dataflow=ws) is left out of the sweep and reported, unless no point is left
+    for p in points:
+        spec.check_values(p)
     if progress is True:
         progress = sys.stderr
+    invalid = [(p, why) for p in points if (why := spec.combination_error(p, target)) is not None]
+    if len(invalid) == len(points):
+        raise ConfigError(f"no point of the sweep is a valid {block} configuration: {_label(spec, invalid[0][0])}: "
+                          f"{invalid[0][1]}")
+    for p, why in invalid:
+        if progress is not None:
+            print(f"skipped {_label(spec, p)}: {why}", file=progress, flush=True)
+    points = [p for p in points if all(p is not q for q, _ in invalid)]
     rows: list[dict | None] = [None] * len(points)
     t0 = time.monotonic()
     done = 0

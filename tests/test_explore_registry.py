@@ -91,3 +91,93 @@ def test_explore_defaults_to_ecp5(monkeypatch, tmp_path):
     assert main(["explore", "systolic", "--rows", "1", "--cols", "1", "--out", str(tmp_path / "out")]) == 130
     assert seen["target"] == "ecp5"
     assert next(f for f in ce.explore_flow_fields() if f.name == "target").default == "ecp5"
+
+
+def _record_points(monkeypatch):
+    from convgen.synth import explore as E
+
+    ran = []
+
+    def fake_run(block, point, target, *a):
+        ran.append(dict(point))
+        return {**point, "status": "ok", "macs_per_cycle": 1, "luts": 1, "dsps": 0, "seconds": 0.0}
+
+    monkeypatch.setattr(E, "_run_point", fake_run)
+    return ran
+
+
+def test_a_cross_product_skips_and_reports_combinations_that_are_no_configuration(monkeypatch):
+    """`--dataflow os,ws --dsp generic,ecp5 --pipeline-operands false,true --pipeline-mult 0,2`:
+    the points the declarations allow one by one but SystolicConfig refuses as a whole (ecp5 or
+    pipeline_mult with ws, pipeline_mult without pipeline_operands) are left out and named; the
+    others run."""
+    import io
+
+    from convgen.hdl.systolic import SystolicConfig
+
+    ran = _record_points(monkeypatch)
+    log = io.StringIO()
+    values = {"rows": [2], "dataflow": ["os", "ws"], "dsp": ["generic", "ecp5"], "pipeline_operands": [False, True],
+              "pipeline_mult": [0, 2]}
+    rows = explore("systolic", values, "ecp5", progress=log)
+    valid = []
+    for p in expand_grid(EXPLORABLE["systolic"], values):
+        try:
+            SystolicConfig(**p)
+            valid.append(p)
+        except ConfigError:
+            pass
+    assert ran == valid and len(rows) == len(valid) == 8   # os: 2 dsp x 3; ws: generic, pm 0
+    assert log.getvalue().count("skipped") == 16 - 8
+    assert "skipped rows=2 cols=2 dataflow=ws acc_width=32 dsp=ecp5" in log.getvalue()
+    assert "is built for the output-stationary array only" in log.getvalue()
+
+
+def test_vendor_primitives_are_swept_on_their_own_target_only(monkeypatch):
+    import io
+
+    ran = _record_points(monkeypatch)
+    log = io.StringIO()
+    explore("systolic", {"rows": [2], "dataflow": ["os"], "dsp": ["generic", "ecp5", "ice40"]}, "ice40",
+            progress=log)
+    assert [p["dsp"] for p in ran] == ["generic", "ice40"]
+    assert "dsp=ecp5 pipeline_operands=False pipeline_mult=0: its vendor primitives need --target ecp5, not ice40" \
+        in log.getvalue()
+
+
+def test_a_sweep_with_no_valid_point_is_an_error_before_any_tool(monkeypatch):
+    ran = _record_points(monkeypatch)
+    with pytest.raises(ConfigError, match="no point of the sweep is a valid systolic configuration: .*dataflow=ws"):
+        explore("systolic", {"rows": [2], "dataflow": ["ws"], "dsp": ["ecp5"]}, "ecp5", progress=None)
+    with pytest.raises(ConfigError, match="pipeline_mult must be an integer in 0..2, not 3"):
+        explore("systolic", {"rows": [2], "pipeline_mult": [3]}, "ecp5", progress=None)
+    assert ran == []
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("False", False), ("1", True), ("0", False),
+                                         ("yes", True), ("off", False)])
+def test_bool_values_parse_from_the_command_line(text, value):
+    from convgen.hdl.systolic import SystolicConfig
+
+    f = next(f for f in fields_of(SystolicConfig) if f.name == "pipeline_operands")
+    assert f.check(f.parse(text)) is value
+
+
+def test_explore_cli_takes_vendor_variants_and_refuses_a_bad_bool(monkeypatch, tmp_path, capsys):
+    import convgen.synth.explore as se
+    from convgen.cli import main
+
+    seen = {}
+
+    def fake_explore(block, values, target, **kw):
+        seen.update(values)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(se, "explore", fake_explore)
+    out = str(tmp_path / "out")
+    assert main(["explore", "systolic", "--rows", "2", "--dsp", "generic,ecp5", "--pipeline-operands", "true",
+                 "--pipeline-mult", "0,2", "--out", out]) == 130
+    assert seen["dsp"] == ["generic", "ecp5"] and seen["pipeline_operands"] == [True]
+    assert seen["pipeline_mult"] == [0, 2]
+    assert main(["explore", "systolic", "--pipeline-operands", "maybe", "--out", out]) == 2
+    assert "--pipeline-operands must be True or False, not 'maybe'" in capsys.readouterr().err
