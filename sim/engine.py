@@ -327,7 +327,8 @@ class EngineBuild:
 def engine_verilog(cfg: EngineConfig, *, simulation: bool = False) -> str:
     """The engine's Verilog as ``generate`` writes it (cached: elaborating an 8x8 engine takes
     about 10 s); ``simulation``: the form the free-running models compile
-    (:func:`convgen.hdl.generate.simulation_verilog`, the same circuit)."""
+    (:func:`convgen.hdl.generate.simulation_verilog`, the same circuit; its requantizer's data
+    registers on a gated clock)."""
     return cached_verilog(lambda: ConvEngine(cfg), cfg.module_name, cfg.to_dict(), simulation=simulation)
 
 

@@ -171,21 +171,22 @@ EQUIV_CFG = dict(rows=1, cols=2, vec=4, max_h=8, max_w=8, max_pixel_words=2, max
 
 
 def _equivalence(tmp_path, mutate=None) -> tuple[int, str]:
-    """yosys proves the simulation form of the engine's Verilog (hdl/generate.py
-    ``simulation_verilog``, what the free-running models compile) equivalent to the form
+    """yosys proves the simulation netlist of the engine's Verilog (hdl/generate.py
+    ``simulation_netlist``, what the free-running models compile before the requantizer's
+    register bank goes on its gated clock, tests/test_generate_gating.py) equivalent to the form
     ``generate`` writes: both files read back, flattened, memories as flip-flops, signals paired by
     name (``equiv_make``), then ``equiv_simple`` and ``equiv_induct``. ``mutate``: edit the
     simulation text first. Returns yosys' exit status and log tail."""
     import subprocess
 
     from convgen.hdl.engine import ConvEngine
-    from convgen.hdl.generate import simulation_verilog, to_verilog
+    from convgen.hdl.generate import simulation_netlist, to_verilog
     from convgen.synth.yosys import yosys_command
 
     cfg = EngineConfig(**EQUIV_CFG)
     top = cfg.module_name
     gen = to_verilog(ConvEngine(cfg), top)
-    sim = simulation_verilog(ConvEngine(cfg), top)
+    sim = simulation_netlist(ConvEngine(cfg), top)
     assert gen != sim
     if mutate:
         sim = mutate(sim)
