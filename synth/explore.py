@@ -164,7 +164,7 @@ register_explorable(Explorable(
     notes={"cols": "default: the same as rows, point by point"},
     build=_systolic_build,
     macs_per_cycle=_systolic_macs,
-    series=("dataflow", "acc_width", "dsp", "pipeline_mult"),
+    series=("dataflow", "acc_width", "dsp", "pipeline_operands", "pipeline_mult"),
     target_of=_systolic_target,
 ))
 
@@ -405,9 +405,11 @@ def plot(spec: Explorable, rows: list[dict], path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r.get("status") == "ok"]
+    # a curve per combination of the series parameters that take more than one value here
+    varying = [k for k in spec.series if len({r.get(k) for r in ok}) > 1]
     groups: dict[str, list[dict]] = {}
     for r in ok:
-        name = ", ".join(f"{k}={r[k]}" for k in spec.series if k in r) or spec.name
+        name = ", ".join(f"{k}={r[k]}" for k in varying if k in r) or spec.name
         groups.setdefault(name, []).append(r)
     panels = [("luts", "LUTs"), ("dsps", "DSP blocks"), ("fmax_mhz", "post-route Fmax (MHz)"),
               ("gmacs", f"G{spec.unit}/s = {spec.unit}s/cycle x Fmax")]
