@@ -502,9 +502,11 @@ class ConvEngine(wiring.Component):
         dropped = ("c_in", "c_out", "groups") if narrow else ()
         d = SimpleNamespace(**{name: Signal(field.shape, name=f"d_{name}") for name, field in cfg.desc_layout
                                if name not in dropped})
+        over = []
         if narrow:
             d.c_slice = Signal(range(cfg.max_c_slice + 1), name="d_c_slice")
-        d_over = Signal(name="d_over")
+            d_over = Signal(name="d_over")
+            over = [d_over]
         lut = cfg.lut_checks
         states = STATES + (LUT_CHECK_STATES if lut else ())
         state = Signal(range(len(states)), name="state")
@@ -586,7 +588,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += ntk.eq(mul(d.ntiles, kk))
         zero = Cat(*(getattr(d, f) == 0 for f in ("c_in", "c_out", "groups", "c_slice", "slice_words", "slices",
                                                   "tiles_per_slice", "ntiles", "pixel_tiles", "m_total",
-                                                  "out_h", "out_w") if f not in dropped), d_over).any()
+                                                  "out_h", "out_w") if f not in dropped), *over).any()
         xz_lo = Mux(d.x_signed, -128, 0)
         xz_hi = Mux(d.x_signed, 127, 255)
         rules = [
