@@ -55,6 +55,9 @@ _LUT_GROUPS = 4
 DEFAULT_SERIAL_DIGITS = 4
 #: bits of the float modes' scale significand, which a serial product takes in digits
 _SIG_BITS = 24
+#: the lowest product bit a serial product keeps (the float32 rounding reads bits 22 and 23 of
+#: the 48-bit significand product and a sticky bit of those below)
+_SERIAL_KEEP = 22
 
 
 @dataclass(frozen=True)
@@ -467,8 +470,9 @@ class Requantizer(wiring.Component):
         in the step where ``steps[k]`` is high (one-hot, one step per digit, in order), ``acc +
         a * digit_k`` is split into its low ``d`` bits, shifted into ``low``, and the rest, the
         next ``acc`` (the first step starts from 0). Invariant ``acc <= a``, so ``acc`` is as
-        wide as ``a`` and the adder ``d`` bits wider. Returns the product ``Cat(low, acc)``,
-        valid from the step after the last digit until the next beat's first step."""
+        wide as ``a`` and the adder ``d`` bits wider. Returns ``acc``, ``low``, the adder's
+        sum and ``d``; the product is ``Cat(low, acc)`` from the step after the last digit
+        until the next beat's first step (the caller updates ``acc`` and ``low``)."""
         cfg = self._config
         D, d = cfg.serial_digits, cfg.serial_digit_bits
         padded = Cat(b, Const(0, D * d - len(b)))
@@ -479,7 +483,9 @@ class Requantizer(wiring.Component):
             value = value | p
         m.d.comb += digit.eq(value)
         acc = Signal(len(a), name=f"{n}sacc", reset_less=True)
-        low = Signal(D * d, name=f"{n}slow", reset_less=True)
+        # of the low product bits only those from _SERIAL_KEEP up are kept (the float32
+        # rounding reads bits 22 and 23 and whether any bit below 22 is set: `sticky`)
+        low = Signal(D * d - _SERIAL_KEEP, name=f"{n}slow", reset_less=True)
         total = Signal(len(a) + d, name=f"{n}ssum")
         m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *partial_products(a, digit)]))
         return acc, low, total, d
@@ -540,9 +546,24 @@ class Requantizer(wiring.Component):
             acc, low, total, d = self._serial_product(m, n, fm, sig, steps)
             step_en = Signal(name=f"{n}sstep")
             m.d.comb += step_en.eq(Cat(*steps).any() & en)
+            # digit k's bit j is product bit k*d + j: from _SERIAL_KEEP up it goes to its place
+            # in `low` (loaded by that digit's step only), below it into the sticky bit
+            sticky = Signal(name=f"{n}ssticky", reset_less=True)
+            below = []
             with m.If(step_en):
-                m.d.sync += [acc.eq(total[d:]), low.eq(Cat(low[d:], total[:d]))]
-            prod = wire(Cat(low, acc)[:R["sig_product"].width], "sig_product", "p4")
+                m.d.sync += acc.eq(total[d:])
+                for k, f in enumerate(steps):
+                    for j in range(d):
+                        pos = k * d + j
+                        if pos >= _SERIAL_KEEP:
+                            with m.If(f):
+                                m.d.sync += low[pos - _SERIAL_KEEP].eq(total[j])
+                        else:
+                            below.append(f & total[j])
+                m.d.sync += sticky.eq((sticky & ~steps[0]) | Cat(*below).any())
+            # product bits from _SERIAL_KEEP up
+            prod_top = Signal(R["sig_product"].width - _SERIAL_KEEP, name=f"{n}p4")
+            m.d.comb += prod_top.eq(Cat(low, acc))
             u_pre = wire(u_pre, "u_pre", "u4")
             neg4 = neg3
         elif self._config.mult_style == "lut":
@@ -560,12 +581,23 @@ class Requantizer(wiring.Component):
             neg4 = reg(neg3, f"{n}neg4")
             carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
-        hi = prod[47]
-        q_hi, r_hi = prod[24:48], prod[0:24]
-        q_lo, r_lo = prod[23:48], prod[0:23]
-        up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
-        up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
-        r_next = Mux(hi, q_hi + up_hi, q_lo + up_lo)
+        if serial:
+            # from bits 22, 23 and the sticky bit of the bits below 22 (the same comparisons
+            # as below), one increment after the mux
+            P, k = prod_top, _SERIAL_KEEP
+            hi = P[47 - k]
+            b22, b23 = P[22 - k], P[23 - k]
+            q_hi, q_lo = P[24 - k:48 - k], P[23 - k:48 - k]
+            up_hi = b23 & (b22 | sticky | q_hi[0])      # r_hi > 2**23, or == 2**23 with q_hi odd
+            up_lo = b22 & (sticky | q_lo[0])            # r_lo > 2**22, or == 2**22 with q_lo odd
+            r_next = Mux(hi, q_hi, q_lo) + Mux(hi, up_hi, up_lo)
+        else:
+            hi = prod[47]
+            q_hi, r_hi = prod[24:48], prod[0:24]
+            q_lo, r_lo = prod[23:48], prod[0:23]
+            up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
+            up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
+            r_next = Mux(hi, q_hi + up_hi, q_lo + up_lo)
         if serial:
             # the small-area lane keeps only what its last stage reads: the bits of R from
             # R["r_cut"] up and whether any bit below is set (all of them lie below the half
