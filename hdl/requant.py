@@ -468,7 +468,7 @@ class Requantizer(wiring.Component):
     def _serial_product(self, m, n, a, b, steps):
         """``a * b`` (unsigned, ``b`` of at most ``_SIG_BITS`` bits) digit-serially, LSB first:
         in the step where ``steps[k]`` is high (one-hot, one step per digit, in order), ``acc +
-        a * digit_k`` is split into its low ``d`` bits, shifted into ``low``, and the rest, the
+        a * digit_k`` (radix-4 rows) is split into its low ``d`` bits, shifted into ``low``, and the rest, the
         next ``acc`` (the first step starts from 0). Invariant ``acc <= a``, so ``acc`` is as
         wide as ``a`` and the adder ``d`` bits wider. Returns ``acc``, ``low``, the adder's
         sum and ``d``; the product is ``Cat(low, acc)`` from the step after the last digit
@@ -487,7 +487,15 @@ class Requantizer(wiring.Component):
         # rounding reads bits 22 and 23 and whether any bit below 22 is set: `sticky`)
         low = Signal(D * d - _SERIAL_KEEP, name=f"{n}slow", reset_less=True)
         total = Signal(len(a) + d, name=f"{n}ssum")
-        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *partial_products(a, digit)]))
+        # radix 4: each 2-bit group g of the digit selects 0, a, 2a or 3a (3a = a + 2a, once
+        # per beat), so a digit of d bits adds ceil(d/2) rows instead of d (one adder and one
+        # AND per bit fewer per pair; 3a's adder is shared by every step)
+        a3 = Signal(len(a) + 2, name=f"{n}a3")
+        m.d.comb += a3.eq(a + (a << 1))
+        rows = [Mux(digit[j + 1], Mux(digit[j], a3, a << 1), Mux(digit[j], a, 0)) << j for j in range(0, d - 1, 2)]
+        if d % 2:
+            rows.append(Mux(digit[d - 1], a << (d - 1), 0))
+        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *rows]))
         return acc, low, total, d
 
     def _onnx(self, m, reg, n, s, keep, carry, late, R, wire, valids, en):
@@ -496,7 +504,8 @@ class Requantizer(wiring.Component):
         if serial:
             # the small-area lane (its stage numbers and valid flags below assume no 1b stage)
             neg = s < 0
-            mag = wire(Mux(neg, -s, s), "magnitude", "mag")
+            # |s| with -s = ~(s - 1): the decrement's sum and the select fit one LUT per bit
+            mag = wire(Mux(neg, ~(s - 1), s), "magnitude", "mag")
         else:
             # stage 1b: sign and magnitude (registered: the negation's carry chain and the
             # normaliser's five levels in one stage were a critical path on ECP5, docs/requant.md)
