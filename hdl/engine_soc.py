@@ -43,6 +43,10 @@ Host bus (all inputs sampled at the rising edge of ``clk``):
   shared with the engine);
 - a write (``en`` = ``we`` = 1 in cycle t) is in the buffer from cycle t+1.
 
+With ``BufferConfig.host_width`` below the widest word, ``host_wdata``/``host_rdata`` are that
+wide and a word is several pieces, piece k of word a at ``host_addr = a * 2**piece_bits + k``,
+each written on its own (docs/engine_soc.md).
+
 Host accesses while ``busy`` is high are ignored: load x, w and p, send the descriptor, wait
 for ``done`` (or ``error``), read y. The descriptor stream and ``busy``/``done``/``error``/
 ``cycles`` are the engine's, passed through.
