@@ -257,7 +257,10 @@ class EngineWithBuffers(wiring.Component):
             mem = Memory(shape=unsigned(width if np_ == 1 else np_ * HW), depth=n, init=[], attrs=attrs)
             m.submodules[f"{b}_buf"] = mem
             rd = mem.read_port()                     # synchronous, not transparent
-            wr = mem.write_port() if np_ == 1 else mem.write_port(granularity=HW)
+            if np_ == 1:
+                wr = mem.write_port()
+            else:
+                wr = mem.write_port(granularity=HW)
             host = Signal(name=f"{b}_host")          # the host addresses this buffer
             addr = Signal(abits, name=f"{b}_addr")
             m.d.comb += host.eq(~busy & self.host_en & (self.host_sel == i))
