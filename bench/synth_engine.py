@@ -1,7 +1,7 @@
 """ConvEngine with on-chip buffers (hdl/engine_soc.py) through the synthesis flow, placed and routed.
 
     .venv/bin/python bench/synth_engine.py                 # both points below
-    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial
+    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial,ice40_serial_h32
 
 Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen synth``):
 
@@ -75,6 +75,16 @@ POINTS = {
                                                           requant_lanes=1, mult_style="serial", serial_digits=4,
                                                           acc_width=0),
                                              x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    # ice40_serial with a 32-bit host bus (BufferConfig.host_width): the 97-bit p words are written and
+    # read in 4 pieces, so the host bus (and the I/O harness that models it) is 32 bits wide, not 97
+    "ice40_serial_h32": dict(target="ice40", device="up5k",
+                             config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
+                                                              max_pixel_words=4, max_kernel=3, max_stride=2,
+                                                              max_pad=1, max_dilation=1, max_tiles=4, addr_width=14,
+                                                              fetch_banks=3, weight_fifo=4, requant_lanes=1,
+                                                              mult_style="serial", serial_digits=4, acc_width=0),
+                                                 x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy",
+                                                 host_width=32)),
     # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",
                       config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -326,6 +326,22 @@ class EngineConfig(Config):
         return self.mult_style != "dsp"
 
     @property
+    def derived_widths(self) -> bool:
+        """The control's registers take widths derived from the maxima (``mult_style`` ``lut``
+        or ``serial``, the small-FPGA styles; the ``dsp`` engine keeps its earlier hardware):
+        the descriptor's 16-bit ``c_in``/``c_out``/``groups`` are kept only as whether one of
+        them is zero, ``c_slice`` in :attr:`max_c_slice`'s bits (a larger value, always
+        invalid, is remembered as such), and the checks' products and the weight counters in
+        the widths of their operands' largest values (:meth:`ConvEngine.check_ranges`)."""
+        return self.mult_style != "dsp"
+
+    @property
+    def max_c_slice(self) -> int:
+        """The largest valid ``c_slice``: ``slice_words * vec`` with ``slice_words <=
+        pixel_words <= max_pixel_words``."""
+        return self.max_pixel_words * self.vec
+
+    @property
     def params_start(self) -> int:
         """Cycle (descriptor transfer = 0) of the first parameter request: CHECK1, CHECK2,
         DECIDE (im2col programmed), then WAITG until the generator's first pointer."""
@@ -436,6 +452,37 @@ class ConvEngine(wiring.Component):
     def config(self) -> EngineConfig:
         return self._config
 
+    @staticmethod
+    def check_ranges(cfg: EngineConfig) -> dict[str, range]:
+        """With :attr:`EngineConfig.derived_widths`: the value range of each register of the
+        descriptor checks, from the largest value every operand field can hold (its layout
+        width; ``c_slice`` at most :attr:`EngineConfig.max_c_slice`, larger ones are flagged
+        at the transfer), so that no check value can wrap, whatever the descriptor: every
+        check compares the exact value and an invalid descriptor raises ``error`` as with the
+        16-24-bit registers of the ``dsp`` engine (tests/test_engine_lut.py,
+        tests/test_engine_serial.py)."""
+        L = {name: (1 << Shape.cast(f.shape).width) - 1 for name, f in cfg.desc_layout}
+        cs = cfg.max_c_slice
+        k = L["kh"] * L["kw"] * cs
+        def span(h, p, dl, kk):
+            # h + pad_a + pad_b - dil*(kh - 1) - 1 (the pad fields have one width), kh from 0
+            # (a zero kh is an im2col error)
+            return range(-L[dl] * (L[kk] - 1) - 1, L[h] + 2 * L[p] + L[dl])
+        r = {
+            "k_total": range(k + 1),
+            "ntiles_k": range(L["ntiles"] * k + 1),
+            "span_h": span("h", "pad_top", "dil_h", "kh"),
+            "span_w": span("w", "pad_left", "dil_w", "kw"),
+            "oh_stride": range(L["out_h"] * L["stride_h"] + 1),
+            "ow_stride": range(L["out_w"] * L["stride_w"] + 1),
+            "oh_ow": range(L["out_h"] * L["out_w"] + 1),
+            "slice_words_vec": range(L["slice_words"] * cfg.vec + 1),
+            "slices_slice_words": range(L["slices"] * L["slice_words"] + 1),
+            "slices_tps": range(L["slices"] * L["tiles_per_slice"] + 1),
+            "pixel_tiles_rows": range(L["pixel_tiles"] * cfg.rows + 1),
+        }
+        return r
+
     def elaborate(self, platform):
         cfg = self._config
         m = Module()
@@ -449,7 +496,17 @@ class ConvEngine(wiring.Component):
         # The descriptor register, one register per field (the same flip-flops as one
         # desc_layout-wide register, but every field is its own variable in a Verilator model
         # rather than a slice of a 260-bit word, which costs a wide extraction at every use).
-        d = SimpleNamespace(**{name: Signal(field.shape, name=f"d_{name}") for name, field in cfg.desc_layout})
+        narrow = cfg.derived_widths
+        # derived widths: c_in, c_out, groups only as "one is zero" and c_slice in the bits of
+        # its largest valid value, with "c_slice too large" (both folded into d_over, a rule)
+        dropped = ("c_in", "c_out", "groups") if narrow else ()
+        d = SimpleNamespace(**{name: Signal(field.shape, name=f"d_{name}") for name, field in cfg.desc_layout
+                               if name not in dropped})
+        over = []
+        if narrow:
+            d.c_slice = Signal(range(cfg.max_c_slice + 1), name="d_c_slice")
+            d_over = Signal(name="d_over")
+            over = [d_over]
         lut = cfg.lut_checks
         states = STATES + (LUT_CHECK_STATES if lut else ())
         state = Signal(range(len(states)), name="state")
@@ -471,22 +528,30 @@ class ConvEngine(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
 
         # -- descriptor checks (docs/engine.md; golden.engine.descriptor_errors) --------------
-        k_max = cfg.max_kernel * cfg.max_kernel * ((1 << 16) - 1)
-        kk = Signal(range(k_max + 1), name="k_total")
+        if narrow:
+            cr = self.check_ranges(cfg)
+            k_max = cr["k_total"].stop - 1
+            kk, ntk, span_h, span_w, ohs, ows, mtot, sw_v, sl_sw, sl_tps, pt_r = (
+                Signal(cr[n], name=n) for n in ("k_total", "ntiles_k", "span_h", "span_w", "oh_stride", "ow_stride",
+                                                "oh_ow", "slice_words_vec", "slices_slice_words", "slices_tps",
+                                                "pixel_tiles_rows"))
+        else:
+            k_max = cfg.max_kernel * cfg.max_kernel * ((1 << 16) - 1)
+            kk = Signal(range(k_max + 1), name="k_total")
+            ntk = Signal(range(cfg.max_tiles * (k_max + 1) + 1), name="ntiles_k")
+            span_h = Signal(signed(24), name="span_h")
+            span_w = Signal(signed(24), name="span_w")
+            ohs = Signal(range((1 << 12) * 16 + 1), name="oh_stride")
+            ows = Signal(range((1 << 12) * 16 + 1), name="ow_stride")
+            mtot = Signal(range((1 << 24)), name="oh_ow")
+            sw_v = Signal(range((1 << 12) * 64 + 1), name="slice_words_vec")
+            sl_sw = Signal(range((1 << 24)), name="slices_slice_words")
+            sl_tps = Signal(range((1 << 22)), name="slices_tps")
+            pt_r = Signal(range((1 << 24)), name="pixel_tiles_rows")
         taps = Signal(range(TM + 1), name="taps")
         trows = Signal(range(TM * R + 1), name="taps_rows")
         c_last = Signal(range(V + 1), name="c_last")                  # channels of a slice's last word
-        ntk = Signal(range(cfg.max_tiles * (k_max + 1) + 1), name="ntiles_k")
         rnt = Signal(range(R * cfg.max_tiles + 1), name="rows_ntiles")
-        span_h = Signal(signed(24), name="span_h")
-        span_w = Signal(signed(24), name="span_w")
-        ohs = Signal(range((1 << 12) * 16 + 1), name="oh_stride")
-        ows = Signal(range((1 << 12) * 16 + 1), name="ow_stride")
-        mtot = Signal(range((1 << 24)), name="oh_ow")
-        sw_v = Signal(range((1 << 12) * 64 + 1), name="slice_words_vec")
-        sl_sw = Signal(range((1 << 24)), name="slices_slice_words")
-        sl_tps = Signal(range((1 << 22)), name="slices_tps")
-        pt_r = Signal(range((1 << 24)), name="pixel_tiles_rows")
         bad = Signal(name="bad")
 
         if not lut:
@@ -523,13 +588,13 @@ class ConvEngine(wiring.Component):
                 m.d.sync += ntk.eq(mul(d.ntiles, kk))
         zero = Cat(*(getattr(d, f) == 0 for f in ("c_in", "c_out", "groups", "c_slice", "slice_words", "slices",
                                                   "tiles_per_slice", "ntiles", "pixel_tiles", "m_total",
-                                                  "out_h", "out_w"))).any()
+                                                  "out_h", "out_w") if f not in dropped), *over).any()
         xz_lo = Mux(d.x_signed, -128, 0)
         xz_hi = Mux(d.x_signed, 127, 255)
         rules = [
             zero,
             _above(d.ntiles, cfg.max_tiles),
-            kk > cfg.max_k,
+            _above(kk, cfg.max_k) if narrow else kk > cfg.max_k,
             span_h < 0, span_w < 0,
             ohs - d.stride_h > span_h, ohs <= span_h,              # out_h = span_h // stride_h + 1
             ows - d.stride_w > span_w, ows <= span_w,
@@ -848,8 +913,13 @@ class ConvEngine(wiring.Component):
         with m.Switch(state):
             with m.Case(S["IDLE"]):
                 with m.If(self.desc.valid):
-                    m.d.sync += [*(getattr(d, f).eq(self.desc.payload[f]) for f, _ in cfg.desc_layout),
+                    m.d.sync += [*(getattr(d, f).eq(self.desc.payload[f]) for f, _ in cfg.desc_layout
+                                   if f not in dropped),
                                  state.eq(S["CHECK1"]), err.eq(0), cycles.eq(0)]
+                    if narrow:
+                        pl = self.desc.payload
+                        m.d.sync += d_over.eq(Cat(pl.c_in == 0, pl.c_out == 0, pl.groups == 0,
+                                                  _above(pl.c_slice, cfg.max_c_slice)).any())
             with m.Case(S["CHECK1"]):
                 m.d.sync += state.eq(S["CHECKA"] if lut else S["CHECK2"])
             if lut:

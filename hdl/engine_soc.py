@@ -43,6 +43,10 @@ Host bus (all inputs sampled at the rising edge of ``clk``):
   shared with the engine);
 - a write (``en`` = ``we`` = 1 in cycle t) is in the buffer from cycle t+1.
 
+With ``BufferConfig.host_width`` below the widest word, ``host_wdata``/``host_rdata`` are that
+wide and a word is several pieces, piece k of word a at ``host_addr = a * 2**piece_bits + k``,
+each written on its own (docs/engine_soc.md).
+
 Host accesses while ``busy`` is high are ignored: load x, w and p, send the descriptor, wait
 for ``done`` (or ``error``), read y. The descriptor stream and ``busy``/``done``/``error``/
 ``cycles`` are the engine's, passed through.
@@ -53,7 +57,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -61,7 +65,7 @@ from amaranth.lib.wiring import In, Out
 from convgen.core.fields import Field, check_fields
 from convgen.core.params import ConfigError
 
-from .engine import ConvEngine, EngineConfig
+from .engine import ConvEngine, EngineConfig, _select
 
 __all__ = ["BUFFERS", "BUFFER_FIELDS", "BufferConfig", "EngineWithBuffers", "soc_component", "soc_verilog",
            "strip_buffer_init", "check_buffer_target", "manifest_extra"]
@@ -101,6 +105,11 @@ class BufferConfig:
     p_words: int = 512
     y_words: int = 4096
     spram: str = ""
+    #: host bus data bits (0: the widest buffer word). Narrower: a buffer word of W bits is
+    #: ``ceil(W / host_width)`` host words ("pieces", piece k = bits k*host_width ..), at host
+    #: address ``word * 2**piece_bits + k`` (one ``piece_bits`` for every buffer); each piece is
+    #: written on its own (the buffer's write port has ``host_width``-bit lanes)
+    host_width: int = 0
 
     def __post_init__(self):
         if not isinstance(self.engine, EngineConfig):
@@ -120,6 +129,15 @@ class BufferConfig:
         checked["spram"] = "".join(b for b in BUFFERS if b in s)
         for name, v in checked.items():
             object.__setattr__(self, name, v)
+        widest = max(self.width(b) for b in BUFFERS)
+        h = self.host_width
+        if not isinstance(h, int) or isinstance(h, bool) or not (h == 0 or (8 <= h <= widest and h % 8 == 0)):
+            raise ConfigError(f"host_width must be 0 (the widest buffer word, {widest} bits) or a multiple of 8 "
+                              f"in 8..{widest}, not {h!r}")
+        narrow = [b for b in self.spram if self.pieces(b) > 1]
+        if narrow:
+            raise ConfigError(f"host_width {h} splits the words of the SPRAM buffer(s) {', '.join(narrow)} "
+                              f"({self.width(narrow[0])} bits): SPRAM buffers need whole-word host writes")
 
     # -- buffers ------------------------------------------------------------------------------
     def words(self, buf: str) -> int:
@@ -133,13 +151,22 @@ class BufferConfig:
     def abits(self, buf: str) -> int:
         return (self.words(buf) - 1).bit_length()
 
+    def pieces(self, buf: str) -> int:
+        """Host words per word of a buffer (1 unless ``host_width`` is below its width)."""
+        return -(-self.width(buf) // self.host_data_width)
+
+    @property
+    def piece_bits(self) -> int:
+        """Low host address bits that select a piece (0 with ``host_width`` 0)."""
+        return (max(self.pieces(b) for b in BUFFERS) - 1).bit_length()
+
     @property
     def host_addr_width(self) -> int:
-        return max(self.abits(b) for b in BUFFERS)
+        return max(self.abits(b) for b in BUFFERS) + self.piece_bits
 
     @property
     def host_data_width(self) -> int:
-        return max(self.width(b) for b in BUFFERS)
+        return self.host_width or max(self.width(b) for b in BUFFERS)
 
     @property
     def bits(self) -> dict:
@@ -150,10 +177,13 @@ class BufferConfig:
     def module_name(self) -> str:
         base = self.engine.module_name.replace("convgen_engine_", "convgen_engine_soc_", 1)
         s = f"_s{self.spram}" if self.spram else ""
-        return f"{base}_x{self.x_words}w{self.w_words}p{self.p_words}y{self.y_words}{s}"
+        hw = f"_h{self.host_width}" if self.host_width else ""
+        return f"{base}_x{self.x_words}w{self.w_words}p{self.p_words}y{self.y_words}{s}{hw}"
 
     def to_dict(self) -> dict:
-        return {"engine": self.engine.to_dict(), **{f.name: getattr(self, f.name) for f in BUFFER_FIELDS}}
+        # host_width only when set: the manifests of the full-width bus are unchanged
+        return {"engine": self.engine.to_dict(), **{f.name: getattr(self, f.name) for f in BUFFER_FIELDS},
+                **({"host_width": self.host_width} if self.host_width else {})}
 
 
 class EngineWithBuffers(wiring.Component):
@@ -208,42 +238,65 @@ class EngineWithBuffers(wiring.Component):
         busy = eng.busy
 
         rsel = Signal(2, name="host_rsel")          # buffer of the last host read
-        with m.If(~busy & self.host_en & ~self.host_we):
+        host_read = ~busy & self.host_en & ~self.host_we
+        with m.If(host_read):
             m.d.sync += rsel.eq(self.host_sel)
+        PB, HW = cfg.piece_bits, cfg.host_data_width
+        host_word = self.host_addr[PB:]              # word address (the whole host_addr with PB = 0)
+        piece = self.host_addr[:PB]
+        rpiece = Signal(max(PB, 1), name="host_rpiece")      # piece of the last host read
+        if PB:
+            with m.If(host_read):
+                m.d.sync += rpiece.eq(piece)
         rdata = []
         for i, b in enumerate(BUFFERS):
-            n, width, abits = cfg.words(b), cfg.width(b), cfg.abits(b)
+            n, width, abits, np_ = cfg.words(b), cfg.width(b), cfg.abits(b), cfg.pieces(b)
             attrs = {"ram_style": "huge"} if b in cfg.spram else None
-            mem = Memory(shape=unsigned(width), depth=n, init=[], attrs=attrs)
+            # a word split into np_ > 1 host pieces: the memory is np_ lanes of HW bits, the
+            # host writes one lane (the engine reads the low `width` bits)
+            mem = Memory(shape=unsigned(width if np_ == 1 else np_ * HW), depth=n, init=[], attrs=attrs)
             m.submodules[f"{b}_buf"] = mem
             rd = mem.read_port()                     # synchronous, not transparent
-            wr = mem.write_port()
+            if np_ == 1:
+                wr = mem.write_port()
+            else:
+                wr = mem.write_port(granularity=HW)
             host = Signal(name=f"{b}_host")          # the host addresses this buffer
             addr = Signal(abits, name=f"{b}_addr")
             m.d.comb += host.eq(~busy & self.host_en & (self.host_sel == i))
+            if np_ == 1:
+                host_wr_en, host_wr_data = host & self.host_we, self.host_wdata[:width]
+            else:
+                host_wr_en = Cat(*(host & self.host_we & (piece == k) for k in range(np_)))
+                host_wr_data = Cat(*([self.host_wdata] * np_))
             if b == "y":
                 req = eng.y_req
                 m.d.comb += [
                     req.ready.eq(1),
-                    addr.eq(Mux(busy, req.payload.addr[:abits], self.host_addr[:abits])),
-                    wr.en.eq(Mux(busy, req.valid, host & self.host_we)),
-                    wr.data.eq(Mux(busy, req.payload.data, self.host_wdata[:width])),
+                    addr.eq(Mux(busy, req.payload.addr[:abits], host_word[:abits])),
+                    # the engine writes whole words (every lane)
+                    wr.en.eq(Mux(busy, Cat(*([req.valid] * np_)), host_wr_en)),
+                    wr.data.eq(Mux(busy, req.payload.data, host_wr_data)),
                     rd.en.eq(host & ~self.host_we),
                 ]
             else:
                 req, rsp = getattr(eng, f"{b}_req"), getattr(eng, f"{b}_rsp")
                 m.d.comb += [
                     req.ready.eq(1),
-                    addr.eq(Mux(busy, req.payload.addr[:abits], self.host_addr[:abits])),
-                    wr.en.eq(host & self.host_we),
-                    wr.data.eq(self.host_wdata[:width]),
+                    addr.eq(Mux(busy, req.payload.addr[:abits], host_word[:abits])),
+                    wr.en.eq(host_wr_en),
+                    wr.data.eq(host_wr_data),
                     rd.en.eq(Mux(busy, req.valid, host & ~self.host_we)),
-                    rsp.payload.eq(rd.data),
+                    rsp.payload.eq(rd.data[:width]),
                 ]
                 # latency 1, in order; the engine's rsp.ready is always 1
                 m.d.sync += rsp.valid.eq(busy & req.valid)
             m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
-            rdata.append(rd.data)
+            if np_ == 1:
+                rdata.append(rd.data)
+            else:
+                lanes = [rd.data[k * HW:(k + 1) * HW] for k in range(np_)]
+                rdata.append(_select(lanes, rpiece))
         m.d.comb += self.host_rdata.eq(Mux(rsel[1], Mux(rsel[0], rdata[3], rdata[2]),
                                            Mux(rsel[0], rdata[1], rdata[0])))
         return m

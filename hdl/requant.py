@@ -55,6 +55,9 @@ _LUT_GROUPS = 4
 DEFAULT_SERIAL_DIGITS = 4
 #: bits of the float modes' scale significand, which a serial product takes in digits
 _SIG_BITS = 24
+#: the lowest product bit a serial product keeps (the float32 rounding reads bits 22 and 23 of
+#: the 48-bit significand product and a sticky bit of those below)
+_SERIAL_KEEP = 22
 
 
 @dataclass(frozen=True)
@@ -465,10 +468,11 @@ class Requantizer(wiring.Component):
     def _serial_product(self, m, n, a, b, steps):
         """``a * b`` (unsigned, ``b`` of at most ``_SIG_BITS`` bits) digit-serially, LSB first:
         in the step where ``steps[k]`` is high (one-hot, one step per digit, in order), ``acc +
-        a * digit_k`` is split into its low ``d`` bits, shifted into ``low``, and the rest, the
+        a * digit_k`` (radix-4 rows) is split into its low ``d`` bits, shifted into ``low``, and the rest, the
         next ``acc`` (the first step starts from 0). Invariant ``acc <= a``, so ``acc`` is as
-        wide as ``a`` and the adder ``d`` bits wider. Returns the product ``Cat(low, acc)``,
-        valid from the step after the last digit until the next beat's first step."""
+        wide as ``a`` and the adder ``d`` bits wider. Returns ``acc``, ``low``, the adder's
+        sum and ``d``; the product is ``Cat(low, acc)`` from the step after the last digit
+        until the next beat's first step (the caller updates ``acc`` and ``low``)."""
         cfg = self._config
         D, d = cfg.serial_digits, cfg.serial_digit_bits
         padded = Cat(b, Const(0, D * d - len(b)))
@@ -479,9 +483,19 @@ class Requantizer(wiring.Component):
             value = value | p
         m.d.comb += digit.eq(value)
         acc = Signal(len(a), name=f"{n}sacc", reset_less=True)
-        low = Signal(D * d, name=f"{n}slow", reset_less=True)
+        # of the low product bits only those from _SERIAL_KEEP up are kept (the float32
+        # rounding reads bits 22 and 23 and whether any bit below 22 is set: `sticky`)
+        low = Signal(D * d - _SERIAL_KEEP, name=f"{n}slow", reset_less=True)
         total = Signal(len(a) + d, name=f"{n}ssum")
-        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *partial_products(a, digit)]))
+        # radix 4: each 2-bit group g of the digit selects 0, a, 2a or 3a (3a = a + 2a, once
+        # per beat), so a digit of d bits adds ceil(d/2) rows instead of d (one adder and one
+        # AND per bit fewer per pair; 3a's adder is shared by every step)
+        a3 = Signal(len(a) + 2, name=f"{n}a3")
+        m.d.comb += a3.eq(a + (a << 1))
+        rows = [Mux(digit[j + 1], Mux(digit[j], a3, a << 1), Mux(digit[j], a, 0)) << j for j in range(0, d - 1, 2)]
+        if d % 2:
+            rows.append(Mux(digit[d - 1], a << (d - 1), 0))
+        m.d.comb += total.eq(tree_sum([Mux(steps[0], 0, acc), *rows]))
         return acc, low, total, d
 
     def _onnx(self, m, reg, n, s, keep, carry, late, R, wire, valids, en):
@@ -490,7 +504,8 @@ class Requantizer(wiring.Component):
         if serial:
             # the small-area lane (its stage numbers and valid flags below assume no 1b stage)
             neg = s < 0
-            mag = wire(Mux(neg, -s, s), "magnitude", "mag")
+            # |s| with -s = ~(s - 1): the decrement's sum and the select fit one LUT per bit
+            mag = wire(Mux(neg, ~(s - 1), s), "magnitude", "mag")
         else:
             # stage 1b: sign and magnitude (registered: the negation's carry chain and the
             # normaliser's five levels in one stage were a critical path on ECP5, docs/requant.md)
@@ -540,9 +555,24 @@ class Requantizer(wiring.Component):
             acc, low, total, d = self._serial_product(m, n, fm, sig, steps)
             step_en = Signal(name=f"{n}sstep")
             m.d.comb += step_en.eq(Cat(*steps).any() & en)
+            # digit k's bit j is product bit k*d + j: from _SERIAL_KEEP up it goes to its place
+            # in `low` (loaded by that digit's step only), below it into the sticky bit
+            sticky = Signal(name=f"{n}ssticky", reset_less=True)
+            below = []
             with m.If(step_en):
-                m.d.sync += [acc.eq(total[d:]), low.eq(Cat(low[d:], total[:d]))]
-            prod = wire(Cat(low, acc)[:R["sig_product"].width], "sig_product", "p4")
+                m.d.sync += acc.eq(total[d:])
+                for k, f in enumerate(steps):
+                    for j in range(d):
+                        pos = k * d + j
+                        if pos >= _SERIAL_KEEP:
+                            with m.If(f):
+                                m.d.sync += low[pos - _SERIAL_KEEP].eq(total[j])
+                        else:
+                            below.append(f & total[j])
+                m.d.sync += sticky.eq((sticky & ~steps[0]) | Cat(*below).any())
+            # product bits from _SERIAL_KEEP up
+            prod_top = Signal(R["sig_product"].width - _SERIAL_KEEP, name=f"{n}p4")
+            m.d.comb += prod_top.eq(Cat(low, acc))
             u_pre = wire(u_pre, "u_pre", "u4")
             neg4 = neg3
         elif self._config.mult_style == "lut":
@@ -560,12 +590,32 @@ class Requantizer(wiring.Component):
             neg4 = reg(neg3, f"{n}neg4")
             carry(late, 4)
         # stage 5: the float32 product: keep the top 24 bits, half to even
-        hi = prod[47]
-        q_hi, r_hi = prod[24:48], prod[0:24]
-        q_lo, r_lo = prod[23:48], prod[0:23]
-        up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
-        up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
-        r_val = reg(Mux(hi, q_hi + up_hi, q_lo + up_lo), f"{n}r5", shape_of(R["r"]))
+        if serial:
+            # from bits 22, 23 and the sticky bit of the bits below 22 (the same comparisons
+            # as below), one increment after the mux
+            P, k = prod_top, _SERIAL_KEEP
+            hi = P[47 - k]
+            b22, b23 = P[22 - k], P[23 - k]
+            q_hi, q_lo = P[24 - k:48 - k], P[23 - k:48 - k]
+            up_hi = b23 & (b22 | sticky | q_hi[0])      # r_hi > 2**23, or == 2**23 with q_hi odd
+            up_lo = b22 & (sticky | q_lo[0])            # r_lo > 2**22, or == 2**22 with q_lo odd
+            r_next = Mux(hi, q_hi, q_lo) + Mux(hi, up_hi, up_lo)
+        else:
+            hi = prod[47]
+            q_hi, r_hi = prod[24:48], prod[0:24]
+            q_lo, r_lo = prod[23:48], prod[0:23]
+            up_hi = (r_hi > (1 << 23)) | ((r_hi == (1 << 23)) & q_hi[0])
+            up_lo = (r_lo > (1 << 22)) | ((r_lo == (1 << 22)) & q_lo[0])
+            r_next = Mux(hi, q_hi + up_hi, q_lo + up_lo)
+        if serial:
+            # the small-area lane keeps only what its last stage reads: the bits of R from
+            # R["r_cut"] up and whether any bit below is set (all of them lie below the half
+            # bit of every shift the last stage computes, see there)
+            cut = R["r_cut"].lo
+            r_top = reg(r_next[cut:], f"{n}r5", shape_of(R["r_top"]))
+            r_low = reg(r_next[:cut] != 0, f"{n}rlow5")
+        else:
+            r_val = reg(r_next, f"{n}r5", shape_of(R["r"]))
         u = u_pre - hi
         cap = R["u_sat"].hi
         u_sat = reg(Mux(u > cap, cap, Mux(u < 0, 0, u)), f"{n}u5", shape_of(R["u_sat"]))
@@ -573,27 +623,32 @@ class Requantizer(wiring.Component):
         # serial: late5 loads with the beat and holds it for `interval` steps, so the last stage
         # (two steps later) reads it without a stage-6 copy
         carry(late, 5, when=valids[3 + self._config.serial_digits] if serial else None)
-        x = wire(r_val << 8, "x", "x")
         if serial:
-            # stage 6: to an integer, half to even: (R << 8) >> u. The small-area lane rounds
-            # with one shifter: t = (x << 1) >> u holds the quotient x >> u above its lowest
-            # bit, the half bit x[u-1] (0 when u == 0); the bits below the half bit are nonzero
-            # iff x's trailing zeros tz(x) = 8 + tz(R) (R != 0) are fewer than u - 1. Equal to
-            # the mask form below (the tests compare both with the golden model), without its
-            # second barrel shifter, and in one stage (area before Fmax).
-            t = Signal(len(x) + 1, name=f"{n}t6")
-            m.d.comb += t.eq((x << 1) >> u_sat)
-            qv = wire(t[1:], "x", "q")
-            tz = Signal(range(len(r_val) + 1), name=f"{n}tz")
-            tz_value = Const(len(r_val), tz.shape())          # r_val == 0: no sticky bit
-            for b in reversed(range(len(r_val))):
-                tz_value = Mux(r_val[b], b, tz_value)
-            m.d.comb += tz.eq(tz_value)
-            sticky = (r_val != 0) & (tz + 9 < u_sat)
+            # stage 6: to an integer, half to even: y = round((R << 8) / 2**u), then saturated
+            # at S = R["y_sat"].hi = out.hi - out.lo + 1. Saturating changes no output: a
+            # zero point and clamp bounds in the output range map every |y| >= S to the same
+            # bound as S (y + zero_point lies beyond the output range on the same side).
+            # A nonzero R is at least 2**23, so every u <= u_lo = R["u_window"].lo - 1 gives
+            # |y| >= S: only the shifts u in R["u_window"] are computed, on the top bits
+            # r_top = R >> cut (cut = u_lo + 1 - 9): t = r_top >> w (w = u - u_lo - 1) holds
+            # the quotient above its lowest bit, the half bit; the bits below the half bit
+            # are r_low (R's bits below cut, below the half bit for every u of the window)
+            # and r_top's bits below w. Equal to the mask form below (the tests compare both
+            # with the golden model) with an r_top-wide shifter instead of a 33-bit one.
+            u_lo = R["u_window"].lo - 1
+            w = Signal(shape_of(R["u_offset"]), name=f"{n}w6")
+            m.d.comb += w.eq(u_sat - (u_lo + 1))
+            big = (r_top != 0) & (u_sat <= u_lo)
+            t = Signal(len(r_top), name=f"{n}t6")
+            m.d.comb += t.eq(r_top >> w)
+            below = r_top & ~(Const((1 << len(r_top)) - 1, len(r_top)) << w)[:len(r_top)]
+            sticky = r_low | (below != 0)
+            qv = t[1:]
             # above half: the half bit and a sticky bit; exactly half: the half bit alone
             up = self._float_round_up_bits(t[0] & sticky, t[0] & ~sticky, qv)
-            mag_y = wire(qv + up, "y_magnitude", "ymag")
+            mag_y = wire(Mux(big, R["y_sat"].hi, qv + up), "y_magnitude", "ymag")
             return reg(Mux(neg5, -mag_y, mag_y), f"{n}y6", shape_of(R["y"]))
+        x = wire(r_val << 8, "x", "x")
         # stage 6: to an integer, half to even: (R << 8) >> u. The shift and the comparisons of
         # the remainder with the half are registered here, the rounding increment and the sign
         # in stage 7: one barrel shifter and one comparator per stage (in one stage, they were
@@ -709,6 +764,21 @@ def datapath_ranges(cfg: RequantConfig) -> dict[str, IntRange]:
                                  f"output span {out.hi - out.lo}")
         R["mask"] = IntRange(0, (1 << R["u_sat"].hi) - 1)
         R["y_magnitude"] = R["x"] + IntRange(0, 1)
+        if cfg.mult_style == "serial":
+            # the small-area lane saturates |y| at S = out.hi - out.lo + 1 (exact after the
+            # clamp: zero point and bounds lie in the output range) and computes only the
+            # shifts u > u_lo, the largest u at which the smallest nonzero x, 2**31, still
+            # gives |y| >= S; its shifter takes R's bits from r_cut = u_lo + 1 - 8 - 1 up
+            R["y_sat"] = IntRange(0, out.hi - out.lo + 1)
+            x_min = 1 << 31                              # (2**23) << 8, the smallest nonzero x
+            u_lo = max(u for u in range(R["u_sat"].hi + 1) if (x_min >> u) >= R["y_sat"].hi)
+            R["u_window"] = IntRange(u_lo + 1, R["u_sat"].hi)
+            R["u_offset"] = IntRange(0, R["u_window"].hi - R["u_window"].lo)
+            R["r_cut"] = IntRange(u_lo + 1 - 9, u_lo + 1 - 9)
+            if R["r_cut"].lo < 0:
+                raise WidthError(f"requant datapath: the serial lane's shift window starts at u = {u_lo + 1} < 9")
+            R["r_top"] = IntRange(0, R["r"].hi >> R["r_cut"].lo)
+            R["y_magnitude"] = IntRange(0, max(R["y_sat"].hi, (R["x"].hi >> R["u_window"].lo) + 1))
         R["y"] = IntRange(-R["y_magnitude"].hi, R["y_magnitude"].hi)
     R["with_zero_point"] = R["y"] + out
     R["out"] = out

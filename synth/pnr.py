@@ -259,11 +259,21 @@ def _vid(name: str) -> str:
     return name if _ID_RE.match(name) else f"\\{name} "
 
 
-def harness_verilog(top: str, ports: dict[str, tuple[str, int]], clock: str = "clk") -> tuple[str, str, dict]:
+def harness_verilog(top: str, ports: dict[str, tuple[str, int]], clock: str = "clk", *,
+                    output_fold: int = 1) -> tuple[str, str, dict]:
     """Verilog of the harness module ``<top>_pnr`` around ``top`` (see the module doc).
 
     ``ports``: name -> (``"input"``/``"output"``, width). Returns (module name, text,
-    ``{"inputs": N_in, "outputs": N_out}``)."""
+    ``{"inputs": N_in, "outputs": N_out}``).
+
+    ``output_fold`` (1..3, default 1: the harness of every published number): each flip-flop
+    of the output chain takes ``output_fold`` output bits, ``out_sr[i] <= ^o[f*i +: f] ^
+    out_sr[i-1]`` (with 3, one LUT4 per flip-flop: three outputs and the chain). Every output
+    bit still reaches ``sout`` through one XOR chain (none can be optimised away) and no
+    harness path is longer than one LUT; the chain has ``ceil(N_out / f)`` flip-flops instead
+    of ``N_out`` (reported as ``"output_flops"``)."""
+    if output_fold not in (1, 2, 3):
+        raise ConfigError(f"output_fold must be 1, 2 or 3 (one LUT4 per output flip-flop), not {output_fold!r}")
     if clock not in ports or ports[clock] != ("input", 1):
         raise PnrError(f"{top!r} has no 1-bit input clock port {clock!r}: "
                        "place and route reports the Fmax of that clock")
@@ -288,14 +298,28 @@ def harness_verilog(top: str, ports: dict[str, tuple[str, int]], clock: str = "c
         for n, w in outs:
             conns.append(f".{_vid(n)}(o[{lo + w - 1}:{lo}])")
             lo += w
-        lines += [f"  reg [{n_out - 1}:0] out_sr = 0;",
-                  "  always @(posedge clk) out_sr <= o ^ {out_sr, 1'b0};",
-                  f"  assign sout = out_sr[{n_out - 1}];"]
+        if output_fold == 1:
+            lines += [f"  reg [{n_out - 1}:0] out_sr = 0;",
+                      "  always @(posedge clk) out_sr <= o ^ {out_sr, 1'b0};",
+                      f"  assign sout = out_sr[{n_out - 1}];"]
+        else:
+            nf = -(-n_out // output_fold)
+            lines += [f"  reg [{nf - 1}:0] out_sr = 0;",
+                      f"  wire [{nf * output_fold - 1}:0] of = {{{nf * output_fold - n_out}'b0, o}};"
+                      if nf * output_fold > n_out else f"  wire [{n_out - 1}:0] of = o;",
+                      f"  wire [{nf - 1}:0] ox;"]
+            for i in range(nf):
+                lines.append(f"  assign ox[{i}] = ^of[{output_fold * i + output_fold - 1}:{output_fold * i}];")
+            lines += ["  always @(posedge clk) out_sr <= ox ^ {out_sr, 1'b0};",
+                      f"  assign sout = out_sr[{nf - 1}];"]
     else:
         lines.append("  assign sout = in_sr[0];" if n_in else "  assign sout = sin;")
     lines.append(f"  {top} dut({', '.join(conns)});")
     lines.append("endmodule")
-    return name, "\n".join(lines) + "\n", {"inputs": n_in, "outputs": n_out}
+    bits = {"inputs": n_in, "outputs": n_out}
+    if output_fold > 1:
+        bits["output_flops"] = -(-n_out // output_fold)
+    return name, "\n".join(lines) + "\n", bits
 
 
 # --------------------------------------------------------------------------- parsing
@@ -429,11 +453,13 @@ def check_device(target: str, device: str | None) -> str:
 def place_and_route(verilog, top: str, target: str, device: str | None = None, *,
                     freq_mhz: float | None = None, seed: int = 1, clock: str = "clk",
                     cache_dir=None, timeout: float | None = None,
-                    keep_dir: str | os.PathLike | None = None) -> PnrReport:
+                    keep_dir: str | os.PathLike | None = None, output_fold: int = 1) -> PnrReport:
     """Place and route ``top`` (in its harness) on ``device``; see the module doc.
 
     ``keep_dir``: if given, ``nextpnr.log`` and ``nextpnr-report.json`` are copied there (also
-    on failure, the log only). Raises ConfigError for bad arguments, SynthError if yosys
+    on failure, the log only). ``output_fold``: see :func:`harness_verilog` (1, the default,
+    is the harness of every published number; another value is part of the cache key and of
+    ``harness_bits``). Raises ConfigError for bad arguments, SynthError if yosys
     fails, DoesNotFit if the design is too large, PnrError for any other failure."""
     device = check_device(target, device)
     if freq_mhz is None:
@@ -452,13 +478,14 @@ def place_and_route(verilog, top: str, target: str, device: str | None = None, *
     # 1. the bare design (for its ports); 2. the harness around it.
     bare = Y.synthesize(text, top, target, cache_dir=cache_dir)
     netlist = json.loads((Path(bare.log_path).parent / "netlist.json").read_text())
-    hname, htext, hbits = harness_verilog(top, _ports_from_netlist(netlist, top), clock)
+    hname, htext, hbits = harness_verilog(top, _ports_from_netlist(netlist, top), clock, output_fold=output_fold)
     wrapped = Y.synthesize(text + "\n" + htext, hname, target, cache_dir=cache_dir)
     wrapped_netlist = Path(wrapped.log_path).parent / "netlist.json"
 
     args = nextpnr_args(target, device, freq_mhz, seed)
     key = hashlib.sha256(json.dumps({
         "format": _CACHE_FORMAT, "harness": _HARNESS_FORMAT,
+        **({"output_fold": output_fold} if output_fold != 1 else {}),
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(), "top": top,
         "target": target, "device": device, "args": args, "clock": clock,
         "yosys": {k: v for k, v in Y.yosys_identity().items() if k not in ("command", "path")},
@@ -507,7 +534,7 @@ def place_and_route(verilog, top: str, target: str, device: str | None = None, *
             where = _keep_failed(run_dir, root, key, keep)
             raise DoesNotFit(f"{top!r} does not fit {DEVICES[target][device][1]}: needs {nums} "
                              f"(used/available, including the I/O harness of {hbits['inputs']}+"
-                             f"{hbits['outputs']} flip-flops); read {where}", over)
+                             f"{hbits.get('output_flops', hbits['outputs'])} flip-flops); read {where}", over)
         if failure is None and proc.returncode != 0:
             errs = [ln.strip() for ln in log_text.splitlines() if "ERROR" in ln]
             failure = f"exit code {proc.returncode}: {errs[0] if errs else 'no error message'}"

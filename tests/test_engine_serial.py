@@ -110,3 +110,57 @@ def test_serial_engine_config():
         EngineConfig(**{**CFG, "serial_digits": 1})
     with pytest.raises(ConfigError, match="serial_digits applies to mult_style 'serial' only"):
         EngineConfig(**{**CFG, "mult_style": "lut"})
+
+
+def _over_jobs(cfg):
+    """Good layers around descriptors that only the derived-width control's ``d_over`` flag
+    rejects: c_in, c_out or groups zero (fields it keeps only as "one is zero"), and c_slice
+    beyond max_c_slice whose low bits (the register it keeps) are a valid c_slice."""
+    layers = {k: v[:2] for k, v in LAYERS.items()}
+    names = list(LAYERS)
+    good = se.random_jobs(cfg, layers, 33, names[:2])
+    bad_fields = [{"c_in": 0}, {"c_out": 0}, {"groups": 0},
+                  {"c_slice": good[0].desc["c_slice"] + 32}, {"c_slice": 3000}]
+    assert cfg.max_c_slice == 16 and good[0].desc["c_slice"] + 32 < 1 << 16
+    bad = []
+    for change in bad_fields:
+        j = se.random_jobs(cfg, layers, 33, names[:1])[0]
+        j.desc.update(change)
+        assert ge.descriptor_errors(j.desc, cfg.limits()), change    # the golden rules agree
+        bad.append(j)
+    return [good[0], *bad, good[1]], names[:2]
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_serial_engine_descriptor_overflow_raises_error(simulator, tmp_path):
+    """The derived widths of the serial engine's control (EngineConfig.derived_widths) keep
+    c_in/c_out/groups only as "one is zero" and c_slice in 5 bits: a descriptor beyond them
+    still raises ``error`` and writes nothing, and the next layer is exact."""
+    b = _build(simulator)
+    cfg = b.config
+    assert cfg.derived_widths
+    jobs, names = _over_jobs(cfg)
+    r = se.run_layers(b, jobs, run_dir=tmp_path, max_cycles=200_000)
+    statuses = [x.status for x in r.layers]
+    assert statuses == ["OK"] + ["ERROR"] * (len(jobs) - 2) + ["OK"], statuses
+    assert all(x.writes == 0 for x in r.layers[1:-1])
+    for job, res, name in zip((jobs[0], jobs[-1]), (r.layers[0], r.layers[-1]), names):
+        problem = se.layer_mismatch(job, res)
+        assert problem is None, f"{name}: {problem}"
+
+
+def test_serial_engine_descriptor_overflow_mutant_is_caught(tmp_path):
+    """The same run with the flag stuck at 0 (the Verilog mutated): the c_slice + 32 descriptor
+    (low bits valid) is then not rejected, so the test above would fail."""
+    import re
+
+    cfg = EngineConfig(**CFG)
+    text = se.engine_verilog(cfg)
+    mutated, n = re.subn(r"d_over <= \\\$\d+ ;", "d_over <= 1'h0;", text)
+    assert n == 1
+    b = se.build_engine(cfg, "icarus", mem_words=1 << 12, verilog=mutated)
+    jobs, _ = _over_jobs(cfg)
+    r = se.run_layers(b, jobs, run_dir=tmp_path, max_cycles=200_000)
+    statuses = [x.status for x in r.layers]
+    assert statuses != ["OK"] + ["ERROR"] * (len(jobs) - 2) + ["OK"], "the stuck d_over flag was not caught"
+    assert statuses[4] != "ERROR", statuses      # c_slice + 32: its low 5 bits pass every other rule

@@ -56,11 +56,25 @@ def _run(bc: BufferConfig, images: dict, desc: int, y_words: int, max_cycles: in
             ctx.set(dut.host_en, 0)
             return ctx.get(dut.host_rdata)
 
+        PB, HW = bc.piece_bits, bc.host_data_width
+
+        async def write_word(b, a, w):
+            # one host access per piece (bc.host_width): word a is host words a*2**PB + k
+            for k in range(bc.pieces(b)):
+                await access(BUFFERS.index(b), (a << PB) | k, 1, (w >> (k * HW)) & ((1 << HW) - 1))
+
+        async def read_word(b, a):
+            v = 0
+            for k in range(bc.pieces(b)):
+                v |= await access(BUFFERS.index(b), (a << PB) | k) << (k * HW)
+            return v
+
         for b, words in images.items():
             for a, w in enumerate(words):
-                await access(BUFFERS.index(b), a, 1, w)
+                await write_word(b, a, w)
         # read back a few loaded words (host read latency 1)
-        out["x_back"] = [await access(0, a) for a in range(4)]
+        out["x_back"] = [await read_word("x", a) for a in range(4)]
+        out["p_back"] = [await read_word("p", a) for a in range(2)]
         ctx.set(dut.desc.payload.as_value(), desc)
         ctx.set(dut.desc.valid, 1)
         while True:
@@ -69,7 +83,7 @@ def _run(bc: BufferConfig, images: dict, desc: int, y_words: int, max_cycles: in
                 break
         ctx.set(dut.desc.valid, 0)
         # host writes while busy are ignored: try to overwrite x word 0
-        await access(0, 0, 1, 0xDEADBEEF)
+        await write_word("x", 0, 0xDEADBEEF)
         done = 0
         for _ in range(max_cycles):
             await ctx.tick()
@@ -77,8 +91,8 @@ def _run(bc: BufferConfig, images: dict, desc: int, y_words: int, max_cycles: in
             if not ctx.get(dut.busy):
                 break
         out["done"], out["error"], out["cycles"] = done, ctx.get(dut.error), ctx.get(dut.cycles)
-        out["y"] = [await access(3, a) for a in range(y_words)]
-        out["x0_after"] = await access(0, 0)
+        out["y"] = [await read_word("y", a) for a in range(y_words)]
+        out["x0_after"] = await read_word("x", 0)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -87,14 +101,19 @@ def _run(bc: BufferConfig, images: dict, desc: int, y_words: int, max_cycles: in
     return out
 
 
-def test_layer_through_host_bus_matches_oracle():
+@pytest.mark.parametrize("host_width", [0, 32, 24])
+def test_layer_through_host_bus_matches_oracle(host_width):
+    """The full-width host bus, and a 32-bit (24-bit) one on which a 97-bit p word is 4 (5)
+    pieces written and read one by one (BufferConfig.host_width)."""
     cfg = EngineConfig(**ENGINE)
-    bc = BufferConfig(cfg, **WORDS)
+    bc = BufferConfig(cfg, **WORDS, host_width=host_width)
+    assert bc.pieces("p") == {0: 1, 32: 4, 24: 5}[host_width]
     q, job, images = _layer_job(cfg, seed=3)
     p = job.plan
     assert p.x_words <= bc.x_words and p.w_words <= bc.w_words and p.y_words <= bc.y_words
     out = _run(bc, images, se.pack_struct(cfg.desc_layout, job.desc), p.y_words)
     assert out["x_back"] == images["x"][:4]
+    assert out["p_back"] == images["p"][:2]
     assert out["done"] == 1 and out["error"] == 0, out
     assert out["x0_after"] == images["x"][0], "a host write while busy reached the buffer"
     ybytes = np.array([[(w >> (8 * c)) & 0xFF for c in range(cfg.cols)] for w in out["y"]], dtype=np.int64)
@@ -127,6 +146,14 @@ def test_buffer_config_checks():
     assert bc.spram == "xy"
     assert [bc.width(b) for b in BUFFERS] == [32, 32, e.param_layout.size, 32]
     assert (bc.host_addr_width, bc.host_data_width) == (7, e.param_layout.size)
+    assert "host_width" not in bc.to_dict() and not bc.module_name.endswith("_h32")
+    bc32 = BufferConfig(e, **WORDS, host_width=32)
+    assert (bc32.host_addr_width, bc32.host_data_width, bc32.piece_bits) == (9, 32, 2)
+    assert bc32.to_dict()["host_width"] == 32 and bc32.module_name.endswith("_h32")
+    with pytest.raises(ConfigError, match=r"^host_width must be 0 \(the widest buffer word, 97 bits\) or a multiple of 8"):
+        BufferConfig(e, **WORDS, host_width=12)
+    with pytest.raises(ConfigError, match=r"^host_width 16 splits the words of the SPRAM buffer\(s\) x, y"):
+        BufferConfig(e, **WORDS, spram="xy", host_width=16)
 
 
 def test_soc_component_for_the_cli():

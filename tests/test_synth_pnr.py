@@ -95,6 +95,21 @@ def test_harness_verilog():
         P.harness_verilog("t", {"a": ("input", 1)})
 
 
+def test_harness_output_fold():
+    """output_fold=3: every output bit in exactly one XOR of three (the last padded with
+    zeros), one chain flip-flop per XOR; fold 1 is the published harness."""
+    ports = {"clk": ("input", 1), "a": ("input", 8), "o": ("output", 33), "v": ("output", 1)}
+    assert P.harness_verilog("dut_top", ports)[1] == P.harness_verilog("dut_top", ports, output_fold=1)[1]
+    name, text, bits = P.harness_verilog("dut_top", ports, output_fold=3)
+    assert bits == {"inputs": 8, "outputs": 34, "output_flops": 12}
+    assert "reg [11:0] out_sr = 0;" in text and "wire [35:0] of = {2'b0, o};" in text
+    xors = [ln for ln in text.splitlines() if ln.startswith("  assign ox[")]
+    assert len(xors) == 12 and xors[0] == "  assign ox[0] = ^of[2:0];" and xors[-1] == "  assign ox[11] = ^of[35:33];"
+    assert "always @(posedge clk) out_sr <= ox ^ {out_sr, 1'b0};" in text and "assign sout = out_sr[11];" in text
+    with pytest.raises(ConfigError, match="output_fold must be 1, 2 or 3"):
+        P.harness_verilog("dut_top", ports, output_fold=4)
+
+
 # --------------------------------------------------------------------------- failure paths
 
 
