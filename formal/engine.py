@@ -2,7 +2,7 @@
 
 The smallest engine that elaborates: a 1x1 array, one channel per activation word, every
 maximum at its lower bound (1x1 input, 1x1 kernel, stride 1, no pad, dilation 1, one tile),
-8-bit addresses, two chunk banks, a two-word weight FIFO. The descriptor is a free input, so
+8-bit addresses, two chunk banks, a three-word weight FIFO (the fewest, EngineConfig). The descriptor is a free input, so
 most descriptors the property set sees are invalid ones; the valid ones are 1x1 layers with
 one channel.
 
@@ -51,7 +51,7 @@ def engine_config(**over):
     """The smallest ConvEngine configuration (see the module docstring)."""
     from convgen.hdl.engine import EngineConfig
     kw = dict(rows=1, cols=1, vec=1, max_h=1, max_w=1, max_pixel_words=1, max_kernel=1, max_stride=1,
-              max_pad=0, max_dilation=1, max_tiles=1, addr_width=8, fetch_banks=2, weight_fifo=2,
+              max_pad=0, max_dilation=1, max_tiles=1, addr_width=8, fetch_banks=2, weight_fifo=3,
               rounding="tflite_single")
     kw.update(over)
     return EngineConfig(**kw)

@@ -99,8 +99,13 @@ class EngineConfig(Config):
     fetch_banks : int, 2..8
         Activation chunk buffers (each ``rows x vec`` bytes): chunks in flight, which hide the
         memory latency.
-    weight_fifo : int, 2..64
-        Weight words in flight or buffered.
+    weight_fifo : int, 3..64
+        Weight words in flight or buffered. At least 3: the weight FIFO (Amaranth's
+        ``SyncFIFOBuffered`` of this depth) takes a write only while its memory part, one word
+        smaller, has room, and the weight responses are written without waiting (the credit
+        counts words in flight or buffered). With 2, a response arriving the cycle after another
+        found the one-word memory still holding the first word, and was lost: the layer hung
+        (found on a 2x4 engine at memory latency 1; 2 is refused since).
     requant_lanes : int, 0..64
         Requantizer lanes (0: ``cols``). Fewer lanes than columns time-multiplex each array row
         of ``cols`` accumulators over ``cols / requant_lanes`` cycles (it must divide ``cols``);
@@ -152,7 +157,7 @@ class EngineConfig(Config):
     addr_width: int = param(24, "word address bits of every memory port", lo=8, hi=32)
     rounding: str = param("onnx", "requantizer rounding: onnx, tflite, tflite_single, tflite_opt or xnnpack (docs/requant.md)", choices=ROUNDINGS)
     fetch_banks: int = param(4, "activation chunk buffers (chunks in flight)", lo=2, hi=8)
-    weight_fifo: int = param(8, "weight words in flight or buffered", lo=2, hi=64)
+    weight_fifo: int = param(8, "weight words in flight or buffered", lo=3, hi=64)
     debug_fault: str = param("", "inject a known fault, to show that a testbench catches it "
                              "(pad_value: padded taps read memory; tile_edge: the last output pixel "
                              "is never written; requant_lane: with requant_lanes < cols, the second "

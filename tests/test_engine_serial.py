@@ -164,3 +164,40 @@ def test_serial_engine_descriptor_overflow_mutant_is_caught(tmp_path):
     statuses = [x.status for x in r.layers]
     assert statuses != ["OK"] + ["ERROR"] * (len(jobs) - 2) + ["OK"], "the stuck d_over flag was not caught"
     assert statuses[4] != "ERROR", statuses      # c_slice + 32: its low 5 bits pass every other rule
+
+
+#: bench/synth_engine.py's ``ice40_serial_small``: 2 chunk banks and a 3-word weight FIFO, the
+#: least buffering the engine allows. At the buffers' latency 1 the fetch is no longer hidden on
+#: every layer, so the cycle formula is a lower bound.
+SMALL = {**CFG, "fetch_banks": 2, "weight_fifo": 3}
+
+
+@lru_cache(maxsize=None)
+def _build_small(simulator: str):
+    return se.build_engine(EngineConfig(**SMALL), simulator, mem_words=1 << 12)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_smallest_buffers_stay_bit_exact(simulator, tmp_path):
+    """The same random layers and the full-scale K = 144 layer through the smallest-buffer engine:
+    bit-exact against the conv oracle; cycles at least the formula (which assumes the fetch
+    hidden), and no layer is compute-bound by the formula's own rule (latency 1 > (2 - 2) * rows)."""
+    b = _build_small(simulator)
+    cfg = b.config
+    layers = {k: v[:2] for k, v in LAYERS.items()}
+    names = list(LAYERS)
+    jobs = [*se.random_jobs(cfg, layers, 21), _extreme_job(cfg)]
+    r = se.run_layers(b, jobs, run_dir=tmp_path, max_cycles=400_000)
+    assert [x.status for x in r.layers] == ["OK"] * len(jobs)
+    for name, job, res in zip([*names, "extreme"], jobs, r.layers):
+        problem = se.layer_mismatch(job, res)
+        assert problem is None, f"{name}: {problem}"
+        f, exact = se.formula_cycles(cfg, job)
+        assert not exact and res.cycles >= f, (name, res.cycles, f)
+
+
+def test_a_two_word_weight_fifo_is_refused():
+    """A 2-word weight FIFO lost a weight word that arrived the cycle after another (its memory
+    part holds one word; hdl/engine.py EngineConfig), and the layer hung: refused with a message."""
+    with pytest.raises(ConfigError, match=r"weight_fifo must be an integer in 3\.\.64, not 2"):
+        EngineConfig(**{**SMALL, "weight_fifo": 2})
