@@ -1,7 +1,7 @@
 """ConvEngine with on-chip buffers (hdl/engine_soc.py) through the synthesis flow, placed and routed.
 
     .venv/bin/python bench/synth_engine.py                 # both points below
-    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial,ice40_serial_h32
+    .venv/bin/python bench/synth_engine.py --only ecp5     # or ice40,ice40_1x1,ice40_fit,ice40_serial,ice40_serial_h32,ice40_serial_small
 
 Two points, each ``synth.flow.run_flow(..., pnr=True)`` (the flow of ``convgen synth``):
 
@@ -85,6 +85,38 @@ POINTS = {
                                                               mult_style="serial", serial_digits=4, acc_width=0),
                                                  x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy",
                                                  host_width=32)),
+    # ice40_serial_h32 with 2 chunk banks instead of 3 (64 flip-flops and their multiplexers fewer): at
+    # the buffers' latency 1 the fetch is then no longer hidden on every layer (EngineConfig.compute_bound)
+    "ice40_serial_h32_fb2": dict(target="ice40", device="up5k",
+                                 config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
+                                                                  max_pixel_words=4, max_kernel=3, max_stride=2,
+                                                                  max_pad=1, max_dilation=1, max_tiles=4,
+                                                                  addr_width=14, fetch_banks=2, weight_fifo=4,
+                                                                  requant_lanes=1, mult_style="serial",
+                                                                  serial_digits=4, acc_width=0),
+                                                     x_words=16384, w_words=1024, p_words=16, y_words=16384,
+                                                     spram="xy", host_width=32)),
+    # ice40_serial_h32_fb2 with a 3-word weight FIFO instead of 4 (its flip-flops): the smallest
+    # buffering the engine allows; at latency 1 it costs cycles (measured in synth_engine.md)
+    "ice40_serial_small": dict(target="ice40", device="up5k",
+                               config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
+                                                                max_pixel_words=4, max_kernel=3, max_stride=2,
+                                                                max_pad=1, max_dilation=1, max_tiles=4,
+                                                                addr_width=14, fetch_banks=2, weight_fifo=3,
+                                                                requant_lanes=1, mult_style="serial",
+                                                                serial_digits=4, acc_width=0),
+                                                   x_words=16384, w_words=1024, p_words=16, y_words=16384,
+                                                   spram="xy", host_width=32)),
+    # ice40_serial_small with at most 2 output-channel tiles per layer (8 output channels) instead of 4
+    "ice40_serial_small_t2": dict(target="ice40", device="up5k",
+                                  config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
+                                                                   max_pixel_words=4, max_kernel=3, max_stride=2,
+                                                                   max_pad=1, max_dilation=1, max_tiles=2,
+                                                                   addr_width=14, fetch_banks=2, weight_fifo=3,
+                                                                   requant_lanes=1, mult_style="serial",
+                                                                   serial_digits=4, acc_width=0),
+                                                      x_words=16384, w_words=1024, p_words=16, y_words=16384,
+                                                      spram="xy", host_width=32)),
     # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",
                       config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,
@@ -97,7 +129,7 @@ POINTS = {
                           config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=16, max_w=16,
                                                            max_pixel_words=2, max_kernel=3, max_stride=2, max_pad=1,
                                                            max_dilation=1, max_tiles=2, addr_width=14,
-                                                           rounding="tflite_single", fetch_banks=2, weight_fifo=2),
+                                                           rounding="tflite_single", fetch_banks=2, weight_fifo=3),
                                               x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
 }
 
