@@ -291,9 +291,9 @@ def _run_point(block: str, point: dict, target: str, device, pnr: bool, freq, se
         doc = run_flow(verilog, top, target, block=block, parameters=params, device=device,
                        pnr=pnr, freq_mhz=freq, seed=seed, cache_dir=cache_dir)
     except P.DoesNotFit as e:
-        row.update(status="does not fit", error=str(e))
+        row.update(status="does not fit", error=_portable_message(str(e), cache_dir))
     except (SynthError, ConfigError) as e:
-        row.update(status="failed", error=str(e))
+        row.update(status="failed", error=_portable_message(str(e), cache_dir))
     else:
         row.update(doc["resources"])
         row.pop("area_is_lower_bound", None)
@@ -309,6 +309,15 @@ def _run_point(block: str, point: dict, target: str, device, pnr: bool, freq, se
             row["placed_dsps"] = f"{dsp['used']}/{dsp['available']}" if dsp else ""
     row["seconds"] = round(time.monotonic() - t0, 1)
     return row
+
+
+def _portable_message(text: str, cache_dir) -> str:
+    """An error for the CSV with the cache directory written ``$CONVGEN_CACHE`` (a CSV is
+    committed and shared; the log path inside the cache stays readable on this machine)."""
+    from convgen.core.cache import cache_root
+
+    root = str(cache_dir or cache_root())
+    return text.replace(root, "$CONVGEN_CACHE")
 
 
 def _label(spec: Explorable, row: dict) -> str:
@@ -333,8 +342,9 @@ def explore(block: str, values: dict[str, list], target: str, *, device=None, pn
         progress = sys.stderr
     invalid = [(p, why) for p in points if (why := spec.combination_error(p, target)) is not None]
     if len(invalid) == len(points):
-        raise ConfigError(f"no point of the sweep is a valid {block} configuration: {_label(spec, invalid[0][0])}: "
-                          f"{invalid[0][1]}")
+        # the first point's own message first, so that the command line names its flag
+        raise ConfigError(f"{invalid[0][1]} (no point of the sweep is a valid {block} configuration; the first: "
+                          f"{_label(spec, invalid[0][0])})")
     for p, why in invalid:
         if progress is not None:
             print(f"skipped {_label(spec, p)}: {why}", file=progress, flush=True)

@@ -147,7 +147,8 @@ def test_vendor_primitives_are_swept_on_their_own_target_only(monkeypatch):
 
 def test_a_sweep_with_no_valid_point_is_an_error_before_any_tool(monkeypatch):
     ran = _record_points(monkeypatch)
-    with pytest.raises(ConfigError, match="no point of the sweep is a valid systolic configuration: .*dataflow=ws"):
+    with pytest.raises(ConfigError, match=r"dsp 'ecp5' is built for the output-stationary array only .*\(no point "
+                                          r"of the sweep is a valid systolic configuration; the first: .*dataflow=ws"):
         explore("systolic", {"rows": [2], "dataflow": ["ws"], "dsp": ["ecp5"]}, "ecp5", progress=None)
     with pytest.raises(ConfigError, match="pipeline_mult must be an integer in 0..2, not 3"):
         explore("systolic", {"rows": [2], "pipeline_mult": [3]}, "ecp5", progress=None)
@@ -181,3 +182,10 @@ def test_explore_cli_takes_vendor_variants_and_refuses_a_bad_bool(monkeypatch, t
     assert seen["pipeline_mult"] == [0, 2]
     assert main(["explore", "systolic", "--pipeline-operands", "maybe", "--out", out]) == 2
     assert "--pipeline-operands must be True or False, not 'maybe'" in capsys.readouterr().err
+
+
+def test_errors_in_the_csv_name_the_cache_not_this_machine(tmp_path):
+    from convgen.synth.explore import _portable_message
+
+    msg = f"does not fit; read {tmp_path}/pnr/failed-ab12/nextpnr.log"
+    assert _portable_message(msg, tmp_path) == "does not fit; read $CONVGEN_CACHE/pnr/failed-ab12/nextpnr.log"

@@ -274,8 +274,9 @@ def _row(**kw):
 def test_expand_grid_and_pareto():
     spec = EXPLORABLE["systolic"]
     pts = expand_grid(spec, {"rows": [2, 4], "dataflow": ["os"]})
-    assert pts == [dict(rows=2, cols=2, dataflow="os", acc_width=32),
-                   dict(rows=4, cols=4, dataflow="os", acc_width=32)]
+    variant = dict(dsp="generic", pipeline_operands=False, pipeline_mult=0)    # the PE variant's defaults
+    assert pts == [dict(rows=2, cols=2, dataflow="os", acc_width=32, **variant),
+                   dict(rows=4, cols=4, dataflow="os", acc_width=32, **variant)]
     assert len(expand_grid(spec, {"rows": [2, 4], "cols": [1, 3]})) == 8
     rows = [_row(), _row(luts=90, gmacs=0.5),              # 2nd dominates 1st
             _row(luts=400, dsps=16, gmacs=1.5, macs_per_cycle=16),
