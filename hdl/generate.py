@@ -105,9 +105,9 @@ def gate_enabled_registers(verilog: str, *, min_registers: int = GATE_MIN_REGIST
     Why: Verilator evaluates a combinational value that several registers read on every edge of
     the clock that writes its inputs, outside the registers' enable. The requantizer's data
     pipeline (``if (active)``, about 300 registers in the 8x8 engine) is idle most of the time,
-    but its rounding logic cost about 470 instructions per simulated cycle; on the gated clock,
-    Verilator runs it only at the edges where that clock rises (bench/sim_speed.py: 6,460 ->
-    5,992 instructions per cycle, the same cycles and outputs).
+    but its rounding logic cost about 450 instructions per simulated cycle; on the gated clock,
+    Verilator runs it only at the edges where that clock rises (bench/sim_speed.py: 6,542 ->
+    6,120 instructions per cycle over its four layers, the same cycles and outputs).
 
     Why it is the same circuit: every process of the design runs at the rising edge of ``clk``,
     and the testbench changes nothing but ``clk`` (checked: no ``negedge`` in the text, one clock
