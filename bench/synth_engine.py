@@ -41,6 +41,19 @@ from convgen.synth.flow import flow_markdown, run_flow
 from convgen.synth.pnr import DoesNotFit, PnrError
 from convgen.synth.yosys import SynthError, synthesize
 
+def _up5k_serial(host_width: int = 0, **engine):
+    """A point of the 2x4 UP5K engine with the digit-serial requantizer (``ice40_serial``: 4 steps of
+    6 bits, one requantizer beat every 5 cycles, compute-bound for K >= 2*4*5 = 40; 25-bit
+    accumulators), ``engine`` overriding its EngineConfig fields; tests/test_engine_serial.py
+    simulates these engines."""
+    cfg = dict(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4, max_kernel=3, max_stride=2,
+               max_pad=1, max_dilation=1, max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
+               requant_lanes=1, mult_style="serial", serial_digits=4, acc_width=0)
+    return dict(target="ice40", device="up5k",
+                config=BufferConfig(EngineConfig(**{**cfg, **engine}), x_words=16384, w_words=1024, p_words=16,
+                                    y_words=16384, spram="xy", host_width=host_width))
+
+
 POINTS = {
     "ecp5": dict(target="ecp5", device="85k",
                  config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16),
@@ -68,55 +81,19 @@ POINTS = {
     # ice40_fit with the requantizer's significand product digit-serial (mult_style="serial", 4 steps of
     # 6 bits: one requantizer beat every 5 cycles, compute-bound for K >= 2*4*5 = 40);
     # tests/test_engine_serial.py simulates this engine
-    "ice40_serial": dict(target="ice40", device="up5k",
-                         config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16, max_pixel_words=4,
-                                                          max_kernel=3, max_stride=2, max_pad=1, max_dilation=1,
-                                                          max_tiles=4, addr_width=14, fetch_banks=3, weight_fifo=4,
-                                                          requant_lanes=1, mult_style="serial", serial_digits=4,
-                                                          acc_width=0),
-                                             x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy")),
+    "ice40_serial": _up5k_serial(),
     # ice40_serial with a 32-bit host bus (BufferConfig.host_width): the 97-bit p words are written and
     # read in 4 pieces, so the host bus (and the I/O harness that models it) is 32 bits wide, not 97
-    "ice40_serial_h32": dict(target="ice40", device="up5k",
-                             config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
-                                                              max_pixel_words=4, max_kernel=3, max_stride=2,
-                                                              max_pad=1, max_dilation=1, max_tiles=4, addr_width=14,
-                                                              fetch_banks=3, weight_fifo=4, requant_lanes=1,
-                                                              mult_style="serial", serial_digits=4, acc_width=0),
-                                                 x_words=16384, w_words=1024, p_words=16, y_words=16384, spram="xy",
-                                                 host_width=32)),
+    "ice40_serial_h32": _up5k_serial(host_width=32),
     # ice40_serial_h32 with 2 chunk banks instead of 3 (64 flip-flops and their multiplexers fewer): at
     # the buffers' latency 1 the fetch is then no longer hidden on every layer (EngineConfig.compute_bound)
-    "ice40_serial_h32_fb2": dict(target="ice40", device="up5k",
-                                 config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
-                                                                  max_pixel_words=4, max_kernel=3, max_stride=2,
-                                                                  max_pad=1, max_dilation=1, max_tiles=4,
-                                                                  addr_width=14, fetch_banks=2, weight_fifo=4,
-                                                                  requant_lanes=1, mult_style="serial",
-                                                                  serial_digits=4, acc_width=0),
-                                                     x_words=16384, w_words=1024, p_words=16, y_words=16384,
-                                                     spram="xy", host_width=32)),
+    "ice40_serial_h32_fb2": _up5k_serial(host_width=32, fetch_banks=2),
     # ice40_serial_h32_fb2 with a 3-word weight FIFO instead of 4 (its flip-flops): the smallest
-    # buffering the engine allows; at latency 1 it costs cycles (measured in synth_engine.md)
-    "ice40_serial_small": dict(target="ice40", device="up5k",
-                               config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
-                                                                max_pixel_words=4, max_kernel=3, max_stride=2,
-                                                                max_pad=1, max_dilation=1, max_tiles=4,
-                                                                addr_width=14, fetch_banks=2, weight_fifo=3,
-                                                                requant_lanes=1, mult_style="serial",
-                                                                serial_digits=4, acc_width=0),
-                                                   x_words=16384, w_words=1024, p_words=16, y_words=16384,
-                                                   spram="xy", host_width=32)),
-    # ice40_serial_small with at most 2 output-channel tiles per layer (8 output channels) instead of 4
-    "ice40_serial_small_t2": dict(target="ice40", device="up5k",
-                                  config=BufferConfig(EngineConfig(rows=2, cols=4, vec=4, max_h=16, max_w=16,
-                                                                   max_pixel_words=4, max_kernel=3, max_stride=2,
-                                                                   max_pad=1, max_dilation=1, max_tiles=2,
-                                                                   addr_width=14, fetch_banks=2, weight_fifo=3,
-                                                                   requant_lanes=1, mult_style="serial",
-                                                                   serial_digits=4, acc_width=0),
-                                                      x_words=16384, w_words=1024, p_words=16, y_words=16384,
-                                                      spram="xy", host_width=32)),
+    # buffering the engine allows; at latency 1 it costs cycles (bench/small_buffers.py)
+    "ice40_serial_small": _up5k_serial(host_width=32, fetch_banks=2, weight_fifo=3),
+    # ice40_serial_small with at most 2 output-channel tiles per layer (8 output channels) instead of 4:
+    # the point that places (tests/test_engine_serial.py SMALL simulates it)
+    "ice40_serial_small_t2": _up5k_serial(host_width=32, fetch_banks=2, weight_fifo=3, max_tiles=2),
     # the largest array whose multipliers fit the UP5K's 8 SB_MAC16 with mult_style="dsp" (see synth_engine.md)
     "ice40_1x1": dict(target="ice40", device="up5k",
                       config=BufferConfig(EngineConfig(rows=1, cols=1, vec=4, max_h=32, max_w=32, max_pixel_words=4,
