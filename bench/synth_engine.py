@@ -58,6 +58,13 @@ POINTS = {
     "ecp5": dict(target="ecp5", device="85k",
                  config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16),
                                      x_words=4096, w_words=4096, p_words=512, y_words=4096)),
+    # the same engine with the fast ECP5 array (one MULT18X18D per PE with its pipeline register, a fabric
+    # register after it and a registered read-out row: SystolicConfig's pipeline_mult=2, the
+    # configuration of bench/synth_systolic.py's ecp5_m2 rows); the cycle formula takes the longer
+    # tile latency from the config (tests/test_engine_rtl.py test_ecp5_dsp_engine simulates this array in an engine)
+    "ecp5_fast": dict(target="ecp5", device="85k",
+                      config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16, dsp="ecp5", pipeline_mult=2),
+                                          x_words=4096, w_words=4096, p_words=512, y_words=4096)),
     # the same with at most 8 output-channel tiles (64 output channels): the requantizer's
     # parameter registers are max_tiles*cols*91 bits (46,592 flip-flops at the default 64)
     "ecp5_t8": dict(target="ecp5", device="85k",

@@ -7,10 +7,11 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory", "run_with_private_tmpdir"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -97,5 +98,21 @@ def atomic_directory(path: str | os.PathLike):
                 with contextlib.suppress(OSError):
                     path.rmdir()
             raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_with_private_tmpdir(cmd: list[str], cwd: str | os.PathLike, timeout: float | None) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd)`` in ``cwd`` (output captured as text, no stdin) with ``TMPDIR`` set to
+    a fresh directory inside ``cwd``, removed when the tool has ended, however it ended.
+
+    The pinned yowasp tools (yosys, nextpnr) make a ``yowasp_*`` directory in the temporary
+    directory for every run and remove it only when they exit normally: a run killed by its
+    timeout (``subprocess.run`` kills the child) or by a signal left it in ``/tmp``. With the
+    private directory, whatever the tool leaves goes with it."""
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cwd))
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                              stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -56,6 +56,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from convgen.core.fileio import run_with_private_tmpdir
 from convgen.core.params import ConfigError, check_choice, check_int
 
 from . import yosys as Y
@@ -231,9 +232,9 @@ def _version_text(identity: dict, target: str) -> str:
 
 
 def _run_nextpnr(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """Run nextpnr in ``cwd`` (tests replace this function to simulate the tool)."""
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace",
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    """Run nextpnr in ``cwd`` with its own temporary directory there (tests replace this function
+    to simulate the tool; ``run_with_private_tmpdir`` says why the directory)."""
+    return run_with_private_tmpdir(cmd, cwd, timeout)
 
 
 # --------------------------------------------------------------------------- harness

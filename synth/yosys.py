@@ -89,7 +89,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convgen.core.fileio import atomic_write_bytes, atomic_write_text
+from convgen.core.fileio import atomic_write_bytes, atomic_write_text, run_with_private_tmpdir
 from convgen.core.params import ConfigError, check_choice
 
 __all__ = [
@@ -337,9 +337,9 @@ def yosys_identity() -> dict:
 
 
 def _run_yosys(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """Run yosys in ``cwd`` (tests replace this function to simulate the tool)."""
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace",
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    """Run yosys in ``cwd`` with its own temporary directory there (tests replace this function
+    to simulate the tool; ``run_with_private_tmpdir`` says why the directory)."""
+    return run_with_private_tmpdir(cmd, cwd, timeout)
 
 
 # --------------------------------------------------------------------------- scripts

@@ -442,3 +442,32 @@ def test_ecp5_abc9_assertion_falls_back_to_plain_abc(tmp_path, monkeypatch, capl
 def test_default_mapping_is_abc9_without_fallback(tmp_path):
     report = synthesize(MAC_V, "mac", "ecp5", cache_dir=tmp_path / "c")
     assert report.mapping == "abc9" and report.fallback is None
+
+
+_LEAVES_TMPDIR = ("import pathlib, tempfile, time\n"
+                  "d = tempfile.mkdtemp(prefix='yowasp_')   # what yowasp's runtime does for every run\n"
+                  "pathlib.Path('where').write_text(d)\n"
+                  "time.sleep(60)\n")
+
+
+@pytest.mark.parametrize("runner", ["yosys", "nextpnr"])
+def test_killed_tool_leaves_nothing_in_tmp(runner, tmp_path, monkeypatch):
+    """A tool killed by its timeout made its temporary directory in the private TMPDIR inside the
+    run directory, and that directory is gone afterwards: nothing in the system's TMPDIR
+    (yowasp_* directories were left in /tmp by killed runs before run_with_private_tmpdir)."""
+    import sys
+
+    from convgen.synth import pnr as P
+
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = Y._run_yosys if runner == "yosys" else P._run_nextpnr
+    with pytest.raises(subprocess.TimeoutExpired):
+        run([sys.executable, "-c", _LEAVES_TMPDIR], run_dir, 3)
+    made = Path((run_dir / "where").read_text())
+    assert made.parent.parent == run_dir                 # the tool's TMPDIR was private to the run
+    assert sorted(p.name for p in run_dir.iterdir()) == ["where"]   # and it was removed
+    assert list(system_tmp.iterdir()) == []
