@@ -65,6 +65,13 @@ POINTS = {
     "ecp5_fast": dict(target="ecp5", device="85k",
                       config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16, dsp="ecp5", pipeline_mult=2),
                                           x_words=4096, w_words=4096, p_words=512, y_words=4096)),
+    # ecp5_fast with the requantizer's scale product in two stages (mult_style="dsp2": 17-bit slice
+    # products on the DSPs, registered, then summed): ecp5_fast's critical path ran from the requantizer's
+    # MULT18X18D through the adders of the other slices (tests/test_engine_rtl.py simulates this engine)
+    "ecp5_fast_dsp2": dict(target="ecp5", device="85k",
+                           config=BufferConfig(EngineConfig(rows=8, cols=8, addr_width=16, dsp="ecp5", pipeline_mult=2,
+                                                            mult_style="dsp2"),
+                                               x_words=4096, w_words=4096, p_words=512, y_words=4096)),
     # the same with at most 8 output-channel tiles (64 output channels): the requantizer's
     # parameter registers are max_tiles*cols*91 bits (46,592 flip-flops at the default 64)
     "ecp5_t8": dict(target="ecp5", device="85k",

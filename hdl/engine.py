@@ -122,9 +122,11 @@ class EngineConfig(Config):
         registered read-out row (the configuration that places fastest on ECP5, docs/systolic.md).
         The array's latency per tile grows by ``SystolicConfig.pe_latency`` and
         ``readout_latency``; the engine's cycle formula takes both from :attr:`systolic`.
-    mult_style : "dsp", "lut" or "serial"
+    mult_style : "dsp", "dsp2", "lut" or "serial"
         ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
-        are Amaranth ``*`` (DSP blocks on FPGAs). ``lut``: both are partial-product sums without
+        are Amaranth ``*`` (DSP blocks on FPGAs). ``dsp2``: as ``dsp``, but the requantizer's
+        product in two stages (17-bit slice products registered, then summed: one more stage,
+        :class:`RequantConfig`), for Fmax on ECP5 (bench/results/synth_engine.md). ``lut``: both are partial-product sums without
         ``*`` (hdl/lib/arith.py), so yosys leaves every DSP block to the array's PEs (the iCE40UP5K
         has exactly 8); the requantizer gets one more pipeline stage and the checks two more
         cycles (:attr:`check_cycles`). ``serial`` (rounding ``onnx``/``xnnpack``): the checks
@@ -166,7 +168,8 @@ class EngineConfig(Config):
     requant_lanes: int = param(0, "requantizer lanes (0: cols); fewer time-multiplex each array row over "
                                   "cols/requant_lanes cycles (must divide cols)", lo=0, hi=64)
     mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
-                                   "lut (partial products without *, every DSP left to the array; one more "
+                                   "dsp2 (as dsp, the requantizer's product in two stages: one more stage, for "
+                                   "Fmax) or lut (partial products without *, every DSP left to the array; one more "
                                    "requantizer stage, two more check cycles) or serial (checks as lut, a "
                                    "digit-serial requantizer product: one beat per serial_digits+1 cycles; "
                                    "onnx/xnnpack)", choices=MULT_STYLES)
@@ -261,7 +264,7 @@ class EngineConfig(Config):
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
-        mul = ({"dsp": "", "lut": "_mlut", "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
+        mul = ({"dsp": "", "dsp2": "_mdsp2", "lut": "_mlut", "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
                + ("" if self.dsp == "generic" else f"_{self.dsp}")
                + ("" if self.acc_width == 32 else f"_acc{self.acc_width}")
                + (f"_pm{self.pipeline_mult}" if self.pipeline_mult else ""))
@@ -327,8 +330,8 @@ class EngineConfig(Config):
 
     @property
     def lut_checks(self) -> bool:
-        """The descriptor checks' products are built without ``*`` (``mult_style`` not ``dsp``)."""
-        return self.mult_style != "dsp"
+        """The descriptor checks' products are built without ``*`` (``mult_style`` ``lut`` or ``serial``)."""
+        return self.mult_style in ("lut", "serial")
 
     @property
     def derived_widths(self) -> bool:
@@ -338,7 +341,7 @@ class EngineConfig(Config):
         them is zero, ``c_slice`` in :attr:`max_c_slice`'s bits (a larger value, always
         invalid, is remembered as such), and the checks' products and the weight counters in
         the widths of their operands' largest values (:meth:`ConvEngine.check_ranges`)."""
-        return self.mult_style != "dsp"
+        return self.mult_style in ("lut", "serial")
 
     @property
     def max_c_slice(self) -> int:

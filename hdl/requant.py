@@ -29,7 +29,7 @@ from convgen.core.fields import Config, param
 from convgen.core.params import ConfigError
 from convgen.core.quant import (FLOAT_ROUNDINGS, INT32, OPT_AWAY_BIT, OPT_MULTIPLIER_MAX, OUT_WIDTH_MAX, OUT_WIDTH_MIN,
                                ROUNDINGS, SHIFT_MAX, SHIFT_MIN, float_scale_ranges)
-from .lib import FlatArrayLayout, index_range, partial_products, step_queue, tree_sum
+from .lib import FlatArrayLayout, index_range, partial_products, slices, step_queue, tree_sum
 from .shapes import fits, range_of, shape_of
 
 __all__ = ["RequantConfig", "Requantizer", "ROUNDINGS", "MULT_STYLES", "MAX_LANES", "MAX_GROUPS"]
@@ -44,11 +44,12 @@ _STAGES = {"tflite": 7, "tflite_opt": 7, "tflite_single": 5, "onnx": 10, "xnnpac
 #: ``serial`` lane has neither
 _FMAX_STAGES = 2
 
-#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs), ``lut``
+#: how the scale product is built: ``dsp`` (Amaranth ``*``: a DSP block on FPGAs), ``dsp2`` (the
+#: products of 17-bit operand slices, each a DSP, registered, and added in the next stage), ``lut``
 #: (partial products added in two pipeline stages, no ``*``: LUTs and carry chains) or
 #: ``serial`` (float modes: a digit-serial product over ``serial_digits`` steps, no ``*``; one
 #: beat per ``serial_digits + 1`` steps)
-MULT_STYLES = ("dsp", "lut", "serial")
+MULT_STYLES = ("dsp", "lut", "serial", "dsp2")
 # partial-product groups registered in the first stage of a ``lut`` product
 _LUT_GROUPS = 4
 #: serial_digits used when mult_style="serial" leaves it at 0
@@ -76,9 +77,14 @@ class RequantConfig(Config):
         Output bits (default 8).
     out_signed : bool
         int8-like (default) or uint8-like output.
-    mult_style : "dsp", "lut" or "serial"
+    mult_style : "dsp", "dsp2", "lut" or "serial"
         ``dsp`` (default): the scale product is an Amaranth ``*`` (DSP blocks on FPGAs, 4
-        SB_MAC16 per lane on iCE40). ``lut``: the same exact product as partial products
+        SB_MAC16 per lane on iCE40). ``dsp2``: the same product in two pipeline stages (one
+        stage more latency): the four products of the operands' 17-bit slices
+        (:func:`~convgen.hdl.lib.arith.slices`, each one 18x18 DSP, e.g. MULT18X18D), registered,
+        then their sum, so no path runs from a DSP through the adders of the other slices
+        (the ECP5 engine's critical path with ``dsp``, bench/results/synth_engine.md).
+        ``lut``: the same exact product as partial products
         without ``*``, in two pipeline stages (one stage more latency), so that yosys maps it
         to LUTs and leaves the DSPs to other blocks. ``serial`` (``onnx`` and ``xnnpack``
         only): the 25 x 24-bit significand product one digit of ``ceil(24/serial_digits)``
@@ -86,7 +92,7 @@ class RequantConfig(Config):
         for ``serial_digits`` steps, so the lanes take one beat every :attr:`interval` =
         ``serial_digits + 1`` steps (``serial_digits - 1`` stages more latency than ``dsp``).
     serial_digits : int, 0 or 2..24
-        Steps of a ``serial`` product (0: 4 with ``serial``; must be 0 with ``dsp``/``lut``).
+        Steps of a ``serial`` product (0: 4 with ``serial``; must be 0 with the other styles).
     """
 
     # checked by Config.__post_init__ against these declarations
@@ -97,9 +103,11 @@ class RequantConfig(Config):
     out_width: int = param(8, "output bits", lo=OUT_WIDTH_MIN, hi=OUT_WIDTH_MAX)
     out_signed: bool = param(True, "int8-like output (--out-unsigned: uint8-like)",
                              flags=("--out-signed", "--out-unsigned"))
-    mult_style: str = param("dsp", "scale product: dsp (Amaranth *, DSP blocks) or lut (partial products "
-                                   "without *, one more pipeline stage; keeps the DSPs free) or serial (onnx/xnnpack: "
-                                   "digit-serial, one beat per serial_digits+1 cycles)", choices=MULT_STYLES)
+    mult_style: str = param("dsp", "scale product: dsp (Amaranth *, DSP blocks) or dsp2 (17-bit slice products on "
+                                   "DSPs, registered, summed in one more pipeline stage: for Fmax) or lut (partial "
+                                   "products without *, one more pipeline stage; keeps the DSPs free) or serial "
+                                   "(onnx/xnnpack: digit-serial, one beat per serial_digits+1 cycles)",
+                            choices=MULT_STYLES)
     serial_digits: int = param(0, "steps of a serial scale product (0: 4 with --mult-style serial)", lo=0,
                                hi=_SIG_BITS)
 
@@ -145,7 +153,7 @@ class RequantConfig(Config):
     def stages(self) -> int:
         """Pipeline registers of a beat, from the input register to the output register that
         feeds the FIFO, inclusive."""
-        extra = {"dsp": 0, "lut": 1, "serial": self.serial_digits - 1 - _FMAX_STAGES}[self.mult_style]
+        extra = {"dsp": 0, "dsp2": 1, "lut": 1, "serial": self.serial_digits - 1 - _FMAX_STAGES}[self.mult_style]
         return _STAGES[self.rounding] + extra
 
     @property
@@ -166,7 +174,7 @@ class RequantConfig(Config):
     @property
     def module_name(self) -> str:
         s = "s" if self.out_signed else "u"
-        mul = {"dsp": "", "lut": "_mlut", "serial": f"_mser{self.serial_digits}"}[self.mult_style]
+        mul = {"dsp": "", "dsp2": "_mdsp2", "lut": "_mlut", "serial": f"_mser{self.serial_digits}"}[self.mult_style]
         return f"convgen_requant_{self.rounding}_l{self.lanes}_g{self.groups}_o{s}{self.out_width}{mul}"
 
     def to_dict(self) -> dict:
@@ -368,9 +376,9 @@ class Requantizer(wiring.Component):
                 mult = keep["mult"].as_signed()
                 flag = (x == INT32.lo) & (mult == INT32.lo)  # SRDHM's saturation
             tag = "away" if opt else "ovf"
-            if cfg.mult_style == "lut":
-                # stage 3a: partial-product group sums; the other values wait one stage
-                parts = self._lut_parts(reg, x, mult, f"{n}pp3")
+            if cfg.mult_style in ("lut", "dsp2"):
+                # stage 3a: partial-product group sums or slice products; the other values wait one stage
+                parts = self._parts(reg, x, mult, f"{n}pp3")
                 flag, rsh = reg(flag, f"{n}{tag}3a"), reg(rsh, f"{n}rs3a")
                 carry(late, "3a")
                 product = tree_sum(parts)
@@ -404,8 +412,8 @@ class Requantizer(wiring.Component):
             shift = keep["shift"]
             # stage 2: the 32x32 product; total shift ts = 31 - shift in 1..62, kept as ts - 1
             k = 30 - shift
-            if cfg.mult_style == "lut":
-                parts = self._lut_parts(reg, s, keep["mult"].as_signed(), f"{n}pp2")   # stage 2a
+            if cfg.mult_style in ("lut", "dsp2"):
+                parts = self._parts(reg, s, keep["mult"].as_signed(), f"{n}pp2")   # stage 2a
                 k = reg(k, f"{n}k2a", shape_of(R["half_shift"]))
                 carry(late, "2a")
                 product = tree_sum(parts)
@@ -449,6 +457,19 @@ class Requantizer(wiring.Component):
         two-stage form, from the half and sticky bits in the ``serial`` lane): above half, or
         exactly half with an odd quotient."""
         return above | (tie & quotient[0])
+
+    def _parts(self, reg, a, b, name):
+        """The first stage of a two-stage product ``a * b`` (``mult_style`` ``lut`` or ``dsp2``):
+        registered values whose sum (``tree_sum``, the next stage) is exactly ``a * b``."""
+        return (self._lut_parts if self._config.mult_style == "lut" else self._dsp2_parts)(reg, a, b, name)
+
+    @staticmethod
+    def _dsp2_parts(reg, a, b, name):
+        """The first stage of a ``dsp2`` product ``a * b``: the product of every pair of 17-bit
+        slices (:func:`~convgen.hdl.lib.arith.slices`: four 18x18 products for operands of up to
+        35 bits), each registered, then shifted into place (wiring)."""
+        return [reg(x * y, f"{name}_{i}_{j}") << (sx + sy)
+                for i, (x, sx) in enumerate(slices(a)) for j, (y, sy) in enumerate(slices(b))]
 
     @staticmethod
     def _lut_parts(reg, a, b, name):
@@ -575,9 +596,9 @@ class Requantizer(wiring.Component):
             m.d.comb += prod_top.eq(Cat(low, acc))
             u_pre = wire(u_pre, "u_pre", "u4")
             neg4 = neg3
-        elif self._config.mult_style == "lut":
-            # stage 4a: partial-product group sums (rows: the scale's 24 significand bits)
-            parts = self._lut_parts(reg, fm, sig, f"{n}pp4")
+        elif self._config.mult_style in ("lut", "dsp2"):
+            # stage 4a: partial-product group sums (rows: the scale's 24 significand bits) or slice products
+            parts = self._parts(reg, fm, sig, f"{n}pp4")
             u_pre, neg3 = reg(u_pre, f"{n}u4a", shape_of(R["u_pre"])), reg(neg3, f"{n}neg4a")
             carry(late, "4a")
             product = tree_sum(parts)

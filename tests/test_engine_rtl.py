@@ -68,18 +68,21 @@ def test_layers_back_to_back_and_cycle_formula(simulator, tmp_path):
     assert exact >= 5
 
 
-@pytest.mark.parametrize("simulator, pipeline_mult", [
-    ("verilator", 2), pytest.param("icarus", 0, marks=pytest.mark.slow),
-    pytest.param("verilator", 0, marks=pytest.mark.slow), pytest.param("icarus", 2, marks=pytest.mark.slow)])
-def test_ecp5_dsp_engine(simulator, pipeline_mult, tmp_path):
+@pytest.mark.parametrize("simulator, pipeline_mult, mult_style", [
+    ("verilator", 2, "dsp2"), pytest.param("icarus", 0, "dsp", marks=pytest.mark.slow),
+    pytest.param("verilator", 0, "dsp", marks=pytest.mark.slow), pytest.param("icarus", 2, "dsp", marks=pytest.mark.slow),
+    pytest.param("icarus", 2, "dsp2", marks=pytest.mark.slow)])
+def test_ecp5_dsp_engine(simulator, pipeline_mult, mult_style, tmp_path):
     """``dsp="ecp5"``: every PE's multiplier a MULT18X18D (with its simulation model, hdl/lib/dsp.py),
     the same golden results and the same cycle formula on layers of each kind (int8 and uint8,
     stride 2, grouped, depthwise with multiplier 2); with ``pipeline_mult=2``, the fast PE of
     docs/systolic.md (every DSP register, a fabric register after it, a registered read-out row),
     whose longer array latency the formula takes from SystolicConfig. The default suite runs the
-    fast PE on Verilator, -m slow the other three combinations (a model build each; the budget);
-    DspMul itself is swept on both simulators in tests/test_vendor_dsp.py."""
-    cfg = EngineConfig(**CFG, dsp="ecp5", pipeline_mult=pipeline_mult)
+    fast engine of bench/synth_engine.py's ``ecp5_fast_dsp2`` (the fast PE and the requantizer's
+    product in two stages, ``mult_style="dsp2"``, one stage more latency, which the formula takes
+    from RequantConfig) on Verilator, -m slow the other combinations (a model build each; the
+    budget); DspMul itself is swept on both simulators in tests/test_vendor_dsp.py."""
+    cfg = EngineConfig(**CFG, dsp="ecp5", pipeline_mult=pipeline_mult, mult_style=mult_style)
     b = se.build_engine(cfg, simulator, mem_words=1 << 12)
     names = ["3x3_pad1_uint8", "5x5_s2_c3", "grouped", "depthwise_m2_s2", "1x1_cout6"]
     jobs = se.random_jobs(cfg, LAYERS, 11, names)

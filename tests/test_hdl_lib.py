@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.hdl import Module, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -151,3 +151,39 @@ def test_blocks_use_the_shared_pieces(path):
                  r"\.ready\.eq\(~\w+\.valid \| \w+\.ready\)",   # a hand-written pipeline register
                  r"take2\.eq\(val2"):                               # the 3x3 engines' skeleton
         assert not re.search(copy, text), f"{path} still has its own {copy!r}"
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [(signed(32), signed(32)), (signed(32), unsigned(31)),
+                                              (unsigned(25), unsigned(24)), (signed(35), unsigned(35))])
+def test_slices_give_the_exact_product(a_shape, b_shape):
+    """The products of every pair of slices, shifted and summed, equal Python's product at the
+    corners and at random operands; every slice fits a signed 18-bit multiplier input."""
+    import random
+
+    from amaranth.sim import Simulator
+
+    from convgen.hdl.lib import slices, tree_sum
+
+    a, b = Signal(a_shape), Signal(b_shape)
+    for s in (a_shape, b_shape):
+        for v, _ in slices(Signal(s)):
+            assert len(v) + (not v.shape().signed) <= 18, (s, v.shape())
+    m = Module()
+    out = Signal(signed(80))
+    m.d.comb += out.eq(tree_sum([(x * y) << (sx + sy) for x, sx in slices(a) for y, sy in slices(b)]))
+    rnd = random.Random(7)
+
+    def values(s):
+        lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed else (0, (1 << s.width) - 1)
+        return [lo, hi, 0, 1, (1 << 17) - 1, 1 << 17, hi >> 1] + [rnd.randint(lo, hi) for _ in range(40)]
+
+    async def bench(ctx):
+        for x in values(a_shape):
+            for y in values(b_shape):
+                ctx.set(a, x)
+                ctx.set(b, y)
+                assert ctx.get(out) == x * y, (x, y)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()

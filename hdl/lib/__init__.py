@@ -10,13 +10,14 @@
 - :class:`SkidBuffer`: one pipeline register with a registered ``i.ready``.
 - :class:`ReducePipeline`: valid/ready control of N stages and a frame reduction.
 - :func:`lut_product`, :func:`partial_products`, :func:`tree_sum`: products without ``*`` (no DSP).
+- :func:`slices`: an operand as 17-bit slices, for products of 18x18 DSP pieces.
 - :class:`DspMul`: pipelined products on vendor DSP blocks (generic, ECP5 MULT18X18D, iCE40
   SB_MAC16 with two 8x8 lanes), one interface and a declared latency (docs/vendor_dsp.md).
 
 docs/adding-a-block.md says when to use which.
 """
 
-from .arith import lut_product, partial_products, tree_sum
+from .arith import lut_product, partial_products, slices, tree_sum
 from .dsp import DspMul
 from .layout import FlatArrayLayout, index_range
 from .pipeline import ReducePipeline
@@ -26,4 +27,4 @@ from .streams import retyped, with_payload
 
 __all__ = ["index_range", "FlatArrayLayout", "with_payload", "retyped", "Queue", "StepQueue", "step_queue",
            "PipelineStage", "SkidBuffer", "ReducePipeline",
-           "lut_product", "partial_products", "tree_sum", "DspMul"]
+           "lut_product", "partial_products", "slices", "tree_sum", "DspMul"]

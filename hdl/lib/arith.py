@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value
 
-__all__ = ["partial_products", "tree_sum", "lut_product"]
+__all__ = ["partial_products", "tree_sum", "lut_product", "slices"]
 
 
 def partial_products(a, b) -> list:
@@ -63,3 +63,19 @@ def lut_product(a, b) -> Value:
     if isinstance(a, int):
         a, b = b, a
     return tree_sum(partial_products(a, b))
+
+
+def slices(a, width: int = 17) -> list:
+    """``a`` as ``(value, shift)`` pairs whose sum of ``value << shift`` is exactly ``a``: the low
+    ``width``-bit slices unsigned, the top one with ``a``'s signedness (bits ``width*k`` and up,
+    so ``floor(a / 2**(width*k))`` for a signed ``a``). With ``width=17`` every slice of an
+    operand of up to 35 bits fits a signed 18-bit multiplier input (ECP5's MULT18X18D), so the
+    product of two such operands is four 18x18 products (:meth:`Requantizer._dsp2_parts`)."""
+    a = Value.cast(a)
+    out, lo = [], 0
+    while len(a) - lo > width + 1 or (not a.shape().signed and len(a) - lo > width):
+        out.append((a[lo:lo + width], lo))
+        lo += width
+    top = a[lo:]
+    out.append((top.as_signed() if a.shape().signed else top, lo))
+    return out

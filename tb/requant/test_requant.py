@@ -33,6 +33,14 @@ CONFIGS = {
     "tflite_single-l2g2-u8-lut": dict(lanes=2, groups=2, rounding="tflite_single", out_signed=False,
                                       mult_style="lut"),
     "onnx-l2g3-s8-lut": dict(lanes=2, groups=3, rounding="onnx", mult_style="lut"),
+    # the scale product as four 17-bit slice products, registered, then summed (mult_style="dsp2",
+    # one more stage; the ECP5 engine's fast requantizer): the 32x32 signed, 32x31 unsigned and
+    # 25x24 unsigned products
+    "tflite-l2g3-s8-dsp2": dict(lanes=2, groups=3, rounding="tflite", mult_style="dsp2"),
+    "tflite_opt-l2g3-s8-dsp2": dict(lanes=2, groups=3, rounding="tflite_opt", mult_style="dsp2"),
+    "tflite_single-l2g2-u8-dsp2": dict(lanes=2, groups=2, rounding="tflite_single", out_signed=False,
+                                       mult_style="dsp2"),
+    "onnx-l2g3-s8-dsp2": dict(lanes=2, groups=3, rounding="onnx", mult_style="dsp2"),
     # the digit-serial significand product (one beat per serial_digits + 1 cycles): 4 digits of
     # 6 bits, and 5 of 5 (the top digit padded), with xnnpack's scales >= 1
     "onnx-l2g3-s8-ser4": dict(lanes=2, groups=3, rounding="onnx", mult_style="serial", serial_digits=4),
@@ -52,6 +60,11 @@ ICARUS_BEATS = {name: 1_000 for name in VERILATOR_SLOW}
 # three lut modes and the serial lane run on Verilator under -m slow only (onnx lut stays in the
 # default suite on both simulators; the others keep their full Icarus runs)
 VERILATOR_SLOW += ("tflite-l2g3-s8-lut", "tflite_single-l2g2-u8-lut", "onnx-l2g3-s8-ser4")
+# the dsp2 modes: onnx (the engine's default rounding) on both simulators; the integer modes on
+# Icarus with 1,000 beats, on Verilator under -m slow (the budget)
+VERILATOR_SLOW += ("tflite-l2g3-s8-dsp2", "tflite_opt-l2g3-s8-dsp2", "tflite_single-l2g2-u8-dsp2")
+ICARUS_BEATS.update({name: 1_000 for name in ("tflite-l2g3-s8-dsp2", "tflite_opt-l2g3-s8-dsp2",
+                                              "tflite_single-l2g2-u8-dsp2")})
 # a serial requantizer takes a beat every serial_digits + 1 cycles: 1,000 beats keep its Icarus
 # runs as short as the others
 ICARUS_BEATS.update({name: 1_000 for name, c in CONFIGS.items() if c.get("mult_style") == "serial"})
