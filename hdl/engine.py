@@ -41,7 +41,7 @@ __all__ = ["EngineConfig", "ConvEngine", "manifest_extra"]
 OPERAND_WIDTH = 9     # int8/uint8 minus a zero point of the same type: -255..255
 PARAM_OUT_WIDTH = 9   # requantizer output: int8 and uint8 are both clamp ranges of signed 9
 STATES = ("IDLE", "CHECK1", "CHECK2", "DECIDE", "WAITG", "PARAMS", "RUN")
-# with mult_style "lut" or "serial" the descriptor checks' chained products take two more cycles
+# with mult_style "lut", "serial" or "dsp2" the descriptor checks' chained products take two more cycles
 LUT_CHECK_STATES = ("CHECKA", "CHECKB")
 
 
@@ -126,7 +126,8 @@ class EngineConfig(Config):
         ``dsp`` (default): the requantizer's scale product and the descriptor checks' products
         are Amaranth ``*`` (DSP blocks on FPGAs). ``dsp2``: as ``dsp``, but the requantizer's
         product in two stages (17-bit slice products registered, then summed: one more stage,
-        :class:`RequantConfig`), for Fmax on ECP5 (bench/results/synth_engine.md). ``lut``: both are partial-product sums without
+        :class:`RequantConfig`) and the checks' chained products one per cycle as with ``lut``
+        (two more check cycles), for Fmax on ECP5 (bench/results/synth_engine.md). ``lut``: both are partial-product sums without
         ``*`` (hdl/lib/arith.py), so yosys leaves every DSP block to the array's PEs (the iCE40UP5K
         has exactly 8); the requantizer gets one more pipeline stage and the checks two more
         cycles (:attr:`check_cycles`). ``serial`` (rounding ``onnx``/``xnnpack``): the checks
@@ -168,8 +169,8 @@ class EngineConfig(Config):
     requant_lanes: int = param(0, "requantizer lanes (0: cols); fewer time-multiplex each array row over "
                                   "cols/requant_lanes cycles (must divide cols)", lo=0, hi=64)
     mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
-                                   "dsp2 (as dsp, the requantizer's product in two stages: one more stage, for "
-                                   "Fmax) or lut (partial products without *, every DSP left to the array; one more "
+                                   "dsp2 (as dsp, the requantizer's product in two stages and the checks' products one "
+                                   "per cycle: one more requantizer stage, two more check cycles, for Fmax) or lut (partial products without *, every DSP left to the array; one more "
                                    "requantizer stage, two more check cycles) or serial (checks as lut, a "
                                    "digit-serial requantizer product: one beat per serial_digits+1 cycles; "
                                    "onnx/xnnpack)", choices=MULT_STYLES)
@@ -324,9 +325,18 @@ class EngineConfig(Config):
     @property
     def check_cycles(self) -> int:
         """CHECK1, CHECK2, DECIDE (and CHECKA, CHECKB between CHECK1 and CHECK2 with
-        ``mult_style`` ``lut`` or ``serial``: the chained products K = taps*c_slice and ntiles*K,
-        one per cycle)."""
-        return 3 + (len(LUT_CHECK_STATES) if self.lut_checks else 0)
+        :attr:`staged_checks`: the chained products K = taps*c_slice and ntiles*K, one per
+        cycle)."""
+        return 3 + (len(LUT_CHECK_STATES) if self.staged_checks else 0)
+
+    @property
+    def staged_checks(self) -> bool:
+        """The descriptor checks' chained products take one cycle each, in the states CHECKA
+        and CHECKB (``mult_style`` not ``dsp``): with ``lut``/``serial`` so that no cycle adds
+        more than one partial-product tree, with ``dsp2`` so that no cycle chains three DSP
+        products (taps, K, ntiles*K: 25.2 ns, the critical path of the 8x8 ECP5 engine once the
+        requantizer's product had two stages, bench/results/synth_engine.md)."""
+        return self.mult_style != "dsp"
 
     @property
     def lut_checks(self) -> bool:
@@ -515,12 +525,12 @@ class ConvEngine(wiring.Component):
             d.c_slice = Signal(range(cfg.max_c_slice + 1), name="d_c_slice")
             d_over = Signal(name="d_over")
             over = [d_over]
-        lut = cfg.lut_checks
+        lut = cfg.staged_checks
         states = STATES + (LUT_CHECK_STATES if lut else ())
         state = Signal(range(len(states)), name="state")
         S = {name: i for i, name in enumerate(states)}
         # products of descriptor fields: `*` (DSP blocks), or partial products without `*`
-        mul = lut_product if lut else (lambda a, b: a * b)
+        mul = lut_product if cfg.lut_checks else (lambda a, b: a * b)
 
         def in_state(*names):
             return Cat(*(state == S[n] for n in names)).any()
@@ -575,9 +585,9 @@ class ConvEngine(wiring.Component):
                     sl_tps.eq(d.slices * d.tiles_per_slice), pt_r.eq(d.pixel_tiles * R),
                 ]
         else:
-            # the same values without `*`; the chained products K = taps*c_slice (with
-            # out_h*out_w) and ntiles*K take one cycle each (CHECKA, CHECKB), so that no cycle
-            # adds more than one partial-product tree
+            # the same values (without `*` unless dsp2); the chained products K = taps*c_slice
+            # (with out_h*out_w) and ntiles*K take one cycle each (CHECKA, CHECKB), so that no
+            # cycle adds more than one partial-product tree or chains DSP products
             taps_now = mul(d.kh, d.kw)
             with m.If(in_state("CHECK1")):
                 m.d.sync += [

@@ -83,11 +83,22 @@ def test_ecp5_dsp_engine(simulator, pipeline_mult, mult_style, tmp_path):
     from RequantConfig) on Verilator, -m slow the other combinations (a model build each; the
     budget); DspMul itself is swept on both simulators in tests/test_vendor_dsp.py."""
     cfg = EngineConfig(**CFG, dsp="ecp5", pipeline_mult=pipeline_mult, mult_style=mult_style)
+    assert cfg.check_cycles == (5 if mult_style == "dsp2" else 3)
     b = se.build_engine(cfg, simulator, mem_words=1 << 12)
     names = ["3x3_pad1_uint8", "5x5_s2_c3", "grouped", "depthwise_m2_s2", "1x1_cout6"]
     jobs = se.random_jobs(cfg, LAYERS, 11, names)
-    r = se.run_layers(b, jobs, run_dir=tmp_path)
-    for name, job, res in zip(names, jobs, r.layers):
+    # dsp2 computes the checks' chained products in the states CHECKA/CHECKB with `*`: bad
+    # descriptors (each one an error by the golden rules) between the first two layers
+    bad = []
+    for change in ({"kh": 0}, {"ntiles": 9}, {"out_h": 3}, {"c_slice": 3000}, {"m_total": 7}):
+        j = se.random_jobs(cfg, LAYERS, 11, names[:1])[0]
+        j.desc.update(change)
+        assert ge.descriptor_errors(j.desc, cfg.limits()), change
+        bad.append(j)
+    r = se.run_layers(b, [jobs[0], *bad, *jobs[1:]], run_dir=tmp_path)
+    assert [x.status for x in r.layers] == ["OK"] + ["ERROR"] * len(bad) + ["OK"] * (len(jobs) - 1)
+    assert all(x.writes == 0 for x in r.layers[1:1 + len(bad)])
+    for name, job, res in zip(names, jobs, [r.layers[0], *r.layers[1 + len(bad):]]):
         _check(job, res, name)
         f, exact = se.formula_cycles(cfg, job)
         assert res.cycles == f if exact else res.cycles >= f, (name, res.cycles, f)

@@ -61,10 +61,9 @@ ICARUS_BEATS = {name: 1_000 for name in VERILATOR_SLOW}
 # default suite on both simulators; the others keep their full Icarus runs)
 VERILATOR_SLOW += ("tflite-l2g3-s8-lut", "tflite_single-l2g2-u8-lut", "onnx-l2g3-s8-ser4")
 # the dsp2 modes: onnx (the engine's default rounding) on both simulators; the integer modes on
-# Icarus with 1,000 beats, on Verilator under -m slow (the budget)
+# Verilator under -m slow (the budget); all four on Icarus with 1,000 beats
 VERILATOR_SLOW += ("tflite-l2g3-s8-dsp2", "tflite_opt-l2g3-s8-dsp2", "tflite_single-l2g2-u8-dsp2")
-ICARUS_BEATS.update({name: 1_000 for name in ("tflite-l2g3-s8-dsp2", "tflite_opt-l2g3-s8-dsp2",
-                                              "tflite_single-l2g2-u8-dsp2")})
+ICARUS_BEATS.update({name: 1_000 for name, c in CONFIGS.items() if c.get("mult_style") == "dsp2"})
 # a serial requantizer takes a beat every serial_digits + 1 cycles: 1,000 beats keep its Icarus
 # runs as short as the others
 ICARUS_BEATS.update({name: 1_000 for name, c in CONFIGS.items() if c.get("mult_style") == "serial"})
