@@ -102,7 +102,8 @@ def atomic_directory(path: str | os.PathLike):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_with_private_tmpdir(cmd: list[str], cwd: str | os.PathLike, timeout: float | None) -> subprocess.CompletedProcess:
+def run_with_private_tmpdir(cmd: list[str], cwd: str | os.PathLike,
+                            timeout: float | None) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd)`` in ``cwd`` (output captured as text, no stdin) with ``TMPDIR`` set to
     a fresh directory inside ``cwd``, removed when the tool has ended, however it ended.
 

@@ -127,9 +127,9 @@ class EngineConfig(Config):
         are Amaranth ``*`` (DSP blocks on FPGAs). ``dsp2``: as ``dsp``, but the requantizer's
         product in two stages (17-bit slice products registered, then summed: one more stage,
         :class:`RequantConfig`) and the checks' chained products one per cycle as with ``lut``
-        (two more check cycles), for Fmax on ECP5 (bench/results/synth_engine.md). ``lut``: both are partial-product sums without
-        ``*`` (hdl/lib/arith.py), so yosys leaves every DSP block to the array's PEs (the iCE40UP5K
-        has exactly 8); the requantizer gets one more pipeline stage and the checks two more
+        (two more check cycles), for Fmax on ECP5 (bench/results/synth_engine.md). ``lut``: both
+        are partial-product sums without ``*`` (hdl/lib/arith.py), so yosys leaves every DSP
+        block to the array's PEs (the iCE40UP5K has exactly 8); the requantizer gets one more pipeline stage and the checks two more
         cycles (:attr:`check_cycles`). ``serial`` (rounding ``onnx``/``xnnpack``): the checks
         as with ``lut``, the requantizer's product digit-serial (:class:`RequantConfig`), a beat
         every ``serial_digits + 1`` cycles: about 1,000 LUT4 less than ``lut`` per lane on iCE40,
@@ -169,8 +169,9 @@ class EngineConfig(Config):
     requant_lanes: int = param(0, "requantizer lanes (0: cols); fewer time-multiplex each array row over "
                                   "cols/requant_lanes cycles (must divide cols)", lo=0, hi=64)
     mult_style: str = param("dsp", "requantizer and descriptor-check products: dsp (Amaranth *, DSP blocks) or "
-                                   "dsp2 (as dsp, the requantizer's product in two stages and the checks' products one "
-                                   "per cycle: one more requantizer stage, two more check cycles, for Fmax) or lut (partial products without *, every DSP left to the array; one more "
+                                   "dsp2 (as dsp, the requantizer's product in two stages and the checks' products "
+                                   "one per cycle: one more requantizer stage, two more check cycles, for Fmax) or "
+                                   "lut (partial products without *, every DSP left to the array; one more "
                                    "requantizer stage, two more check cycles) or serial (checks as lut, a "
                                    "digit-serial requantizer product: one beat per serial_digits+1 cycles; "
                                    "onnx/xnnpack)", choices=MULT_STYLES)
@@ -265,7 +266,8 @@ class EngineConfig(Config):
     def module_name(self) -> str:
         f = f"_fault_{self.debug_fault}" if self.debug_fault else ""
         q = f"q{self.requant_lanes}" if self.requant_lanes != self.cols else ""
-        mul = ({"dsp": "", "dsp2": "_mdsp2", "lut": "_mlut", "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
+        mul = ({"dsp": "", "dsp2": "_mdsp2", "lut": "_mlut",
+                "serial": f"_mser{self.requant.serial_digits}"}[self.mult_style]
                + ("" if self.dsp == "generic" else f"_{self.dsp}")
                + ("" if self.acc_width == 32 else f"_acc{self.acc_width}")
                + (f"_pm{self.pipeline_mult}" if self.pipeline_mult else ""))

@@ -70,7 +70,8 @@ def test_layers_back_to_back_and_cycle_formula(simulator, tmp_path):
 
 @pytest.mark.parametrize("simulator, pipeline_mult, mult_style", [
     ("verilator", 2, "dsp2"), pytest.param("icarus", 0, "dsp", marks=pytest.mark.slow),
-    pytest.param("verilator", 0, "dsp", marks=pytest.mark.slow), pytest.param("icarus", 2, "dsp", marks=pytest.mark.slow),
+    pytest.param("verilator", 0, "dsp", marks=pytest.mark.slow),
+    pytest.param("icarus", 2, "dsp", marks=pytest.mark.slow),
     pytest.param("icarus", 2, "dsp2", marks=pytest.mark.slow)])
 def test_ecp5_dsp_engine(simulator, pipeline_mult, mult_style, tmp_path):
     """``dsp="ecp5"``: every PE's multiplier a MULT18X18D (with its simulation model, hdl/lib/dsp.py),

@@ -68,9 +68,10 @@ def lut_product(a, b) -> Value:
 def slices(a, width: int = 17) -> list:
     """``a`` as ``(value, shift)`` pairs whose sum of ``value << shift`` is exactly ``a``: the low
     ``width``-bit slices unsigned, the top one with ``a``'s signedness (bits ``width*k`` and up,
-    so ``floor(a / 2**(width*k))`` for a signed ``a``). With ``width=17`` every slice of an
-    operand of up to 35 bits fits a signed 18-bit multiplier input (ECP5's MULT18X18D), so the
-    product of two such operands is four 18x18 products (:meth:`Requantizer._dsp2_parts`)."""
+    so ``floor(a / 2**(width*k))`` for a signed ``a``). With ``width=17`` every slice fits a
+    signed 18-bit multiplier input (ECP5's MULT18X18D), and an operand of up to 35 signed or 34
+    unsigned bits is two slices, so the product of two such operands is four 18x18 products
+    (``Requantizer._dsp2_parts``)."""
     a = Value.cast(a)
     out, lo = [], 0
     while len(a) - lo > width + 1 or (not a.shape().signed and len(a) - lo > width):
