@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from convgen.core.cache import portable
 from convgen.core.fileio import atomic_write_text
 from convgen.hdl.engine import EngineConfig
 from convgen.hdl.engine_soc import BufferConfig, EngineWithBuffers, soc_verilog
@@ -125,21 +126,6 @@ POINTS = {
 }
 
 
-def _portable(obj):
-    from convgen.core.cache import cache_root
-
-    root = str(cache_root())
-    if isinstance(obj, dict):
-        return {k: _portable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_portable(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith("/") and not obj.startswith(root):
-        return Path(obj).name
-    if isinstance(obj, str):
-        return obj.replace(root, "$CONVGEN_CACHE")
-    return obj
-
-
 _LOG_RE = re.compile(r"read (\S+nextpnr\.log)")
 _USE_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 # nextpnr pads the clock name when there are several clocks: "for clock    'clk...'"
@@ -202,7 +188,7 @@ def main(argv=None) -> int:
             p.error(f"--only: unknown point {name!r} (choose from {', '.join(POINTS)})")
     for name, point in POINTS.items():
         if name in only:
-            docs[name] = _portable(run_point(name, point))
+            docs[name] = portable(run_point(name, point))
     atomic_write_text(path, json.dumps(docs, indent=2, default=str) + "\n")
     ok = [d for d in docs.values() if d.get("status") == "ok"]
     print(flow_markdown(ok) if ok else "")

@@ -26,27 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+from convgen.core.cache import portable
 from convgen.core.fileio import atomic_write_text
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.systolic import SystolicArray, SystolicConfig
 from convgen.synth import markdown_table, synthesize
 from convgen.synth.flow import flow_markdown, run_flow
 from convgen.synth.pnr import DoesNotFit
-
-
-def _portable(obj):
-    """JSON-ready copy with machine paths made relative to the cache ($CONVGEN_CACHE) or
-    reduced to a file name, so committed results do not name this machine's directories."""
-    from convgen.core.cache import cache_root
-
-    root = str(cache_root())
-    if isinstance(obj, dict):
-        return {k: _portable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_portable(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith("/"):
-        return "$CONVGEN_CACHE" + obj[len(root):] if obj.startswith(root) else Path(obj).name
-    return obj
 
 
 def _shapes(text: str):
@@ -100,7 +86,7 @@ def main(argv=None) -> int:
     print(table)
     out = Path(args.out)
     atomic_write_text(out / "synth_systolic.md", table + "\n")
-    atomic_write_text(out / "synth_systolic.json", json.dumps(_portable(rows), indent=2, default=str) + "\n")
+    atomic_write_text(out / "synth_systolic.json", json.dumps(portable(rows), indent=2, default=str) + "\n")
     return 0
 
 
@@ -200,7 +186,7 @@ def _pnr(args) -> int:
     out = Path(args.out)
     stem = "synth_systolic_pnr" + (f"_{args.name}" if args.name else "")
     atomic_write_text(out / f"{stem}.md", table + "\n")
-    atomic_write_text(out / f"{stem}.json", json.dumps(_portable({"summary": summary, "runs": rows}), indent=2,
+    atomic_write_text(out / f"{stem}.json", json.dumps(portable({"summary": summary, "runs": rows}), indent=2,
                                                         default=str) + "\n")
     return 0
 

@@ -35,15 +35,13 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from convgen.core.cache import portable
 from convgen.core.fileio import atomic_write_text
 from convgen.hdl.generate import to_verilog
 from convgen.hdl.lib import FlatArrayLayout
 from convgen.hdl.lib.dsp import DspMul
 from convgen.synth.flow import run_flow
 from convgen.synth.pnr import DoesNotFit
-
-sys.path.insert(0, str(Path(__file__).parent))
-from synth_systolic import _portable  # noqa: E402
 
 
 class MacRow(wiring.Component):
@@ -240,7 +238,7 @@ def main(argv=None) -> int:
     print(md)
     out = Path(args.out)
     atomic_write_text(out / "vendor_dsp.md", md)
-    atomic_write_text(out / "vendor_dsp.json", json.dumps(_portable(rows), indent=2, default=str) + "\n")
+    atomic_write_text(out / "vendor_dsp.json", json.dumps(portable(rows), indent=2, default=str) + "\n")
     return 0
 
 

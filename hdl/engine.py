@@ -527,8 +527,8 @@ class ConvEngine(wiring.Component):
             d.c_slice = Signal(range(cfg.max_c_slice + 1), name="d_c_slice")
             d_over = Signal(name="d_over")
             over = [d_over]
-        lut = cfg.staged_checks
-        states = STATES + (LUT_CHECK_STATES if lut else ())
+        staged = cfg.staged_checks
+        states = STATES + (LUT_CHECK_STATES if staged else ())
         state = Signal(range(len(states)), name="state")
         S = {name: i for i, name in enumerate(states)}
         # products of descriptor fields: `*` (DSP blocks), or partial products without `*`
@@ -574,7 +574,7 @@ class ConvEngine(wiring.Component):
         rnt = Signal(range(R * cfg.max_tiles + 1), name="rows_ntiles")
         bad = Signal(name="bad")
 
-        if not lut:
+        if not staged:
             with m.If(in_state("CHECK1")):
                 m.d.sync += [
                     kk.eq(d.kh * d.kw * d.c_slice), taps.eq(d.kh * d.kw), trows.eq(d.kh * d.kw * R),
@@ -941,8 +941,8 @@ class ConvEngine(wiring.Component):
                         m.d.sync += d_over.eq(Cat(pl.c_in == 0, pl.c_out == 0, pl.groups == 0,
                                                   _above(pl.c_slice, cfg.max_c_slice)).any())
             with m.Case(S["CHECK1"]):
-                m.d.sync += state.eq(S["CHECKA"] if lut else S["CHECK2"])
-            if lut:
+                m.d.sync += state.eq(S["CHECKA"] if staged else S["CHECK2"])
+            if staged:
                 with m.Case(S["CHECKA"]):
                     m.d.sync += state.eq(S["CHECKB"])
                 with m.Case(S["CHECKB"]):

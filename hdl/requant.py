@@ -50,6 +50,8 @@ _FMAX_STAGES = 2
 #: ``serial`` (float modes: a digit-serial product over ``serial_digits`` steps, no ``*``; one
 #: beat per ``serial_digits + 1`` steps)
 MULT_STYLES = ("dsp", "lut", "serial", "dsp2")
+#: the styles whose product takes two pipeline stages (registered parts, then their sum)
+_TWO_STAGE = ("lut", "dsp2")
 # partial-product groups registered in the first stage of a ``lut`` product
 _LUT_GROUPS = 4
 #: serial_digits used when mult_style="serial" leaves it at 0
@@ -153,7 +155,10 @@ class RequantConfig(Config):
     def stages(self) -> int:
         """Pipeline registers of a beat, from the input register to the output register that
         feeds the FIFO, inclusive."""
-        extra = {"dsp": 0, "dsp2": 1, "lut": 1, "serial": self.serial_digits - 1 - _FMAX_STAGES}[self.mult_style]
+        if self.mult_style == "serial":
+            extra = self.serial_digits - 1 - _FMAX_STAGES
+        else:
+            extra = int(self.mult_style in _TWO_STAGE)
         return _STAGES[self.rounding] + extra
 
     @property
@@ -376,7 +381,7 @@ class Requantizer(wiring.Component):
                 mult = keep["mult"].as_signed()
                 flag = (x == INT32.lo) & (mult == INT32.lo)  # SRDHM's saturation
             tag = "away" if opt else "ovf"
-            if cfg.mult_style in ("lut", "dsp2"):
+            if cfg.mult_style in _TWO_STAGE:
                 # stage 3a: partial-product group sums or slice products; the other values wait one stage
                 parts = self._parts(reg, x, mult, f"{n}pp3")
                 flag, rsh = reg(flag, f"{n}{tag}3a"), reg(rsh, f"{n}rs3a")
@@ -412,7 +417,7 @@ class Requantizer(wiring.Component):
             shift = keep["shift"]
             # stage 2: the 32x32 product; total shift ts = 31 - shift in 1..62, kept as ts - 1
             k = 30 - shift
-            if cfg.mult_style in ("lut", "dsp2"):
+            if cfg.mult_style in _TWO_STAGE:
                 parts = self._parts(reg, s, keep["mult"].as_signed(), f"{n}pp2")   # stage 2a
                 k = reg(k, f"{n}k2a", shape_of(R["half_shift"]))
                 carry(late, "2a")
@@ -459,15 +464,15 @@ class Requantizer(wiring.Component):
         return above | (tie & quotient[0])
 
     def _parts(self, reg, a, b, name):
-        """The first stage of a two-stage product ``a * b`` (``mult_style`` ``lut`` or ``dsp2``):
+        """The first stage of a two-stage product ``a * b`` (``mult_style`` in ``_TWO_STAGE``):
         registered values whose sum (``tree_sum``, the next stage) is exactly ``a * b``."""
         return (self._lut_parts if self._config.mult_style == "lut" else self._dsp2_parts)(reg, a, b, name)
 
     @staticmethod
     def _dsp2_parts(reg, a, b, name):
         """The first stage of a ``dsp2`` product ``a * b``: the product of every pair of 17-bit
-        slices (:func:`~convgen.hdl.lib.arith.slices`: four 18x18 products for operands of up to
-        35 bits), each registered, then shifted into place (wiring)."""
+        slices (:func:`~convgen.hdl.lib.arith.slices`: four 18x18 products for the requantizer's
+        operands, at most 32 bits), each registered, then shifted into place (wiring)."""
         return [reg(x * y, f"{name}_{i}_{j}") << (sx + sy)
                 for i, (x, sx) in enumerate(slices(a)) for j, (y, sy) in enumerate(slices(b))]
 
@@ -596,7 +601,7 @@ class Requantizer(wiring.Component):
             m.d.comb += prod_top.eq(Cat(low, acc))
             u_pre = wire(u_pre, "u_pre", "u4")
             neg4 = neg3
-        elif self._config.mult_style in ("lut", "dsp2"):
+        elif self._config.mult_style in _TWO_STAGE:
             # stage 4a: partial-product group sums (rows: the scale's 24 significand bits) or slice products
             parts = self._parts(reg, fm, sig, f"{n}pp4")
             u_pre, neg3 = reg(u_pre, f"{n}u4a", shape_of(R["u_pre"])), reg(neg3, f"{n}neg4a")

@@ -34,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
+from convgen.core.cache import portable
 from convgen.core.fields import Field, check_fields, fields_of
 from convgen.core.params import ConfigError
 from convgen.hdl.im2col import Im2colConfig
@@ -291,9 +292,9 @@ def _run_point(block: str, point: dict, target: str, device, pnr: bool, freq, se
         doc = run_flow(verilog, top, target, block=block, parameters=params, device=device,
                        pnr=pnr, freq_mhz=freq, seed=seed, cache_dir=cache_dir)
     except P.DoesNotFit as e:
-        row.update(status="does not fit", error=_portable_message(str(e), cache_dir))
+        row.update(status="does not fit", error=portable(str(e), cache_dir))
     except (SynthError, ConfigError) as e:
-        row.update(status="failed", error=_portable_message(str(e), cache_dir))
+        row.update(status="failed", error=portable(str(e), cache_dir))
     else:
         row.update(doc["resources"])
         row.pop("area_is_lower_bound", None)
@@ -309,15 +310,6 @@ def _run_point(block: str, point: dict, target: str, device, pnr: bool, freq, se
             row["placed_dsps"] = f"{dsp['used']}/{dsp['available']}" if dsp else ""
     row["seconds"] = round(time.monotonic() - t0, 1)
     return row
-
-
-def _portable_message(text: str, cache_dir) -> str:
-    """An error for the CSV with the cache directory written ``$CONVGEN_CACHE`` (a CSV is
-    committed and shared; the log path inside the cache stays readable on this machine)."""
-    from convgen.core.cache import cache_root
-
-    root = str(cache_dir or cache_root())
-    return text.replace(root, "$CONVGEN_CACHE")
 
 
 def _label(spec: Explorable, row: dict) -> str:

@@ -185,7 +185,11 @@ def test_explore_cli_takes_vendor_variants_and_refuses_a_bad_bool(monkeypatch, t
 
 
 def test_errors_in_the_csv_name_the_cache_not_this_machine(tmp_path):
-    from convgen.synth.explore import _portable_message
+    """explore writes its errors through core.cache.portable, as the bench scripts write their
+    JSON: the cache as $CONVGEN_CACHE, any other absolute path as its file name."""
+    from convgen.core.cache import portable
 
     msg = f"does not fit; read {tmp_path}/pnr/failed-ab12/nextpnr.log"
-    assert _portable_message(msg, tmp_path) == "does not fit; read $CONVGEN_CACHE/pnr/failed-ab12/nextpnr.log"
+    assert portable(msg, tmp_path) == "does not fit; read $CONVGEN_CACHE/pnr/failed-ab12/nextpnr.log"
+    doc = {"log": f"{tmp_path}/synth/x/yosys.log", "design": ["/srv/build/top.v", 3]}
+    assert portable(doc, tmp_path) == {"log": "$CONVGEN_CACHE/synth/x/yosys.log", "design": ["top.v", 3]}
